@@ -1,0 +1,292 @@
+"""AsyncClient: the embedded `qstore.Database` API, over HTTP to a `qstore serve` node.
+
+Method for method the same names, arguments, result types and QStoreError classes as the
+embedded engine; the protocol module decides how each call travels.
+"""
+from __future__ import annotations
+
+import asyncio
+import ssl as ssl_module
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+from urllib.parse import quote
+
+import aiohttp
+import numpy as np
+
+from .errors import QStoreError, error
+from .protocol import JSON, MSGPACK, OPS, PREFIX, ROUTES, dumps, error_from_body, loads
+from .types import Hit, Measurement, Page, Record
+
+# Status -> code for error replies without a protocol body (e.g. from a proxy).
+STATUS_CODES = {400: "invalid_argument", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                409: "conflict", 413: "limit_exceeded", 415: "unsupported_media_type",
+                502: "backend_error", 503: "unavailable", 504: "unavailable"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """A server job's status. `state` is pending | running | succeeded | failed | cancelled."""
+
+    id: str
+    kind: str
+    state: str
+    progress: float
+    message: str
+    params: dict
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    error: QStoreError | None
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("succeeded", "failed", "cancelled")
+
+    @classmethod
+    def from_wire(cls, doc: dict) -> "Job":
+        err = doc.get("error")
+        return cls(id=doc["id"], kind=doc["kind"], state=doc["state"], progress=doc["progress"],
+                   message=doc["message"], params=doc["params"], created_at=doc["created_at"],
+                   started_at=doc["started_at"], finished_at=doc["finished_at"],
+                   error=error(err["code"], err["message"]) if err else None)
+
+
+class AsyncClient:
+    """`async with AsyncClient("http://127.0.0.1:8470", api_key=...) as client: ...`
+
+    One pooled keep-alive session per client. Reads are retried on transport failures and
+    503s with exponential backoff; writes never are, since a lost reply may hide an applied write.
+    """
+
+    def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 60.0,
+                 connect_timeout: float = 10.0, retries: int = 3, backoff: float = 0.05,
+                 use_json: bool = False, ssl: ssl_module.SSLContext | bool | None = None,
+                 max_connections: int = 100):
+        self.url = url.rstrip("/")
+        self.retries = retries
+        self.backoff = backoff
+        self._binary = not use_json
+        media = JSON if use_json else MSGPACK
+        self._headers = {"Content-Type": media, "Accept": media}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
+        self._ssl = ssl
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> "AsyncClient":
+        self._open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl if self._ssl is not None else True)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                                  headers=self._headers, auto_decompress=False)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ------------------------------------------------------------------ transport
+
+    async def _call(self, name: str, args: dict[str, Any] | None = None, *, params: dict[str, str] | None = None,
+                    query: dict[str, str] | None = None, read: bool | None = None) -> Any:
+        op = OPS[name]
+        method, template = ROUTES[name]
+        path = PREFIX + template.format(**{k: quote(v, safe="") for k, v in (params or {}).items()})
+        body = dumps(op.encode_args(args or {}, self._binary), self._binary) if method == "POST" else None
+        attempts = 1 + self.retries if (op.read if read is None else read) else 1
+        session = self._open()
+        for attempt in range(attempts):
+            try:
+                async with session.request(method, self.url + path, data=body, params=query) as resp:
+                    raw = await resp.read()
+                    status, content_type = resp.status, resp.content_type
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(self.backoff * 2**attempt)
+                    continue
+                raise error("unavailable", f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            if status == 503 and attempt + 1 < attempts:
+                await asyncio.sleep(self.backoff * 2**attempt)
+                continue
+            return self._reply(op, status, content_type, raw, f"{method} {path}")
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _reply(op: Any, status: int, content_type: str, raw: bytes, what: str) -> Any:
+        try:
+            payload = loads(raw, content_type) if raw else None
+        except QStoreError:
+            payload = None
+        if status >= 400:
+            err = error_from_body(payload)
+            if err is None:
+                code = STATUS_CODES.get(status, "internal" if status >= 500 else "invalid_argument")
+                err = error(code, f"{what}: HTTP {status}: {raw[:200].decode(errors='replace')}")
+            raise err
+        return op.decode_result(payload)
+
+    # ------------------------------------------------------------------ database
+
+    async def health(self) -> dict:
+        return await self._call("health")
+
+    async def metrics(self) -> str:
+        """The Prometheus text exposition of /v1/metrics."""
+        session = self._open()
+        async with session.get(self.url + PREFIX + "/metrics") as resp:
+            text = await resp.text()
+            if resp.status >= 400:
+                raise error(STATUS_CODES.get(resp.status, "internal"), f"GET /v1/metrics: HTTP {resp.status}")
+            return text
+
+    async def list_collections(self) -> list[str]:
+        return await self._call("list_collections")
+
+    async def create_collection(self, name: str, dim: int, metric: str = "cosine", index: dict | None = None,
+                                coherence_time: float | None = None, on_decohere: str = "delete") -> "Collection":
+        desc = await self._call("create_collection", dict(name=name, dim=dim, metric=metric, index=index,
+                                                          coherence_time=coherence_time, on_decohere=on_decohere))
+        return Collection(self, desc)
+
+    async def collection(self, name: str) -> "Collection":
+        return Collection(self, await self._call("collection", params={"name": name}))
+
+    async def drop_collection(self, name: str) -> Any:
+        return await self._call("drop_collection", params={"name": name})
+
+    async def put_state(self, id: str, vec: np.ndarray) -> Any:
+        return await self._call("put_state", dict(id=id, state=vec))
+
+    async def get_state(self, id: str) -> np.ndarray:
+        return await self._call("get_state", dict(id=id))
+
+    async def measure_state(self, id: str, shots: int = 1000, qubits: Sequence[int] | None = None,
+                            seed: int | None = None) -> dict[str, int]:
+        return await self._call("measure_state", dict(id=id, shots=shots, qubits=qubits, seed=seed))
+
+    async def delete_state(self, id: str) -> Any:
+        return await self._call("delete_state", dict(id=id))
+
+    async def import_dataset(self, name: str, X: np.ndarray, y: np.ndarray) -> "Collection":
+        return Collection(self, await self._call("import_dataset", dict(name=name, X=X, y=y)))
+
+    async def save_checkpoint(self, doc: dict, id: str | None = None) -> str:
+        return await self._call("save_checkpoint", dict(checkpoint=doc, id=id))
+
+    async def list_checkpoints(self, run: str | None = None) -> list[dict]:
+        return await self._call("list_checkpoints", query={"run": run} if run is not None else None)
+
+    async def load_checkpoint(self, id: str) -> dict:
+        return await self._call("load_checkpoint", params={"id": id})
+
+    async def delete_checkpoint(self, id: str) -> Any:
+        return await self._call("delete_checkpoint", params={"id": id})
+
+    # ------------------------------------------------------------------ jobs
+
+    async def job_kinds(self) -> list[str]:
+        return await self._call("job_kinds")
+
+    async def start_job(self, kind: str, params: dict | None = None) -> Job:
+        return Job.from_wire(await self._call("start_job", dict(kind=kind, params=params)))
+
+    async def list_jobs(self) -> list[Job]:
+        return [Job.from_wire(doc) for doc in await self._call("list_jobs")]
+
+    async def job(self, id: str) -> Job:
+        return Job.from_wire(await self._call("job", params={"id": id}))
+
+    async def job_result(self, id: str) -> Any:
+        """The finished job's result; a failed job raises its error, an unfinished one `conflict`."""
+        return await self._call("job_result", params={"id": id})
+
+    async def cancel_job(self, id: str) -> Job:
+        return Job.from_wire(await self._call("cancel_job", params={"id": id}))
+
+    async def delete_job(self, id: str) -> Any:
+        return await self._call("delete_job", params={"id": id})
+
+    async def wait_job(self, id: str, timeout: float | None = None, poll: float = 0.1) -> Job:
+        """Poll until the job finishes (any final state); `unavailable` after `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not (job := await self.job(id)).done:
+            if deadline is not None and loop.time() > deadline:
+                raise error("unavailable", f"job {id} still {job.state} after {timeout}s")
+            await asyncio.sleep(poll)
+        return job
+
+
+class Collection:
+    """A remote collection: the same methods and results as `qstore.Collection`."""
+
+    def __init__(self, client: AsyncClient, descriptor: dict):
+        self._client = client
+        self.name: str = descriptor["name"]
+        self.dim: int = descriptor["dim"]
+        self.metric: str = descriptor["metric"]
+        self._params = {"name": self.name}
+
+    def __repr__(self) -> str:
+        return f"Collection(name={self.name!r}, dim={self.dim}, metric={self.metric!r}, url={self._client.url!r})"
+
+    async def _call(self, name: str, args: dict[str, Any] | None = None, read: bool | None = None) -> Any:
+        return await self._client._call(name, args, params=self._params, read=read)
+
+    async def info(self) -> dict:
+        return await self._call("info")
+
+    async def count(self) -> int:
+        return await self._call("count")
+
+    async def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict | None] | None = None,
+                     coherence_time: float | None = None) -> Any:
+        return await self._call("upsert", dict(ids=ids, vectors=vectors, metadata=metadata,
+                                                coherence_time=coherence_time))
+
+    async def get(self, ids: Sequence[str]) -> list[Record | None]:
+        return await self._call("get", dict(ids=ids))
+
+    async def delete(self, ids: Sequence[str]) -> Any:
+        return await self._call("delete", dict(ids=ids))
+
+    async def query(self, vector: np.ndarray, top_k: int = 10, filter: dict | None = None, context: str | None = None,
+                    tunneling: float | None = None, seed: int | None = None, ef: int | None = None,
+                    per_region: int | None = None) -> list[Hit]:
+        return await self._call("query", dict(vector=vector, top_k=top_k, filter=filter, context=context,
+                                               tunneling=tunneling, seed=seed, ef=ef, per_region=per_region))
+
+    async def query_batch(self, vectors: np.ndarray, top_k: int = 10, filter: dict | None = None) -> list[list[Hit]]:
+        return await self._call("query_batch", dict(vectors=vectors, top_k=top_k, filter=filter))
+
+    async def scroll(self, limit: int = 100, cursor: str | None = None, filter: dict | None = None) -> Page:
+        return await self._call("scroll", dict(limit=limit, cursor=cursor, filter=filter))
+
+    async def superpose(self, id: str, branches: Iterable[tuple], metadata: dict | None = None,
+                        coherence_time: float | None = None) -> Any:
+        return await self._call("superpose", dict(id=id, branches=list(branches), metadata=metadata,
+                                                   coherence_time=coherence_time))
+
+    async def measure(self, id: str, context: str | None = None, collapse: bool = False,
+                      seed: int | None = None) -> Measurement:
+        return await self._call("measure", dict(id=id, context=context, collapse=collapse, seed=seed),
+                                read=not collapse)
+
+    async def entangle(self, group: str, ids: Sequence[str], strength: float = 1.0) -> Any:
+        return await self._call("entangle", dict(group=group, ids=ids, strength=strength))
+
+    async def update(self, id: str, vector: np.ndarray) -> Any:
+        return await self._call("update", dict(id=id, vector=vector))
+
+    async def correlation(self, id_a: str, id_b: str) -> float:
+        return await self._call("correlation", dict(id_a=id_a, id_b=id_b))

@@ -1,0 +1,516 @@
+"""A collection: records in LMDB, their vectors in a FAISS index, one write path between them.
+
+Every mutation goes through ``_commit_docs`` inside a group-commit transaction: it
+rewrites record documents, the internal-id map, the expiry table and the change
+sequence, then registers ``_apply`` to update the index and the in-memory summaries
+after the commit. The quantum primitives (``qstore.states``) build documents and call
+the same path, so "commit, then index" is decided in exactly one place.
+"""
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qstore import records, validation
+from qstore.errors import InvalidArgument, NotFound
+from qstore.index import IndexSpec, VectorIndex, compile_filter
+from qstore.index.rwlock import RWLock
+from qstore.index.snapshot import read_snapshot, write_snapshot
+from qstore.records import Entry
+from qstore.storage import WriteContext, codec
+from qstore_client.types import Hit, Measurement, Page, Record
+
+if TYPE_CHECKING:
+    from qstore.database import Database
+
+log = logging.getLogger(__name__)
+
+# Filters keeping at most this many vectors (or this share of the collection) are answered
+# by exact search over the survivors: HNSW recall collapses on selective filters.
+EXACT_SEARCH_MAX = 4096
+EXACT_SEARCH_SHARE = 0.10
+SNAPSHOT_EVERY = 20_000  # vector changes between background snapshots
+
+
+class Collection:
+    def __init__(self, db: Database, config: dict[str, Any]):
+        self._db = db
+        self._storage = db._storage
+        self.name: str = config["name"]
+        self.cid: int = config["cid"]
+        self.dim: int = config["dim"]
+        self.metric: str = config["metric"]
+        self.spec = IndexSpec.parse(config["index"])
+        self.coherence_time: float | None = config.get("coherence_time")
+        self.on_decohere: str = config.get("on_decohere", "delete")
+        self.regions: dict[str, Any] | None = config.get("regions")
+        self.index = VectorIndex(self.dim, self.metric, self.spec)
+        self._lock = RWLock()  # guards the summaries below; taken before the index lock
+        self._entries: dict[str, Entry] = {}
+        self._owner: dict[int, str] = {}
+        self._contexts: dict[str, set[int]] = {}
+        self._superposed = 0
+        self._max_branches = 1
+        self._expiry_heap: list[tuple[float, str]] = []
+        self._expired: dict[str, Entry] = {}
+        self._expiry_lock = threading.Lock()
+        self._unsnapshotted = 0
+        self._snapshot_thread: threading.Thread | None = None
+        self.snapshot_seq = 0
+        self.dropped = False
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name!r}, dim={self.dim}, metric={self.metric!r}, index={self.spec.type!r})"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "cid": self.cid, "dim": self.dim, "metric": self.metric,
+                "index": self.spec.to_dict(), "coherence_time": self.coherence_time,
+                "on_decohere": self.on_decohere, "regions": self.regions}
+
+    @property
+    def snapshot_path(self) -> str:
+        return os.path.join(self._storage.path, "indexes", f"{self.cid}.faiss")
+
+    def _now(self) -> float:
+        return self._db.clock()
+
+    def _check_open(self) -> None:
+        if self.dropped:
+            raise NotFound(f"collection {self.name!r} was dropped", "collection_not_found")
+
+    # ------------------------------------------------------------------ loading
+    def load(self, txn: Any) -> None:
+        """Build summaries from LMDB and the index from its snapshot plus the change sequence."""
+        snap = read_snapshot(self.snapshot_path)
+        if snap is not None and snap[0] > self._storage.last_seq:
+            log.warning("snapshot of %s is newer than the database; rebuilding", self.name)
+            snap = None
+        added: set[int] = set()
+        removed: set[int] = set()
+        if snap is not None:
+            seq, tombs, data = snap
+            self.index = VectorIndex.restore(self.dim, self.metric, self.spec, seq, tombs, data)
+            self.snapshot_seq = seq
+            cur = self._storage.cursor(txn, "changes")
+            if cur.set_range(codec.u64(seq + 1)):
+                for _key, raw in cur:
+                    change = codec.unpack(raw)
+                    if change["c"] == self.cid:
+                        added.update(change["a"])
+                        removed.update(change["r"])
+        add_ids: list[int] = []
+        add_vecs: list[np.ndarray] = []
+        prefix = codec.u32(self.cid)
+        cur = self._storage.cursor(txn, "records")
+        if cur.set_range(prefix):
+            for key, raw in cur:
+                if not key.startswith(prefix):
+                    break
+                doc = codec.unpack(raw)
+                rid = key[4:].decode()
+                self._track(rid, records.doc_entry(doc))
+                for branch in doc["b"]:
+                    if snap is None or branch[0] in added:
+                        add_ids.append(branch[0])
+                        add_vecs.append(codec.vector_from(branch[1]))
+        if snap is not None:
+            present = set(self.index.ids().tolist())
+            removed &= present
+            add_ids, add_vecs = zip(*[(i, v) for i, v in zip(add_ids, add_vecs) if i not in present]) \
+                if add_ids else ((), ())
+        vecs = self.index.prepare(np.stack(add_vecs)) if add_vecs else np.empty((0, self.dim), np.float32)
+        self.index.apply(np.array(add_ids, np.int64), vecs, np.array(sorted(removed), np.int64),
+                         self._storage.last_seq)
+        live = sum(len(e.iids) for e in self._entries.values())
+        if self.index.size != live:  # never expected; derived state is repaired from LMDB
+            log.error("index of %s holds %d vectors but LMDB %d; rebuilding", self.name, self.index.size, live)
+            self.index = VectorIndex(self.dim, self.metric, self.spec)
+            self._rebuild_from(txn)
+        self.index.wait_for_rebuild()
+
+    def _rebuild_from(self, txn: Any) -> None:
+        ids, vecs = [], []
+        for rid, entry in self._entries.items():
+            doc = codec.unpack(self._storage.get(txn, "records", codec.record_key(self.cid, rid)))
+            ids.extend(entry.iids.tolist())
+            vecs.append(records.doc_vectors(doc))
+        if ids:
+            self.index.apply(np.array(ids, np.int64), self.index.prepare(np.concatenate(vecs)),
+                             np.empty(0, np.int64), self._storage.last_seq)
+
+    # ------------------------------------------------------------------ summaries
+    def _track(self, rid: str, entry: Entry) -> None:
+        self._entries[rid] = entry
+        for iid, ctx in zip(entry.iids.tolist(), entry.contexts):
+            self._owner[iid] = rid
+            if ctx is not None:
+                self._contexts.setdefault(ctx, set()).add(iid)
+        if entry.superposed:
+            self._superposed += 1
+            self._max_branches = max(self._max_branches, len(entry.iids))
+        if entry.expires_at is not None:
+            with self._expiry_lock:
+                heapq.heappush(self._expiry_heap, (entry.expires_at, rid))
+
+    def _untrack(self, rid: str) -> None:
+        entry = self._entries.pop(rid, None)
+        if entry is None:
+            return
+        for iid, ctx in zip(entry.iids.tolist(), entry.contexts):
+            self._owner.pop(iid, None)
+            if ctx is not None:
+                self._contexts[ctx].discard(iid)
+        if entry.superposed:
+            self._superposed -= 1
+        with self._expiry_lock:
+            self._expired.pop(rid, None)
+
+    def _due(self, now: float) -> dict[str, Entry]:
+        """Records whose coherence time has passed but that the sweeper has not removed yet."""
+        with self._expiry_lock:
+            heap = self._expiry_heap
+            while heap and heap[0][0] <= now:
+                t, rid = heapq.heappop(heap)
+                entry = self._entries.get(rid)
+                if entry is not None and entry.expires_at == t:
+                    self._expired[rid] = entry
+            return dict(self._expired) if self._expired else {}
+
+    def _view(self, entry: Entry, due: bool) -> Entry | None:
+        """A record as reads see it: gone once decohered, or collapsed in collapse mode."""
+        if not due:
+            return entry
+        if self.on_decohere == "collapse" and entry.superposed:
+            return entry.collapsed()
+        return None
+
+    def _hidden_iids(self, due: dict[str, Entry]) -> np.ndarray | None:
+        if not due:
+            return None
+        hide = []
+        for entry in due.values():
+            view = self._view(entry, True)
+            keep = set() if view is None else set(view.iids.tolist())
+            hide.extend(i for i in entry.iids.tolist() if i not in keep)
+        return np.array(hide, np.int64) if hide else None
+
+    # ------------------------------------------------------------------ the write path
+    def _alloc(self, ctx: WriteContext, n: int) -> list[int]:
+        key = b"next_iid:" + codec.u32(self.cid)
+        raw = ctx.get("meta", key)
+        start = codec.read_u64(raw) if raw else 0
+        ctx.put("meta", key, codec.u64(start + n))
+        return list(range(start, start + n))
+
+    def _read_doc(self, ctx: WriteContext, rid: str) -> dict[str, Any] | None:
+        raw = ctx.get("records", codec.record_key(self.cid, rid))
+        return codec.unpack(raw) if raw else None
+
+    def _commit_docs(self, ctx: WriteContext, docs: dict[str, dict[str, Any] | None]) -> None:
+        """Write (or delete, for None) whole record documents; index them after the commit."""
+        from qstore.states import entanglement  # groups refer back to records
+
+        add_ids: list[int] = []
+        add_vecs: list[np.ndarray] = []
+        removed: list[int] = []
+        updates: dict[str, Entry | None] = {}
+        for rid, doc in docs.items():
+            key = codec.record_key(self.cid, rid)
+            old = self._read_doc(ctx, rid)
+            if old is None and doc is None:
+                continue
+            if old is not None:
+                for b in old["b"]:
+                    removed.append(b[0])
+                    ctx.delete("rev", codec.iid_key(self.cid, b[0]))
+                if old["e"] is not None:
+                    ctx.delete("expiry", codec.expiry_key(old["e"], self.cid, rid))
+            if doc is None:
+                ctx.delete("records", key)
+                entanglement.leave_groups(ctx, self, rid)
+                updates[rid] = None
+                continue
+            ctx.put("records", key, codec.pack(doc))
+            for b in doc["b"]:
+                ctx.put("rev", codec.iid_key(self.cid, b[0]), rid.encode())
+                add_ids.append(b[0])
+                add_vecs.append(codec.vector_from(b[1]))
+            if doc["e"] is not None:
+                ctx.put("expiry", codec.expiry_key(doc["e"], self.cid, rid), b"")
+            updates[rid] = records.doc_entry(doc)
+        if not updates:
+            return
+        seq = ctx.log_change(self.cid, add_ids, removed)
+        vecs = self.index.prepare(np.stack(add_vecs)) if add_vecs else np.empty((0, self.dim), np.float32)
+        ids = np.array(add_ids, np.int64)
+        gone = np.array(removed, np.int64)
+        ctx.after_commit(lambda: self._apply(seq, ids, vecs, gone, updates))
+
+    def _apply(self, seq: int, ids: np.ndarray, vecs: np.ndarray, removed: np.ndarray,
+               updates: dict[str, Entry | None]) -> None:
+        if self.dropped:
+            return
+        with self._lock.write():
+            self.index.apply(ids, vecs, removed, seq)
+            for rid, entry in updates.items():
+                self._untrack(rid)
+                if entry is not None:
+                    self._track(rid, entry)
+        self._unsnapshotted += len(ids) + len(removed)
+        if self._unsnapshotted >= self._db.snapshot_every and self._snapshot_thread is None:
+            self._snapshot_thread = threading.Thread(target=self.snapshot, name="qstore-snapshot", daemon=True)
+            self._snapshot_thread.start()
+
+    def snapshot(self) -> None:
+        """Persist the index atomically with the last sequence number it contains."""
+        try:
+            os.makedirs(os.path.dirname(self.snapshot_path), exist_ok=True)
+            self.index.wait_for_rebuild()
+            pending = self._unsnapshotted
+            seq, tombs, data = self.index.snapshot()
+            if not self.dropped:
+                write_snapshot(self.snapshot_path, seq, tombs, data)
+                self.snapshot_seq = seq
+                self._unsnapshotted -= pending
+        except Exception:
+            log.exception("snapshot of %s failed; the change sequence still covers it", self.name)
+        finally:
+            self._snapshot_thread = None
+
+    def _expiry_for(self, coherence_time: Any) -> float | None:
+        t = validation.check_coherence_time(coherence_time)
+        t = self.coherence_time if t is None else t
+        return None if t is None else self._now() + t
+
+    # ------------------------------------------------------------------ CRUD
+    async def info(self) -> dict[str, Any]:
+        self._check_open()
+        return {"name": self.name, "dim": self.dim, "metric": self.metric, "index": self.spec.to_dict(),
+                "coherence_time": self.coherence_time, "on_decohere": self.on_decohere,
+                "count": await self.count(), "indexed_vectors": self.index.size,
+                "tombstones": self.index.tombstones}
+
+    async def upsert(self, ids: list[str], vectors: Any, metadata: list[dict[str, Any]] | None = None,
+                     coherence_time: float | None = None) -> int:
+        """Insert or replace records (one branch each). Returns the number written once durable."""
+        self._check_open()
+        ids = validation.check_ids(ids)
+        vecs = validation.check_vectors(vectors, self.dim, metric=self.metric, n=len(ids))
+        mds = validation.check_metadata_list(metadata, len(ids))
+        expires = self._expiry_for(coherence_time)
+        for md in mds:
+            codec.pack(md)  # fail here, not in the writer, on anything msgpack rejects
+
+        def write(ctx: WriteContext) -> int:
+            iids = self._alloc(ctx, len(ids))
+            docs = {}
+            for rid, iid, vec, md in zip(ids, iids, vecs, mds):
+                old = self._read_doc(ctx, rid)
+                docs[rid] = records.make_doc([(iid, vec, None, 1.0)], md, expires, (old["v"] + 1) if old else 1)
+            self._commit_docs(ctx, docs)
+            return len(ids)
+
+        return await self._write(write)
+
+    async def _write(self, fn: Callable[[WriteContext], Any]) -> Any:
+        self._check_open()
+        return await self._storage.write(lambda ctx: (self._check_open(), fn(ctx))[1])
+
+    async def get(self, ids: list[str]) -> list[Record | None]:
+        self._check_open()
+        ids = validation.check_ids(ids, unique=False)
+        return await self._storage.read(self._get_sync, ids, self._now())
+
+    def _get_sync(self, txn: Any, ids: list[str], now: float) -> list[Record | None]:
+        due = self._due(now)
+        out: list[Record | None] = []
+        for rid in ids:
+            raw = self._storage.get(txn, "records", codec.record_key(self.cid, rid))
+            if raw is None:
+                out.append(None)
+                continue
+            doc = codec.unpack(raw)
+            expired = doc["e"] is not None and doc["e"] <= now
+            view = self._view(records.doc_entry(doc), expired or rid in due)
+            out.append(None if view is None else records.doc_record(rid, doc, collapsed=expired))
+        return out
+
+    async def delete(self, ids: list[str]) -> int:
+        """Delete records; unknown ids are ignored (idempotent). Returns how many existed."""
+        self._check_open()
+        ids = validation.check_ids(ids, unique=False)
+
+        def write(ctx: WriteContext) -> int:
+            present = [rid for rid in dict.fromkeys(ids) if self._read_doc(ctx, rid) is not None]
+            self._commit_docs(ctx, {rid: None for rid in present})
+            return len(present)
+
+        return await self._write(write)
+
+    async def count(self) -> int:
+        self._check_open()
+        due = self._due(self._now())
+        gone = sum(1 for e in due.values() if self._view(e, True) is None)
+        return len(self._entries) - gone
+
+    async def scroll(self, limit: int = 100, cursor: str | None = None,
+                     filter: dict[str, Any] | None = None) -> Page:
+        """Records in id order. ``next_cursor`` is opaque; pass it back for the next page."""
+        self._check_open()
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= validation.MAX_TOP_K:
+            raise InvalidArgument(f"limit must be in 1..{validation.MAX_TOP_K}", "invalid_argument")
+        if cursor is not None and not isinstance(cursor, str):
+            raise InvalidArgument("cursor must be a string from a previous page", "invalid_cursor")
+        pred = compile_filter(filter) if filter is not None else None
+        return await self._storage.read(self._scroll_sync, limit, cursor, pred, self._now())
+
+    def _scroll_sync(self, txn: Any, limit: int, cursor: str | None, pred: Any, now: float) -> Page:
+        due = self._due(now)
+        prefix = codec.u32(self.cid)
+        cur = self._storage.cursor(txn, "records")
+        out: list[Record] = []
+        if not cur.set_range(prefix + (cursor or "").encode()):
+            return Page([], None)
+        for key, raw in cur:
+            if not key.startswith(prefix):
+                break
+            rid = key[4:].decode()
+            doc = codec.unpack(raw)
+            expired = rid in due or (doc["e"] is not None and doc["e"] <= now)
+            if self._view(records.doc_entry(doc), expired) is None or (pred and not pred(doc["m"])):
+                continue
+            if len(out) == limit:
+                return Page(out, rid)
+            out.append(records.doc_record(rid, doc, collapsed=expired))
+        return Page(out, None)
+
+    # ------------------------------------------------------------------ search
+    def _query_vectors(self, vector: Any) -> np.ndarray:
+        return self.index.prepare(validation.check_vectors(vector, self.dim, metric=self.metric))
+
+    async def query(self, vector: Any, top_k: int = 10, filter: dict[str, Any] | None = None,
+                    context: str | None = None, tunneling: float | None = None, seed: int | None = None,
+                    ef: int | None = None, per_region: int | None = None) -> list[Hit]:
+        """Nearest records, one row per record, ranked by score (higher is more similar).
+
+        ``context`` scores superposed records by that context's branch only; without it they
+        score by the Born-weighted similarity. ``tunneling`` > 0 also searches far regions
+        (see ``qstore.states.tunneling``); ``None`` or 0 is plain search.
+        """
+        self._check_open()
+        q = self._query_vectors(vector)
+        if q.shape[0] != 1:
+            raise InvalidArgument("query takes one vector; use query_batch for several", "dimension_mismatch")
+        top_k = validation.check_top_k(top_k)
+        pred = compile_filter(filter) if filter is not None else None
+        if context is not None and not isinstance(context, str):
+            raise InvalidArgument("context must be a string", "invalid_argument")
+        if ef is not None and (not isinstance(ef, int) or isinstance(ef, bool) or ef < 1):
+            raise InvalidArgument("ef must be a positive integer", "invalid_argument")
+        from qstore.states import tunneling as tunnel
+        if tunneling is not None and tunnel.check_strength(tunneling) > 0:
+            t = float(tunneling)
+            if tunnel.stale(self):
+                await self.build_regions()
+            return await self._storage.run(tunnel.search, self, q[0], top_k, pred, context, t, seed,
+                                           per_region, self._now())
+        return (await self._storage.run(self._search_sync, q, top_k, pred, context, ef, self._now()))[0]
+
+    async def query_batch(self, vectors: Any, top_k: int = 10,
+                          filter: dict[str, Any] | None = None) -> list[list[Hit]]:
+        self._check_open()
+        q = self._query_vectors(vectors)
+        top_k = validation.check_top_k(top_k)
+        pred = compile_filter(filter) if filter is not None else None
+        return await self._storage.run(self._search_sync, q, top_k, pred, None, None, self._now())
+
+    def candidates(self, pred: Any, context: str | None, due: dict[str, Entry]) -> np.ndarray | None:
+        """Internal ids a search may return, or None for "every live vector"."""
+        if context is None and pred is None:
+            return None
+        if context is not None:
+            pool = self._contexts.get(context, set())
+            ids = [i for i in pool if (pred is None or pred(self._entries[self._owner[i]].metadata))]
+        else:
+            ids = [i for rid, e in self._entries.items() if pred(e.metadata) for i in e.iids.tolist()]
+        hidden = self._hidden_iids(due)
+        arr = np.array(ids, np.int64)
+        return arr[~np.isin(arr, hidden)] if hidden is not None and len(arr) else arr
+
+    def _search_sync(self, q: np.ndarray, k: int, pred: Any, context: str | None, ef: int | None,
+                     now: float) -> list[list[Hit]]:
+        with self._lock.read():
+            due = self._due(now)
+            allowed = self.candidates(pred, context, due)
+            born = context is None and self._superposed > 0
+            kk = k * min(self._max_branches, 8) if born else k
+            scores, iids = self._raw_search(q, kk, allowed, self._hidden_iids(due) if allowed is None else None, ef)
+            return [self._rank(q[r], scores[r], iids[r], k, born, due) for r in range(len(q))]
+
+    def _raw_search(self, q: np.ndarray, k: int, allowed: np.ndarray | None, hidden: np.ndarray | None,
+                    ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        if allowed is None:
+            return self.index.search(q, k, exclude=hidden, ef=ef)
+        live = max(self.index.size, 1)
+        if len(allowed) <= EXACT_SEARCH_MAX or len(allowed) <= EXACT_SEARCH_SHARE * live:
+            return self.index.exact_search(q, k, allowed)
+        # HNSW needs a wider beam when the selector rejects most of what it visits.
+        boost = int(min(1024, max(ef or self.spec.ef_search, k) * live / len(allowed)))
+        return self.index.search(q, k, allowed=allowed, ef=boost)
+
+    def _rank(self, q: np.ndarray, scores: np.ndarray, iids: np.ndarray, k: int, born: bool,
+              due: dict[str, Entry]) -> list[Hit]:
+        """One row per record; superposed records re-scored by Born-weighted similarity."""
+        seen: dict[str, float] = {}
+        for s, iid in zip(scores.tolist(), iids.tolist()):
+            if iid < 0:
+                continue
+            rid = self._owner.get(iid)
+            if rid is not None and rid not in seen:
+                seen[rid] = s
+        if born:
+            for rid in seen:
+                entry = self._view(self._entries[rid], rid in due)
+                if entry is not None and entry.superposed:
+                    sims = self.index.similarity(q[None, :], self.index.vectors(entry.iids))[0]
+                    seen[rid] = float(np.dot(entry.probs, sims))
+        ranked = sorted(seen.items(), key=lambda kv: -kv[1])[:k]
+        return [Hit(rid, float(s), dict(self._entries[rid].metadata)) for rid, s in ranked]
+
+    # ------------------------------------------------------------------ quantum primitives
+    async def build_regions(self, n_regions: int | None = None, seed: int = 0) -> int:
+        """(Re)partition the vectors into tunneling regions and persist them. Returns how many."""
+        from qstore.states import tunneling as tunnel
+        self._check_open()
+        self.regions = await self._storage.run(tunnel.build_regions, self, n_regions, seed)
+        await self._db.save_collection_config(self)
+        return len(self.regions["centroids"])
+
+    async def superpose(self, id: str, branches: list[tuple[Any, str | None, complex]],
+                        metadata: dict[str, Any] | None = None, coherence_time: float | None = None) -> None:
+        from qstore.states import superposition
+        await superposition.superpose(self, id, branches, metadata, coherence_time)
+
+    async def measure(self, id: str, context: str | None = None, collapse: bool = False,
+                      seed: int | None = None) -> Measurement:
+        from qstore.states import measurement
+        return await measurement.measure(self, id, context, collapse, seed)
+
+    async def entangle(self, group: str, ids: list[str], strength: float = 1.0) -> None:
+        from qstore.states import entanglement
+        await entanglement.entangle(self, group, ids, strength)
+
+    async def update(self, id: str, vector: Any) -> None:
+        from qstore.states import entanglement
+        await entanglement.update(self, id, vector)
+
+    async def correlation(self, id_a: str, id_b: str) -> float:
+        from qstore.states import entanglement
+        return await entanglement.correlation(self, id_a, id_b)

@@ -1,0 +1,281 @@
+"""The embedded database: ``await qstore.Database.open(path)``."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from qstore import validation
+from qstore.collection import SNAPSHOT_EVERY, Collection
+from qstore.errors import AlreadyExists, InvalidArgument, NotFound
+from qstore.index.spec import IndexSpec, check_metric
+from qstore.storage import Storage, WriteContext, codec
+
+log = logging.getLogger(__name__)
+
+_COL = b"col:"
+_NEXT_CID = b"next_cid"
+
+
+class Database:
+    """Vectors, datasets, checkpoints and quantum states in one LMDB directory.
+
+    ``clock`` (unix seconds) is injectable so decoherence can be tested without sleeping.
+    ``sweep_interval`` is how often expired records are removed for good (None: never, call
+    ``sweep()`` yourself).
+    """
+
+    def __init__(self, storage: Storage, clock: Callable[[], float], snapshot_every: int):
+        self._storage = storage
+        self.clock = clock
+        self.snapshot_every = snapshot_every
+        self._collections: dict[str, Collection] = {}
+        self._sweeper: asyncio.Task | None = None
+        self._closed = False
+
+    @property
+    def path(self) -> str:
+        return self._storage.path
+
+    @classmethod
+    async def open(cls, path: str, *, sync: bool = True, map_size: int = 1 << 30,
+                   clock: Callable[[], float] = time.time, sweep_interval: float | None = 1.0,
+                   snapshot_every: int = SNAPSHOT_EVERY) -> Database:
+        loop = asyncio.get_running_loop()
+        storage = await loop.run_in_executor(None, lambda: Storage(path, sync=sync, map_size=map_size))
+        db = cls(storage, clock, snapshot_every)
+        await storage.read(db._load)
+        if sweep_interval:
+            db._sweeper = asyncio.create_task(db._sweep_forever(sweep_interval), name="qstore-sweeper")
+        log.info("opened %s: %d collection(s)", path, len(db._collections))
+        return db
+
+    def _load(self, txn: Any) -> None:
+        cur = self._storage.cursor(txn, "meta")
+        if cur.set_range(_COL):
+            configs = [codec.unpack(v) for k, v in cur if k.startswith(_COL)]
+            for config in configs:
+                col = Collection(self, config)
+                col.load(txn)
+                self._collections[col.name] = col
+
+    async def close(self) -> None:
+        """Snapshot the indexes, flush and close LMDB. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            try:
+                await self._sweeper
+            except (asyncio.CancelledError, Exception):
+                pass
+        loop = asyncio.get_running_loop()
+        for col in self._collections.values():
+            if col._unsnapshotted or col.snapshot_seq == 0:
+                await loop.run_in_executor(None, col.snapshot)
+        await self._prune_changes()
+        await loop.run_in_executor(None, self._storage.close)
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ collections
+    async def create_collection(self, name: str, dim: int, metric: str = "cosine",
+                                index: dict[str, Any] | None = None, coherence_time: float | None = None,
+                                on_decohere: str = "delete") -> Collection:
+        validation.check_name(name)
+        dim = validation.check_dim(dim)
+        check_metric(metric)
+        spec = IndexSpec.parse(index)
+        coherence_time = validation.check_coherence_time(coherence_time)
+        if on_decohere not in ("delete", "collapse"):
+            raise InvalidArgument("on_decohere must be 'delete' or 'collapse'", "invalid_argument")
+
+        def write(ctx: WriteContext) -> Collection:
+            if ctx.get("meta", _COL + name.encode()) is not None:
+                raise AlreadyExists(f"collection {name!r} exists; use db.collection({name!r})",
+                                    "collection_exists")
+            raw = ctx.get("meta", _NEXT_CID)
+            cid = codec.read_u32(raw) if raw else 1
+            ctx.put("meta", _NEXT_CID, codec.u32(cid + 1))
+            col = Collection(self, {"name": name, "cid": cid, "dim": dim, "metric": metric,
+                                    "index": spec.to_dict(), "coherence_time": coherence_time,
+                                    "on_decohere": on_decohere})
+            ctx.put("meta", _COL + name.encode(), codec.pack(col.config))
+            ctx.after_commit(lambda: self._collections.__setitem__(name, col))
+            return col
+
+        return await self._storage.write(write)
+
+    async def collection(self, name: str) -> Collection:
+        col = self._collections.get(name)
+        if col is None:
+            raise NotFound(f"collection {name!r} does not exist; create it with create_collection",
+                           "collection_not_found")
+        return col
+
+    async def list_collections(self) -> list[str]:
+        return sorted(self._collections)
+
+    async def drop_collection(self, name: str) -> None:
+        col = await self.collection(name)
+
+        def write(ctx: WriteContext) -> None:
+            ctx.delete("meta", _COL + name.encode())
+            prefix = codec.u32(col.cid)
+            for table in ("records", "rev", "groups"):
+                cur = ctx.cursor(table)
+                while cur.set_range(prefix) and cur.key().startswith(prefix):
+                    cur.delete()
+            cur = ctx.cursor("expiry")
+            for key in [k for k, _ in cur if codec.read_expiry_key(k)[1] == col.cid]:
+                ctx.delete("expiry", key)
+            ctx.after_commit(lambda: self._forget(col))
+
+        await self._storage.write(write)
+
+    def _forget(self, col: Collection) -> None:
+        col.dropped = True
+        self._collections.pop(col.name, None)
+        try:
+            os.remove(col.snapshot_path)
+        except FileNotFoundError:
+            pass
+
+    async def save_collection_config(self, col: Collection) -> None:
+        await self._storage.write(lambda ctx: ctx.put("meta", _COL + col.name.encode(), codec.pack(col.config)))
+
+    # ------------------------------------------------------------------ decoherence
+    async def sweep(self) -> int:
+        """Remove (or collapse) every record whose coherence time has passed. Returns how many."""
+        from qstore.states import decoherence
+        return await decoherence.sweep(self, list(self._collections.values()))
+
+    async def _sweep_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("decoherence sweep failed; will retry")
+
+    async def _prune_changes(self) -> None:
+        """Drop the change sequence that every snapshot already contains."""
+        dirty = [c.snapshot_seq for c in self._collections.values() if c.index.applied_seq > c.snapshot_seq]
+        upto = min(dirty) if dirty else self._storage.last_seq
+
+        def write(ctx: WriteContext) -> None:
+            cur = ctx.cursor("changes")
+            while cur.first() and codec.read_u64(cur.key()) <= upto:
+                cur.delete()
+
+        await self._storage.write(write)
+
+    # ------------------------------------------------------------------ quantum states
+    async def put_state(self, id: str, statevector: Any) -> None:
+        from qstore.states import quantum_state
+        await quantum_state.put_state(self, id, statevector)
+
+    async def get_state(self, id: str) -> np.ndarray:
+        from qstore.states import quantum_state
+        return await quantum_state.get_state(self, id)
+
+    async def delete_state(self, id: str) -> None:
+        from qstore.states import quantum_state
+        await quantum_state.delete_state(self, id)
+
+    async def measure_state(self, id: str, shots: int = 1000, qubits: list[int] | None = None,
+                            seed: int | None = None) -> dict[str, int]:
+        from qstore.states import quantum_state
+        return await quantum_state.measure_state(self, id, shots, qubits, seed)
+
+    # ------------------------------------------------------------------ datasets
+    async def import_dataset(self, name: str, X: Any, y: Any) -> Collection:
+        """Store a labelled dataset as a collection (one record per row, ``label`` metadata)."""
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y)
+        if X.ndim != 2 or len(X) == 0:
+            raise InvalidArgument("X must be a non-empty 2-D array (samples × features)", "empty_dataset")
+        if y.shape != (len(X),):
+            raise InvalidArgument(f"y must have one label per row: {y.shape} vs {len(X)} rows", "invalid_labels")
+        if not np.isfinite(X).all():
+            raise InvalidArgument("X contains NaN or Inf", "invalid_features")
+        labels = [v.item() for v in y]
+        if any(isinstance(v, float) and not np.isfinite(v) for v in labels):
+            raise InvalidArgument("y contains NaN or Inf", "invalid_labels")
+        col = await self.create_collection(name, dim=X.shape[1], metric="l2", index={"type": "flat"})
+        ids = [f"{i:09d}" for i in range(len(X))]
+        for start in range(0, len(X), 4096):
+            sl = slice(start, start + 4096)
+            await col.upsert(ids[sl], X[sl].astype(np.float32), [{"label": v} for v in labels[sl]])
+        info = {"collection": name, "n": len(X), "n_features": X.shape[1],
+                "classes": sorted(set(labels)) if y.dtype.kind in "iub" else None}
+        await self._storage.write(lambda ctx: ctx.put("datasets", name.encode(), codec.pack(info)))
+        return col
+
+    async def dataset_info(self, name: str) -> dict[str, Any]:
+        raw = await self._storage.read(lambda txn: self._storage.get(txn, "datasets", name.encode()))
+        if raw is None:
+            raise NotFound(f"dataset {name!r} does not exist; create it with import_dataset", "not_found")
+        return codec.unpack(raw)
+
+    async def list_datasets(self) -> list[str]:
+        def scan(txn: Any) -> list[str]:
+            return [k.decode() for k, _ in self._storage.cursor(txn, "datasets")]
+        return await self._storage.read(scan)
+
+    async def load_dataset(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """All rows of a dataset in insertion order, features as stored (float32 precision)."""
+        info = await self.dataset_info(name)
+        col = await self.collection(info["collection"])
+        xs, ys, cursor = [], [], None
+        while True:
+            page = await col.scroll(limit=4096, cursor=cursor)
+            xs.extend(r.vector for r in page.records)
+            ys.extend(r.metadata["label"] for r in page.records)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        return np.asarray(xs, dtype=np.float64), np.asarray(ys)
+
+    # ------------------------------------------------------------------ checkpoints
+    async def save_checkpoint(self, doc: dict[str, Any], id: str | None = None) -> str:
+        cid = id or f"ckpt-{time.time_ns():x}-{uuid.uuid4().hex[:8]}"
+        validation.check_id(cid)
+        data = codec.pack({**doc, "id": cid, "created_at": self.clock()})
+        await self._storage.write(lambda ctx: ctx.put("checkpoints", cid.encode(), data))
+        return cid
+
+    async def load_checkpoint(self, id: str) -> dict[str, Any]:
+        raw = await self._storage.read(lambda txn: self._storage.get(txn, "checkpoints", id.encode()))
+        if raw is None:
+            raise NotFound(f"checkpoint {id!r} does not exist; see list_checkpoints()", "not_found")
+        return codec.unpack(raw)
+
+    async def list_checkpoints(self, run: str | None = None) -> list[dict[str, Any]]:
+        """Checkpoint summaries (no parameters), oldest first."""
+        def scan(txn: Any) -> list[dict[str, Any]]:
+            out = []
+            for _k, raw in self._storage.cursor(txn, "checkpoints"):
+                doc = codec.unpack(raw)
+                if run is None or doc.get("run") == run:
+                    out.append({k: v for k, v in doc.items() if not isinstance(v, (np.ndarray, bytes, dict))
+                                or k == "metrics"})
+            return sorted(out, key=lambda d: d["created_at"])
+        return await self._storage.read(scan)
+
+    async def delete_checkpoint(self, id: str) -> None:
+        def write(ctx: WriteContext) -> None:
+            if not ctx.delete("checkpoints", id.encode()):
+                raise NotFound(f"checkpoint {id!r} does not exist", "not_found")
+        await self._storage.write(write)

@@ -1,0 +1,249 @@
+"""The LMDB environment: named tables, a read thread pool and the group-commit writer.
+
+Every mutation goes through ``Storage.write(fn)``: ``fn(ctx)`` runs inside a nested
+transaction of a shared batch transaction, so a failing call changes nothing while its
+neighbours in the batch still commit. Only after the batch commits (fsync when
+``sync=True``) do the ``after_commit`` hooks update in-memory state such as FAISS
+indexes, and only then are the callers' awaits resolved: an acknowledged write is durable.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import lmdb
+
+from qstore.storage import codec
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TABLES = (
+    "meta",         # collection configs, counters, last change sequence
+    "records",      # cid+id -> record document
+    "rev",          # cid+internal id -> record id (FAISS label back to the record)
+    "changes",      # seq -> {cid, added, removed}: what snapshots replay
+    "expiry",       # expires_at+cid+id -> b"" (time-ordered for the sweeper)
+    "groups",       # cid+group -> entanglement group
+    "datasets",     # dataset name -> {collection, n_features, classes}
+    "checkpoints",  # checkpoint id -> checkpoint document
+    "states",       # state id -> quantum state document
+)
+LAST_SEQ_KEY = b"last_seq"
+MAX_BATCH = 512
+
+
+class _ResizeGate:
+    """Readers share it; growing the map takes it alone (LMDB forbids resizing under open txns)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._resizing = False
+
+    def enter(self) -> None:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._readers += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if not self._readers:
+                self._cond.notify_all()
+
+    def resize(self, env: lmdb.Environment, new_size: int) -> None:
+        with self._cond:
+            self._resizing = True
+            while self._readers:
+                self._cond.wait()
+            try:
+                env.set_mapsize(new_size)
+            finally:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+class WriteContext:
+    """What a write function sees: its transaction, the change log and post-commit hooks."""
+
+    def __init__(self, storage: Storage, txn: lmdb.Transaction, seq: int):
+        self.storage = storage
+        self.txn = txn
+        self.seq = seq
+        self._hooks: list[Callable[[], None]] = []
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        return self.txn.get(key, db=self.storage.tables[table])
+
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        self.txn.put(key, value, db=self.storage.tables[table])
+
+    def delete(self, table: str, key: bytes) -> bool:
+        return self.txn.delete(key, db=self.storage.tables[table])
+
+    def cursor(self, table: str) -> lmdb.Cursor:
+        return self.txn.cursor(db=self.storage.tables[table])
+
+    def log_change(self, cid: int, added: list[int], removed: list[int]) -> int:
+        """Append to the change sequence; snapshots replay from it after a crash."""
+        self.seq += 1
+        self.put("changes", codec.u64(self.seq), codec.pack({"c": cid, "a": added, "r": removed}))
+        return self.seq
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        self._hooks.append(hook)
+
+
+class _Job:
+    __slots__ = ("fn", "loop", "future")
+
+    def __init__(self, fn: Callable[[WriteContext], Any], loop: asyncio.AbstractEventLoop, future: asyncio.Future):
+        self.fn, self.loop, self.future = fn, loop, future
+
+
+class Storage:
+    """One LMDB environment per database directory."""
+
+    def __init__(self, path: str, *, sync: bool = True, map_size: int = 1 << 30, read_threads: int | None = None):
+        os.makedirs(path, exist_ok=True)
+        self.path = path
+        self.env = lmdb.open(
+            os.path.join(path, "lmdb"), subdir=True, map_size=map_size, max_dbs=len(TABLES) + 2,
+            sync=sync, metasync=sync, max_readers=512, readahead=False,
+        )
+        self.tables = {name: self.env.open_db(name.encode()) for name in TABLES}
+        self._gate = _ResizeGate()
+        self.pool = ThreadPoolExecutor(max_workers=read_threads or max(4, (os.cpu_count() or 2) * 2),
+                                       thread_name_prefix="qstore-read")
+        with self.env.begin() as txn:
+            raw = txn.get(LAST_SEQ_KEY, db=self.tables["meta"])
+        self.last_seq = codec.read_u64(raw) if raw else 0
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="qstore-writer", daemon=True)
+        self._closed = False
+        self._writer.start()
+
+    # -- reads -------------------------------------------------------------
+    def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        self._gate.enter()
+        try:
+            with self.env.begin(buffers=False) as txn:
+                return fn(txn, *args)
+        finally:
+            self._gate.leave()
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(txn, *args)`` in a read transaction on the thread pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self.read_sync, fn, *args)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU work (a FAISS search, a simulation) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def get(self, txn: lmdb.Transaction, table: str, key: bytes) -> bytes | None:
+        return txn.get(key, db=self.tables[table])
+
+    def cursor(self, txn: lmdb.Transaction, table: str) -> lmdb.Cursor:
+        return txn.cursor(db=self.tables[table])
+
+    # -- writes ------------------------------------------------------------
+    async def write(self, fn: Callable[[WriteContext], T]) -> T:
+        """Run ``fn(ctx)`` in the writer thread; resolves once the batch is durable."""
+        if self._closed:
+            from qstore.errors import Unavailable
+            raise Unavailable("the database is closed; open it again")
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put(_Job(fn, loop, fut))
+        return await fut
+
+    def _write_loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            batch = [job]
+            while len(batch) < MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(nxt)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Job]) -> None:
+        while True:
+            outcomes: list[tuple[bool, Any]] = []
+            hooks: list[Callable[[], None]] = []
+            seq = self.last_seq
+            txn = self.env.begin(write=True)
+            try:
+                for job in batch:
+                    child = self.env.begin(write=True, parent=txn)
+                    ctx = WriteContext(self, child, seq)
+                    try:
+                        result = job.fn(ctx)
+                    except lmdb.MapFullError:
+                        child.abort()
+                        raise
+                    except BaseException as exc:  # the caller gets it; the batch goes on
+                        child.abort()
+                        outcomes.append((False, exc))
+                        continue
+                    child.commit()
+                    seq = ctx.seq
+                    hooks.extend(ctx._hooks)
+                    outcomes.append((True, result))
+                if seq != self.last_seq:
+                    txn.put(LAST_SEQ_KEY, codec.u64(seq), db=self.tables["meta"])
+                txn.commit()
+                self.last_seq = seq
+                break
+            except lmdb.MapFullError:
+                txn.abort()
+                new_size = self.env.info()["map_size"] * 2
+                log.info("LMDB map full; growing map to %d MiB", new_size >> 20)
+                self._gate.resize(self.env, new_size)
+            except BaseException as exc:
+                txn.abort()
+                log.exception("write batch failed")
+                outcomes = [(False, exc)] * len(batch)
+                hooks = []
+                break
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:  # durable already; replay on the next open repairs derived state
+                log.exception("post-commit hook failed")
+        for job, (ok, value) in zip(batch, outcomes):
+            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._writer.join()
+        self.pool.shutdown(wait=True)
+        self.env.sync(True)
+        self.env.close()
+
+
+def _settle(fut: asyncio.Future, ok: bool, value: Any) -> None:
+    if fut.done():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)

@@ -1,0 +1,46 @@
+"""Reading request bodies and writing replies in the format the caller negotiated."""
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from qstore_client.errors import QStoreError, error
+from qstore_client.protocol import JSON, MSGPACK, OPS, dumps, loads, wants_json
+
+from .state import CONFIG
+
+
+async def read_body(request: web.Request) -> Any:
+    """The decoded body ({} when empty); too large, unparsable or of another media type is a 4xx."""
+    limit = request.app[CONFIG].limits.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise error("limit_exceeded", f"body of {request.content_length} bytes is over max_body_bytes={limit}")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise error("limit_exceeded", f"body is over max_body_bytes={limit}") from None
+    if not raw:
+        return {}
+    return loads(raw, request.content_type)
+
+
+async def read_args(request: web.Request, op: str) -> dict[str, Any]:
+    """Validated keyword arguments for the engine call behind `op`."""
+    return OPS[op].decode_args(await read_body(request), request.app[CONFIG].limits)
+
+
+def binary_reply(request: web.Request) -> bool:
+    return not wants_json(request.headers.get("Accept", ""), request.content_type)
+
+
+def reply(request: web.Request, op: str, value: Any, status: int = 200) -> web.Response:
+    binary = binary_reply(request)
+    return web.Response(body=dumps(OPS[op].encode_result(value, binary), binary), status=status,
+                        content_type=MSGPACK if binary else JSON)
+
+
+def error_reply(request: web.Request, exc: QStoreError, status: int | None = None) -> web.Response:
+    binary = binary_reply(request)
+    headers = {"WWW-Authenticate": 'Bearer realm="qstore"'} if exc.code == "unauthorized" else None
+    return web.Response(body=dumps(exc.to_payload(), binary), status=status or exc.status,
+                        content_type=MSGPACK if binary else JSON, headers=headers)
