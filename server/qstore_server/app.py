@@ -1,0 +1,46 @@
+"""The aiohttp application: `create_app(config)` wires state, middlewares, routes and resources."""
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+from aiohttp import web
+from qstore import Database
+
+from .auth import KeyRing
+from .config import ServerConfig
+from .jobs import JobRegistry
+from .metrics import Metrics
+from .middleware import auth_middleware, error_middleware
+from .routes import setup_routes
+from .state import CONFIG, DB, JOBS, KEYS, METRICS
+
+
+async def open_database(app: web.Application) -> AsyncIterator[None]:
+    """LMDB and indexes live exactly as long as the app; closing flushes and syncs them."""
+    db = await Database.open(str(app[CONFIG].data_dir))
+    app[DB] = db
+    try:
+        yield
+    finally:
+        await db.close()
+
+
+async def run_jobs(app: web.Application) -> AsyncIterator[None]:
+    """Job workers start after the database and stop (cancelled, drained) before it closes."""
+    config = app[CONFIG]
+    jobs = JobRegistry(app[DB], config.job_kinds, config.job_workers)
+    app[JOBS] = jobs
+    yield
+    await jobs.close(timeout=config.shutdown_timeout)
+
+
+def create_app(config: ServerConfig) -> web.Application:
+    app = web.Application(client_max_size=config.limits.max_body_bytes,
+                          middlewares=[error_middleware, auth_middleware])
+    app[CONFIG] = config
+    app[KEYS] = KeyRing(config.api_keys, config.readonly_keys)
+    app[METRICS] = Metrics()
+    app.cleanup_ctx.append(open_database)
+    app.cleanup_ctx.append(run_jobs)
+    setup_routes(app)
+    return app
