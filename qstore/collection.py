@@ -449,10 +449,9 @@ class Collection:
         with self._lock.read():
             due = self._due(now)
             allowed = self.candidates(pred, context, due)
-            born = context is None and self._superposed > 0
-            kk = k * min(self._max_branches, 8) if born else k
+            kk = k * min(self._max_branches, 8) if self._superposed else k
             scores, iids = self._raw_search(q, kk, allowed, self._hidden_iids(due) if allowed is None else None, ef)
-            return [self._rank(q[r], scores[r], iids[r], k, born, due) for r in range(len(q))]
+            return [self._rank(q[r], scores[r], iids[r], k, context, due) for r in range(len(q))]
 
     def _raw_search(self, q: np.ndarray, k: int, allowed: np.ndarray | None, hidden: np.ndarray | None,
                     ef: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -465,9 +464,10 @@ class Collection:
         boost = int(min(1024, max(ef or self.spec.ef_search, k) * live / len(allowed)))
         return self.index.search(q, k, allowed=allowed, ef=boost)
 
-    def _rank(self, q: np.ndarray, scores: np.ndarray, iids: np.ndarray, k: int, born: bool,
+    def _rank(self, q: np.ndarray, scores: np.ndarray, iids: np.ndarray, k: int, context: str | None,
               due: dict[str, Entry]) -> list[Hit]:
-        """One row per record; superposed records re-scored by Born-weighted similarity."""
+        """One row per record. A superposed record scores Σ|α_i|²·sim(q, v_i) over its branches,
+        or over the branches labelled ``context`` (renormalised) when a context is given."""
         seen: dict[str, float] = {}
         for s, iid in zip(scores.tolist(), iids.tolist()):
             if iid < 0:
@@ -475,12 +475,16 @@ class Collection:
             rid = self._owner.get(iid)
             if rid is not None and rid not in seen:
                 seen[rid] = s
-        if born:
+        if self._superposed:
             for rid in seen:
                 entry = self._view(self._entries[rid], rid in due)
-                if entry is not None and entry.superposed:
-                    sims = self.index.similarity(q[None, :], self.index.vectors(entry.iids))[0]
-                    seen[rid] = float(np.dot(entry.probs, sims))
+                if entry is None or not entry.superposed:
+                    continue
+                mask = np.ones(len(entry.iids), bool) if context is None else \
+                    np.array([c == context for c in entry.contexts])
+                if mask.sum() > 1:
+                    sims = self.index.similarity(q[None, :], self.index.vectors(entry.iids[mask]))[0]
+                    seen[rid] = float(np.dot(entry.probs[mask], sims) / entry.probs[mask].sum())
         ranked = sorted(seen.items(), key=lambda kv: -kv[1])[:k]
         return [Hit(rid, float(s), dict(self._entries[rid].metadata)) for rid, s in ranked]
 

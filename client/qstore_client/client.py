@@ -15,7 +15,7 @@ import aiohttp
 import numpy as np
 
 from .errors import QStoreError, error
-from .protocol import JSON, MSGPACK, OPS, PREFIX, ROUTES, dumps, error_from_body, loads
+from .protocol import JSON, MSGPACK, OPS, PREFIX, ROUTES, error_from_body, loads
 from .types import Hit, Measurement, Page, Record
 
 # Status -> code for error replies without a protocol body (e.g. from a proxy).
@@ -102,7 +102,7 @@ class AsyncClient:
         op = OPS[name]
         method, template = ROUTES[name]
         path = PREFIX + template.format(**{k: quote(v, safe="") for k, v in (params or {}).items()})
-        body = dumps(op.encode_args(args or {}, self._binary), self._binary) if method == "POST" else None
+        body = op.encode_body(args or {}, self._binary) if method == "POST" else None
         attempts = 1 + self.retries if (op.read if read is None else read) else 1
         session = self._open()
         for attempt in range(attempts):
@@ -274,7 +274,7 @@ class Collection:
 
     async def superpose(self, id: str, branches: Iterable[tuple], metadata: dict | None = None,
                         coherence_time: float | None = None) -> Any:
-        return await self._call("superpose", dict(id=id, branches=list(branches), metadata=metadata,
+        return await self._call("superpose", dict(id=id, branches=branches, metadata=metadata,
                                                    coherence_time=coherence_time))
 
     async def measure(self, id: str, context: str | None = None, collapse: bool = False,

@@ -134,8 +134,9 @@ class Integer(Kind):
         self.code = code
         self.limit = limit
 
-    def encode(self, value: Any, binary: bool) -> int:
-        return int(value)
+    def encode(self, value: Any, binary: bool) -> Any:
+        # NumPy integers become ints; anything else travels as given for the server to judge.
+        return int(value) if isinstance(value, np.integer) else value
 
     def decode(self, wire: Any, field: str, limits: Limits) -> int:
         if isinstance(wire, bool) or not isinstance(wire, int):
@@ -149,8 +150,8 @@ class Number(Kind):
     def __init__(self, code: str = "invalid_argument"):
         self.code = code
 
-    def encode(self, value: Any, binary: bool) -> float:
-        return float(value)
+    def encode(self, value: Any, binary: bool) -> Any:
+        return value.item() if isinstance(value, (np.integer, np.floating)) else value
 
     def decode(self, wire: Any, field: str, limits: Limits) -> float:
         if isinstance(wire, bool) or not isinstance(wire, (int, float)):
@@ -168,6 +169,7 @@ class Flag(Kind):
 class Nullable(Kind):
     def __init__(self, inner: Kind):
         self.inner = inner
+        self.code = inner.code
 
     def encode(self, value: Any, binary: bool) -> Any:
         return None if value is None else self.inner.encode(value, binary)
@@ -184,7 +186,9 @@ class ListOf(Kind):
         self.code = code
         self.limit = limit
 
-    def encode(self, value: Any, binary: bool) -> list:
+    def encode(self, value: Any, binary: bool) -> Any:
+        if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+            return value  # not a list: the server answers with this field's code
         return [self.item.encode(v, binary) for v in value]
 
     def decode(self, wire: Any, field: str, limits: Limits) -> list:
@@ -247,13 +251,16 @@ def encode_tensor(array: np.ndarray, binary: bool) -> dict:
 
 
 class Floats(Kind):
-    """A float32 vector (ndim=1) or matrix (ndim=2), finite, as raw bytes or (JSON) nested lists."""
+    """Finite float32 numbers: one vector (1-D) or a batch (2-D), as raw bytes or (JSON) nested lists.
 
-    code = "invalid_vector"
+    Either rank is accepted wherever vectors go, as in the embedded API; whether the shape
+    fits the call (one row for query, n rows for n ids, the collection's dim) is the engine's
+    check, so both modes answer bad shapes with the same error.
+    """
 
-    def __init__(self, ndim: int, limit: str | None = None):
-        self.ndim = ndim
+    def __init__(self, limit: str | None = None, code: str = "invalid_vector"):
         self.limit = limit
+        self.code = code
 
     def encode(self, value: Any, binary: bool) -> Any:
         array = np.asarray(value, dtype=np.float32)
@@ -267,21 +274,17 @@ class Floats(Kind):
             if array.dtype != np.float32:
                 raise self.fail(field, f"vectors are f32, got {wire['dtype']}")
         elif isinstance(wire, list):
-            if self.ndim == 2 and not wire:
-                array = np.zeros((0, 0), dtype=np.float32)
-            else:
-                try:
-                    array = np.array(wire, dtype=np.float32)
-                except (TypeError, ValueError, OverflowError):
-                    raise self.fail(field, "expected numbers in a rectangular list") from None
+            try:
+                array = np.array(wire, dtype=np.float32)
+            except (TypeError, ValueError, OverflowError):
+                raise self.fail(field, "expected numbers in a rectangular list") from None
         else:
             raise self.fail(field, "expected a tensor {dtype, shape, data} or a list of numbers")
-        if array.ndim != self.ndim:
-            raise self.fail(field, f"expected {self.ndim}-D, got shape {list(array.shape)}")
-        if self.limit is not None:
+        if array.ndim not in (1, 2):
+            raise error("dimension_mismatch", f"{field}: expected 1-D or 2-D, got shape {list(array.shape)}")
+        if self.limit is not None and array.ndim == 2:
             limits.check(self.limit, array.shape[0], f"rows of {field}")
-        if array.ndim:
-            limits.check("max_dim", array.shape[-1], f"dimension of {field}")
+        limits.check("max_dim", array.shape[-1], f"dimension of {field}")
         if not np.isfinite(array).all():
             raise self.fail(field, "NaN and Inf are not allowed")
         return array
@@ -424,7 +427,7 @@ class Document(Kind):
         raise error("invalid_argument", f"{field}: unsupported value {type(wire).__name__}")
 
 
-VECTOR = Floats(1)
+VECTOR = Floats()
 DOCUMENT = Document()
 RECORD_ID = Text("invalid_id")
 METADATA = Mapping("invalid_metadata")
@@ -455,12 +458,9 @@ class BranchKind(Kind):
 
 
 def _branch_tuple(value: Any) -> tuple:
-    if isinstance(value, dict):
-        return value["vector"], value.get("context"), value.get("amplitude", 1.0)
-    if isinstance(value, (tuple, list)) and len(value) in (2, 3):
-        vector, context, *rest = value
-        return vector, context, rest[0] if rest else 1.0
-    raise error("invalid_argument", "a branch is (vector, context, amplitude)")
+    if isinstance(value, (tuple, list)) and len(value) == 3:
+        return tuple(value)
+    raise error("invalid_argument", "each branch is (vector, context, amplitude)")
 
 
 BRANCH = BranchKind()
@@ -549,10 +549,28 @@ class Op:
     result: Kind
     read: bool
 
-    def encode_args(self, args: dict[str, Any], binary: bool) -> dict[str, Any]:
-        """Client side: the body for these keyword arguments; None for an optional one is left out."""
-        return {k: self.fields[k].encode(v, binary) for k, v in args.items()
-                if v is not None or k in self.required}
+    def encode_body(self, args: dict[str, Any], binary: bool) -> bytes:
+        """Client side: the body for these keyword arguments (an optional None is left out).
+
+        A value that cannot be encoded fails with its field's code, as the engine would.
+        """
+        body = {}
+        for k, v in args.items():
+            if v is None and k not in self.required:
+                continue
+            try:
+                body[k] = self.fields[k].encode(v, binary)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise error(self.fields[k].code, f"{k}: {exc}") from None
+        try:
+            return dumps(body, binary)
+        except (TypeError, ValueError, OverflowError) as exc:
+            for k, v in body.items():  # find the culprit, only on this slow path
+                try:
+                    dumps(v, binary)
+                except (TypeError, ValueError, OverflowError) as field_exc:
+                    raise error(self.fields[k].code, f"{k}: {field_exc}") from None
+            raise error("invalid_argument", str(exc)) from None
 
     def decode_args(self, body: Any, limits: Limits) -> dict[str, Any]:
         """Server side: validated keyword arguments for the engine call."""
@@ -592,7 +610,7 @@ OPS: dict[str, Op] = {op.name: op for op in [
     # collection
     _op("info", {}, set(), DOCUMENT, read=True),
     _op("count", {}, set(), Integer(), read=True),
-    _op("upsert", {"ids": IDS, "vectors": Floats(2, limit="max_batch"),
+    _op("upsert", {"ids": IDS, "vectors": Floats(limit="max_batch"),
                    "metadata": Nullable(ListOf(Nullable(METADATA), "invalid_metadata", limit="max_batch")),
                    "coherence_time": COHERENCE}, {"ids", "vectors"}, DOCUMENT),
     _op("get", {"ids": IDS}, {"ids"}, ListOf(Nullable(RECORD)), read=True),
@@ -601,11 +619,11 @@ OPS: dict[str, Op] = {op.name: op for op in [
                   "tunneling": Nullable(Number("invalid_tunneling")), "seed": SEED,
                   "ef": Nullable(Integer()), "per_region": Nullable(Integer())},
         {"vector"}, HITS, read=True),
-    _op("query_batch", {"vectors": Floats(2, limit="max_batch"), "top_k": TOP_K, "filter": FILTER},
+    _op("query_batch", {"vectors": Floats(limit="max_batch"), "top_k": TOP_K, "filter": FILTER},
         {"vectors"}, ListOf(HITS), read=True),
     _op("scroll", {"limit": Integer(limit="max_batch"), "cursor": Nullable(Text("invalid_cursor")),
                    "filter": FILTER}, set(), PageKind(), read=True),
-    _op("superpose", {"id": RECORD_ID, "branches": ListOf(BRANCH, limit="max_batch"), "metadata": Nullable(METADATA),
+    _op("superpose", {"id": RECORD_ID, "branches": ListOf(BRANCH, "invalid_amplitudes", limit="max_batch"), "metadata": Nullable(METADATA),
                       "coherence_time": COHERENCE}, {"id", "branches"}, DOCUMENT),
     _op("measure", {"id": RECORD_ID, "context": Nullable(Text()), "collapse": Flag(), "seed": SEED},
         {"id"}, MeasurementKind(), read=True),  # collapse=True makes it a write (server and client check)
@@ -620,7 +638,7 @@ OPS: dict[str, Op] = {op.name: op for op in [
                           "seed": SEED}, {"id", "shots"}, CountsKind(), read=True),
     _op("delete_state", {"id": RECORD_ID}, {"id"}, DOCUMENT),
     # datasets and checkpoints
-    _op("import_dataset", {"name": NAME, "X": Floats(2), "y": Labels()}, {"name", "X", "y"}, DESCRIPTOR),
+    _op("import_dataset", {"name": NAME, "X": Floats(code="invalid_features"), "y": Labels()}, {"name", "X", "y"}, DESCRIPTOR),
     _op("save_checkpoint", {"checkpoint": Document(map_only=True), "id": Nullable(Text())}, {"checkpoint"}, Text()),
     _op("list_checkpoints", {}, set(), ListOf(DOCUMENT), read=True),
     _op("load_checkpoint", {}, set(), DOCUMENT, read=True),

@@ -146,10 +146,10 @@ class VectorIndex:
         """Approximate top-k over live ids (or ``allowed`` ids). Scores are higher-is-better."""
         with self.lock.read():
             selector = self._selector(allowed, exclude)
-            params = specs.search_params(self._index, self.spec, selector, ef)
-            if params is None or (selector is None and ef is None and self.spec.type == "hnsw"):
+            if selector is None and ef is None:  # the hot path: no per-query parameter objects
                 dist, ids = self._index.search(queries, k)
             else:
+                params = specs.search_params(self._index, self.spec, selector, ef)
                 dist, ids = self._index.search(queries, k, params=params)
         return (-dist if self.metric == "l2" else dist), ids
 

@@ -34,9 +34,6 @@ def normalise_branches(col: Collection, branches: Any) -> list[tuple[np.ndarray,
         vecs.append(vec)
         contexts.append(ctx)
         amps.append(amp)
-    named = [c for c in contexts if c is not None]
-    if len(set(named)) != len(named):
-        raise InvalidArgument("each context may label at most one branch of a record", "invalid_argument")
     arr = validation.check_vectors(np.stack([np.asarray(v, dtype=np.float32).ravel() for v in vecs])
                                    if all(np.ndim(v) == 1 for v in vecs) else vecs,
                                    col.dim, metric=col.metric, n=len(vecs))

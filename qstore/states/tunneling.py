@@ -55,7 +55,7 @@ def build_regions(col: Collection, n_regions: int | None = None, seed: int = 0) 
         k = min(n_regions or default_regions(len(ids)), len(vecs))
         km = faiss.Kmeans(col.dim, k, niter=25, seed=seed, spherical=col.metric == "cosine",
                             min_points_per_centroid=1)
-        km.train(vecs)
+        km.train(vecs, init_centroids=_kmeans_pp(vecs, k, rng))
         centroids, source = km.centroids.copy(), "kmeans"
     labels, dist = _assign(vecs, centroids)
     overall = float(np.median(dist))
@@ -63,6 +63,18 @@ def build_regions(col: Collection, n_regions: int | None = None, seed: int = 0) 
                       for r in range(len(centroids))])
     radii[radii <= 0] = overall if overall > 0 else 1.0
     return {"centroids": centroids.astype(np.float32), "radii": radii, "n": int(len(ids)), "source": source}
+
+
+def _kmeans_pp(vecs: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding: FAISS's random seeding often merges well-separated clusters."""
+    centers = [vecs[rng.integers(len(vecs))]]
+    d2 = ((vecs - centers[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        total = d2.sum()
+        nxt = vecs[rng.choice(len(vecs), p=d2 / total)] if total > 0 else vecs[rng.integers(len(vecs))]
+        centers.append(nxt)
+        d2 = np.minimum(d2, ((vecs - nxt) ** 2).sum(1))
+    return np.ascontiguousarray(centers, dtype=np.float32)
 
 
 def _assign(vecs: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -110,8 +122,8 @@ def search(col: Collection, q: np.ndarray, k: int, pred: Any, context: str | Non
         due = col._due(now)
         allowed = col.candidates(pred, context, due)
         hidden = col._hidden_iids(due)
-        born = context is None and col._superposed > 0
-        width = k * min(col._max_branches, 8) if born else k
+        fan = min(col._max_branches, 8) if col._superposed else 1
+        width = k * fan
         scores, iids = col._raw_search(q[None, :], width, allowed, hidden if allowed is None else None, None)
         cand_s, cand_i = [scores[0]], [iids[0]]
         regions = col.regions
@@ -126,11 +138,11 @@ def search(col: Collection, q: np.ndarray, k: int, pred: Any, context: str | Non
                 pool = pool[~np.isin(pool, hidden)]
             for r in entered:
                 inside = pool[np.isin(pool, ids[labels == r])]
-                s, i = col.index.exact_search(q[None, :], cap * (min(col._max_branches, 8) if born else 1), inside)
+                s, i = col.index.exact_search(q[None, :], cap * fan, inside)
                 cand_s.append(s[0])
                 cand_i.append(i[0])
         region_of = dict(zip(ids.tolist(), labels.tolist()))
-        hits = col._rank(q, np.concatenate(cand_s), np.concatenate(cand_i), len(col._entries), born, due)
+        hits = col._rank(q, np.concatenate(cand_s), np.concatenate(cand_i), len(col._entries), context, due)
         best_iid = {}
         for s, i in zip(np.concatenate(cand_s).tolist(), np.concatenate(cand_i).tolist()):
             rid = col._owner.get(i)

@@ -1,0 +1,349 @@
+"""Batched state-vector simulator of ``CircuitSpec`` circuits with adjoint gradients.
+
+How a call runs:
+
+* each (layer, qubit) block RZ·RY·RX (with its RY encoding gate, if any) is
+  fused into one 2x2 matrix; a CNOT entangler is one permutation of basis states;
+* the first layer on |0...0> with angle encoding is a product state, built
+  directly; amplitude encoding builds its state directly from the gate angles;
+* the batch is split into chunks run on a thread pool (kernels release the GIL),
+  which also bounds working memory (``max_memory_bytes``).
+
+The adjoint gradient keeps the state after every layer, sends the cotangent
+``lambda = sum_k g_k O_k psi`` back through the circuit, and reads all 3n (or 4n
+with encoding gates) derivatives of a layer from one 2x2 overlap per qubit
+(``statevector_kernels.cross_terms``): O(gates) work per sample.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from qstore_client.errors import InvalidArgument, LimitExceeded
+
+from . import statevector_kernels as kern
+from .ansatz import block_generators, entangler_permutation, fused_rotations, ry
+from .backend import Backend, check_execute_args, check_shots
+from .metric import METRIC_KINDS, fubini_study_metric
+from .observables import ObservablesLike, ZObservables, counts_from_histogram, z_observables
+from .spec import CircuitSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_MEMORY_BYTES = 2 << 30
+# 64 samples keep a chunk's states in L2 at 8 qubits and give the vector units
+# long contiguous inner loops (measured best of 16..256; benchmarks/CIRCUITS.md).
+DEFAULT_CHUNK = 64
+_DTYPES = {np.dtype(np.complex128): np.float64, np.dtype(np.complex64): np.float32}
+
+
+def _split(m: np.ndarray, real: type) -> np.ndarray:
+    """Complex (n, Bm, 2, 2) -> kernel layout (2, n, 2, 2, Bm)."""
+    return np.ascontiguousarray(np.stack([m.real, m.imag]).transpose(0, 1, 3, 4, 2), dtype=real)
+
+
+def _cols(a: np.ndarray, b0: int, b1: int) -> np.ndarray:
+    """Batch slice of a kernel array whose last axis is 1 (shared) or B."""
+    return a if a.shape[-1] == 1 else np.ascontiguousarray(a[..., b0:b1])
+
+
+@dataclass
+class _Program:
+    """One call's circuit, compiled for the kernels."""
+
+    spec: CircuitSpec
+    real: type
+    batch: int
+    theta: np.ndarray           # (Bm, P) with Bm in {1, B}
+    angles: np.ndarray          # (B, n_inputs)
+    layer_mats: list[np.ndarray]  # kernel layout per layer (2, n, 2, 2, Bm_l)
+    adjoint_mats: list[np.ndarray]
+    first_columns: np.ndarray | None  # product state factors (2, n, 2, Bm) for angle encoding
+    src: np.ndarray
+    inv_src: np.ndarray
+
+    @classmethod
+    def build(cls, spec: CircuitSpec, angles: np.ndarray, theta: np.ndarray, real: type) -> _Program:
+        n, L, B = spec.n_qubits, spec.layers, angles.shape[0]
+        theta2 = theta[None, :] if theta.ndim == 1 else theta
+        fused = fused_rotations(theta2, n, L)                # (L, n, Bm, 2, 2)
+        per_layer = [fused[layer] for layer in range(L)]
+        if spec.encoding == "angle":
+            F = spec.n_features
+            uploads = L if spec.reupload else 1
+            enc = ry(angles.reshape(B, uploads, F).transpose(1, 2, 0))  # (U, F, B, 2, 2)
+            for u in range(uploads):
+                m = np.broadcast_to(per_layer[u], (n, max(B, per_layer[u].shape[1]), 2, 2)).copy()
+                m[:F] = m[:F] @ enc[u]
+                per_layer[u] = m
+        first = None
+        if spec.encoding == "angle":
+            col = per_layer[0][:, :, :, 0]                  # (n, Bm, 2)
+            first = np.ascontiguousarray(np.stack([col.real, col.imag]).transpose(0, 1, 3, 2), dtype=real)
+        layer_mats = [_split(m, real) for m in per_layer]
+        adjoint = [_split(np.conj(np.swapaxes(m, -1, -2)), real) for m in per_layer]
+        src = entangler_permutation(n, spec.pairs)
+        inv = np.empty_like(src)
+        inv[src] = np.arange(src.size)
+        return cls(spec, real, B, theta2, angles, layer_mats, adjoint, first, src, inv)
+
+    def initial(self, b0: int, b1: int) -> np.ndarray:
+        st = np.empty((2, self.spec.dim, b1 - b0), dtype=self.real)
+        if self.first_columns is not None:
+            kern.product_state(_cols(self.first_columns, b0, b1), st)
+        else:
+            st[0] = self.spec.encoder.state(self.angles[b0:b1]).T
+            st[1] = 0.0
+            kern.apply_layer(st, _cols(self.layer_mats[0], b0, b1))
+        return st
+
+    def forward(self, b0: int, b1: int, keep: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Final states of rows b0:b1, and (if ``keep``) the state after each layer's rotations."""
+        st = self.initial(b0, b1)
+        tmp = np.empty_like(st)
+        saved = []
+        for layer in range(self.spec.layers):
+            if layer > 0:
+                kern.apply_layer(st, _cols(self.layer_mats[layer], b0, b1))
+            if keep:
+                saved.append(st.copy())
+            kern.permute(st, self.src, tmp)
+            st, tmp = tmp, st
+        return st, saved
+
+    def backward(self, final: np.ndarray, saved: list[np.ndarray], diag: np.ndarray,
+                 b0: int, b1: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Overlaps (L, n, 6, Bc) for cotangent ``diag * final``; plus 2 Re(lambda_0) for amplitude."""
+        n, L = self.spec.n_qubits, self.spec.layers
+        lam = np.empty_like(final)
+        kern.weight_diagonal(final, np.ascontiguousarray(diag, dtype=self.real), lam)
+        tmp = np.empty_like(lam)
+        cross = np.zeros((L, n, 6, b1 - b0))
+        dense_start = self.first_columns is None
+        for layer in range(L - 1, -1, -1):
+            kern.permute(lam, self.inv_src, tmp)
+            lam, tmp = tmp, lam
+            kern.cross_terms(lam, saved[layer], n, cross[layer])
+            if layer > 0 or dense_start:
+                kern.apply_layer(lam, _cols(self.adjoint_mats[layer], b0, b1))
+        start = 2.0 * lam[0].astype(np.float64) if dense_start else None
+        return cross, start
+
+
+class StatevectorBackend(Backend):
+    """Exact (or shot-sampled) batched simulation; adjoint ``vjp`` and ``jacobian``.
+
+    Args:
+        dtype: ``np.complex128`` (default) or ``np.complex64``.
+        shots: None for exact expectations, else estimates from this many shots.
+        seed: seeds the shot sampler.
+        max_memory_bytes: working-memory bound per call; a circuit whose single
+            sample does not fit is refused (``too_many_qubits``) before allocating.
+        threads: worker threads over batch chunks (default: CPU count).
+        chunk_size: samples per chunk.
+    """
+
+    name = "statevector"
+
+    def __init__(self, dtype: type = np.complex128, shots: int | None = None, seed: int | None = None,
+                 max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES, threads: int | None = None,
+                 chunk_size: int = DEFAULT_CHUNK):
+        if np.dtype(dtype) not in _DTYPES:
+            raise InvalidArgument(f"dtype must be complex128 or complex64, got {dtype!r}", code="invalid_parameters")
+        self.dtype = np.dtype(dtype)
+        self.real = _DTYPES[self.dtype]
+        self.shots = None if shots is None else check_shots(shots)
+        self.max_memory_bytes = int(max_memory_bytes)
+        self.threads = max(1, threads or os.cpu_count() or 1)
+        self.chunk_size = max(1, int(chunk_size))
+        self._rng = np.random.default_rng(seed)
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- plumbing ------------------------------------------------------------------
+    def _chunks(self, spec: CircuitSpec, batch: int, states_per_sample: int) -> list[tuple[int, int]]:
+        per_sample = spec.dim * 2 * np.dtype(self.real).itemsize * states_per_sample + spec.dim * 16
+        if per_sample > self.max_memory_bytes:
+            raise LimitExceeded(
+                f"{spec.n_qubits} qubits need {per_sample / 2**20:.0f} MiB per sample here, over the "
+                f"{self.max_memory_bytes / 2**20:.0f} MiB limit (max_memory_bytes)", code="too_many_qubits")
+        size = max(1, min(self.chunk_size, self.max_memory_bytes // (per_sample * self.threads)))
+        return [(b0, min(batch, b0 + size)) for b0 in range(0, batch, size)]
+
+    def _map(self, fn, chunks: list[tuple[int, int]]) -> list:
+        if len(chunks) == 1 or self.threads == 1:
+            return [fn(b0, b1) for b0, b1 in chunks]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="qstore-sv")
+        return list(self._pool.map(lambda c: fn(*c), chunks))
+
+    def _program(self, spec: CircuitSpec, angles: np.ndarray, theta: np.ndarray) -> _Program:
+        return _Program.build(spec, angles, theta, self.real)
+
+    def _probabilities(self, spec: CircuitSpec, angles: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """(B, 2^n) Born probabilities."""
+        prog = self._program(spec, angles, theta)
+
+        def run(b0: int, b1: int) -> np.ndarray:
+            final, _ = prog.forward(b0, b1, keep=False)
+            probs = np.empty(final.shape[1:])
+            kern.probabilities(final, probs)
+            return probs.T
+
+        return np.concatenate(self._map(run, self._chunks(spec, angles.shape[0], 3)))
+
+    # -- Backend -------------------------------------------------------------------
+    def execute(self, spec: CircuitSpec, angles: np.ndarray, theta: np.ndarray,
+                observables: ZObservables) -> np.ndarray:
+        angles, theta = check_execute_args(spec, angles, theta)
+        probs = self._probabilities(spec, angles, theta)
+        if self.shots is not None:
+            probs = self._rng.multinomial(self.shots, _normalised(probs)) / self.shots
+        return observables.from_probabilities(probs)
+
+    def counts(self, spec: CircuitSpec, angles: np.ndarray, theta: np.ndarray, shots: int,
+               seed: int | None = None) -> list[dict[str, int]]:
+        angles, theta = check_execute_args(spec, angles, theta)
+        rng = np.random.default_rng(seed) if seed is not None else self._rng
+        hist = rng.multinomial(check_shots(shots), _normalised(self._probabilities(spec, angles, theta)))
+        return [counts_from_histogram(h, spec.n_qubits) for h in hist]
+
+    # -- exact states ----------------------------------------------------------------
+    def states(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Final state vectors (B, 2^n) in ``dtype`` (qubit 0 most significant)."""
+        X, theta, _ = self.prepare(spec, X, theta, None)
+        self._check_output(spec, X.shape[0], 1)
+        prog = self._program(spec, spec.encoder.angles(X), theta)
+
+        def run(b0: int, b1: int) -> np.ndarray:
+            final, _ = prog.forward(b0, b1, keep=False)
+            return (final[0] + 1j * final[1]).T.astype(self.dtype)
+
+        return np.concatenate(self._map(run, self._chunks(spec, X.shape[0], 2)))
+
+    def state_derivatives(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """(states (B, 2^n), d state / d theta_k (B, P, 2^n)), complex128."""
+        X, theta, _ = self.prepare(spec, X, theta, None)
+        B, n, L, P = X.shape[0], spec.n_qubits, spec.layers, spec.n_params
+        self._check_output(spec, B, P + 1)
+        prog = _Program.build(spec, spec.encoder.angles(X), theta, np.float64)
+        gens = -0.5j * block_generators(prog.theta, n, L)[..., :3, :, :]  # (L, n, Bm, 3, 2, 2)
+
+        def run(b0: int, b1: int) -> tuple[np.ndarray, np.ndarray]:
+            final, saved = prog.forward(b0, b1, keep=True)
+            bc = b1 - b0
+            derivs = np.empty((bc, P, spec.dim), dtype=np.complex128)
+            for layer in range(L):
+                # All 3n derivative states of a layer travel as one wider batch.
+                stack = np.empty((2, spec.dim, 3 * n, bc))
+                for q in range(n):
+                    for axis in range(3):
+                        d = saved[layer].copy()
+                        g = _cols(_split(gens[layer, q, :, axis][None], np.float64)[:, 0], b0, b1)
+                        kern.apply_one_qubit(d, q, n, np.ascontiguousarray(g))
+                        stack[:, :, 3 * q + axis, :] = d
+                st = stack.reshape(2, spec.dim, 3 * n * bc)
+                out = np.empty_like(st)
+                kern.permute(st, prog.src, out)
+                st, out = out, st
+                for later in range(layer + 1, L):
+                    kern.apply_layer(st, _tile(_cols(prog.layer_mats[later], b0, b1), 3 * n))
+                    kern.permute(st, prog.src, out)
+                    st, out = out, st
+                block = (st[0] + 1j * st[1]).reshape(spec.dim, 3 * n, bc).transpose(2, 1, 0)
+                derivs[:, layer * 3 * n:(layer + 1) * 3 * n] = block
+            return (final[0] + 1j * final[1]).T, derivs
+
+        parts = self._map(run, self._chunks(spec, B, L + 4 + 6 * n + P))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def metric_tensor(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, kind: str = "full") -> np.ndarray:
+        """Fubini–Study metric g_ij = Re(<d_i psi|d_j psi> - <d_i psi|psi><psi|d_j psi>) per sample.
+
+        ``kind``: ``full`` (B, P, P); ``block`` keeps only the 3n x 3n block of
+        each layer; ``diag`` only the diagonal (both still returned as (B, P, P)).
+        """
+        if kind not in METRIC_KINDS:
+            raise InvalidArgument(f"metric kind must be one of {METRIC_KINDS}, got {kind!r}",
+                                  code="invalid_parameters")
+        psi, derivs = self.state_derivatives(spec, X, theta)
+        return fubini_study_metric(psi, derivs, kind, block=3 * spec.n_qubits)
+
+    # -- adjoint gradients ---------------------------------------------------------------
+    def vjp(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, grad_out: np.ndarray,
+            observables: ObservablesLike | ZObservables | None = None, inputs: bool = True
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Adjoint vector-Jacobian product of ``expectations``.
+
+        For loss gradient ``grad_out`` (B, n_obs) returns ``(grad_theta, grad_X)``:
+        grad_theta is (P,) summed over the batch when theta is shared (P,), or
+        (B, P) when theta is per sample; grad_X is (B, F), or None if not ``inputs``.
+        """
+        X, theta, obs = self.prepare(spec, X, theta, observables)
+        grad_out = np.asarray(grad_out, dtype=np.float64)
+        if grad_out.shape != (X.shape[0], len(obs)) or not np.all(np.isfinite(grad_out)):
+            raise InvalidArgument(f"grad_out must be finite with shape {(X.shape[0], len(obs))}, "
+                                  f"got {grad_out.shape}", code="invalid_parameters")
+        g_theta, g_x = self._adjoint(spec, X, theta, obs, grad_out[None], inputs)
+        return (g_theta[0] if theta.ndim == 2 else g_theta[0].sum(axis=0)), (g_x[0] if inputs else None)
+
+    def jacobian(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray,
+                 observables: ObservablesLike | ZObservables | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample Jacobians: d<O_k>/d theta (B, n_obs, P) and d<O_k>/dX (B, n_obs, F)."""
+        X, theta, obs = self.prepare(spec, X, theta, observables)
+        eye = np.broadcast_to(np.eye(len(obs))[:, None, :], (len(obs), X.shape[0], len(obs)))
+        g_theta, g_x = self._adjoint(spec, X, theta, obs, eye, True)
+        return g_theta.transpose(1, 0, 2), g_x.transpose(1, 0, 2)
+
+    def _adjoint(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, obs: ZObservables,
+                 cotangents: np.ndarray, inputs: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Gradients for K cotangents (K, B, n_obs) from one forward pass: (K, B, P), (K, B, F)."""
+        n, L, B, K = spec.n_qubits, spec.layers, X.shape[0], cotangents.shape[0]
+        angles = spec.encoder.angles(X)
+        prog = self._program(spec, angles, theta)
+
+        def run(b0: int, b1: int):
+            final, saved = prog.forward(b0, b1, keep=True)
+            outs = [prog.backward(final, saved, obs.diagonal(c[b0:b1]), b0, b1) for c in cotangents]
+            return np.stack([o[0] for o in outs]), [o[1] for o in outs]
+
+        parts = self._map(run, self._chunks(spec, B, L + 4))
+        cross = np.concatenate([p[0] for p in parts], axis=-1)          # (K, L, n, 6, B)
+        gens = block_generators(prog.theta, n, L)                       # (L, n, Bm, 4, 2, 2)
+        c = cross.transpose(0, 1, 2, 4, 3)[..., None, :]                # (K, L, n, B, 1, 6)
+        grad = (gens[..., 0, 0].real * c[..., 0] + gens[..., 1, 1].real * c[..., 1]
+                + gens[..., 0, 1].real * c[..., 3] + gens[..., 0, 1].imag * c[..., 2]
+                + gens[..., 1, 0].real * c[..., 5] + gens[..., 1, 0].imag * c[..., 4])  # (K, L, n, B, 4)
+        g_theta = grad[..., :3].transpose(0, 3, 1, 2, 4).reshape(K, B, spec.n_params)
+        if not inputs:
+            return g_theta, None
+        if spec.encoding == "angle":
+            uploads, F = (L if spec.reupload else 1), spec.n_features
+            g_angles = grad[:, :uploads, :F, :, 3].transpose(0, 3, 1, 2).reshape(K, B, uploads * F)
+            g_x = np.stack([spec.encoder.angles_vjp(X, g) for g in g_angles])
+        else:
+            start = np.stack([np.concatenate([p[1][k] for p in parts], axis=1).T for k in range(K)])
+            psi0 = spec.encoder.normalised(X)                           # (B, D)
+            norm = np.linalg.norm(spec.encoder.padded(X), axis=1)[None, :, None]
+            radial = np.einsum("kbd,bd->kb", start, psi0)[..., None] * psi0[None]
+            g_x = ((start - radial) / norm)[..., : spec.n_features]
+        return g_theta, g_x
+
+    def _check_output(self, spec: CircuitSpec, batch: int, per_sample_states: int) -> None:
+        need = batch * per_sample_states * spec.dim * 16
+        if need > self.max_memory_bytes:
+            raise LimitExceeded(f"the result needs {need / 2**20:.0f} MiB, over the {self.max_memory_bytes / 2**20:.0f}"
+                                f" MiB limit (max_memory_bytes); use fewer qubits or a smaller batch",
+                                code="too_many_qubits")
+
+
+def _tile(mats: np.ndarray, reps: int) -> np.ndarray:
+    return mats if mats.shape[-1] == 1 else np.ascontiguousarray(np.tile(mats, reps))
+
+
+def _normalised(probs: np.ndarray) -> np.ndarray:
+    return probs / probs.sum(axis=1, keepdims=True)
