@@ -14,7 +14,6 @@ import sympy
 
 ENTANGLEMENTS = ("linear", "circular", "full")
 
-_I2 = np.eye(2, dtype=np.complex128)
 PAULI_X = np.array([[0, 1], [1, 0]], dtype=np.complex128)
 PAULI_Y = np.array([[0, -1j], [1j, 0]], dtype=np.complex128)
 PAULI_Z = np.array([[1, 0], [0, -1]], dtype=np.complex128)
@@ -88,36 +87,48 @@ def rz(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _conj(u: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """u p u^dagger over leading axes."""
-    return u @ p @ np.conj(np.swapaxes(u, -1, -2))
+def matmul2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched 2x2 product; elementwise, which beats np.matmul on many tiny matrices."""
+    a, b = np.broadcast_arrays(a, b)
+    out = np.empty(a.shape, dtype=np.complex128)
+    for i in range(2):
+        for j in range(2):
+            out[..., i, j] = a[..., i, 0] * b[..., 0, j] + a[..., i, 1] * b[..., 1, j]
+    return out
 
 
 def fused_rotations(theta: np.ndarray, n_qubits: int, layers: int) -> np.ndarray:
     """RZ·RY·RX of every (layer, qubit) as one 2x2: theta (Bm, P) -> (layers, n, Bm, 2, 2)."""
     t = theta.reshape(theta.shape[0], layers, n_qubits, 3).transpose(1, 2, 0, 3)
-    return rz(t[..., 2]) @ ry(t[..., 1]) @ rx(t[..., 0])
+    return matmul2(rz(t[..., 2]), matmul2(ry(t[..., 1]), rx(t[..., 0])))
 
 
-def block_generators(theta: np.ndarray, n_qubits: int, layers: int) -> np.ndarray:
-    """Hermitian generators of each block parameter, moved to the block's output.
+def generator_axes(theta: np.ndarray, n_qubits: int, layers: int) -> np.ndarray:
+    """Bloch axes of each block parameter's generator, moved to the block's output.
 
-    A block is ``RZ(c) RY(b) RX(a) [RY(e)]`` on one qubit (the RY(e) is an
-    encoding gate when present). For a parameter t with ``dW/dt = A (-i/2 P) B``
-    and ``W = A R(t) B`` the derivative at the output is ``-i/2 (A P A^dagger)``,
-    so one overlap matrix per qubit at the layer output gives every derivative.
+    A block is ``RZ(c) RY(b) RX(a) [RY(e)]`` on one qubit (RY(e) is an encoding
+    gate when present). If ``W = A R(t) B`` with ``R(t) = exp(-i t P / 2)``, then
+    ``dW/dt = -i/2 (A P A^dagger) W``: the derivative is the Pauli P rotated by
+    the gates after it. The rotated Pauli is ``m . sigma``; this returns the unit
+    vectors m, so one overlap per qubit at the layer output gives every derivative.
+    The e axis does not depend on e, so it is filled whether or not the block
+    has an encoding gate.
 
-    Returns (layers, n, Bm, 4, 2, 2): generators of a, b, c and e. The e generator
-    does not depend on e itself, so it is filled whether or not the block has an
-    encoding gate.
+    Returns (layers, n, Bm, 4, 3): axes for a, b, c, e.
     """
     t = theta.reshape(theta.shape[0], layers, n_qubits, 3).transpose(1, 2, 0, 3)
-    zr = rz(t[..., 2])
-    zy = zr @ ry(t[..., 1])
-    zyx = zy @ rx(t[..., 0])
-    out = np.empty(t.shape[:3] + (4, 2, 2), dtype=np.complex128)
-    out[..., 0, :, :] = _conj(zy, PAULI_X)
-    out[..., 1, :, :] = _conj(zr, PAULI_Y)
-    out[..., 2, :, :] = PAULI_Z
-    out[..., 3, :, :] = _conj(zyx, PAULI_Y)
+    ca, sa = np.cos(t[..., 0]), np.sin(t[..., 0])
+    cb, sb = np.cos(t[..., 1]), np.sin(t[..., 1])
+    cc, sc = np.cos(t[..., 2]), np.sin(t[..., 2])
+    out = np.zeros(t.shape[:3] + (4, 3))
+    out[..., 0, :] = np.stack([cc * cb, sc * cb, -sb], axis=-1)          # RZ RY X (RZ RY)^dagger
+    out[..., 1, :] = np.stack([-sc, cc, np.zeros_like(cc)], axis=-1)     # RZ Y RZ^dagger
+    out[..., 2, 2] = 1.0                                                 # Z
+    out[..., 3, :] = np.stack([sa * sb * cc - ca * sc, sa * sb * sc + ca * cc, sa * cb], axis=-1)
     return out
+
+
+def pauli_matrix(axis: np.ndarray) -> np.ndarray:
+    """m . sigma for axes (..., 3) -> (..., 2, 2)."""
+    return (axis[..., 0, None, None] * PAULI_X + axis[..., 1, None, None] * PAULI_Y
+            + axis[..., 2, None, None] * PAULI_Z)

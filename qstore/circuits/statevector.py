@@ -25,7 +25,7 @@ import numpy as np
 from qstore_client.errors import InvalidArgument, LimitExceeded
 
 from . import statevector_kernels as kern
-from .ansatz import block_generators, entangler_permutation, fused_rotations, ry
+from .ansatz import entangler_permutation, fused_rotations, generator_axes, matmul2, pauli_matrix, ry
 from .backend import Backend, check_execute_args, check_shots
 from .metric import METRIC_KINDS, fubini_study_metric
 from .observables import ObservablesLike, ZObservables, counts_from_histogram, z_observables
@@ -77,7 +77,7 @@ class _Program:
             enc = ry(angles.reshape(B, uploads, F).transpose(1, 2, 0))  # (U, F, B, 2, 2)
             for u in range(uploads):
                 m = np.broadcast_to(per_layer[u], (n, max(B, per_layer[u].shape[1]), 2, 2)).copy()
-                m[:F] = m[:F] @ enc[u]
+                m[:F] = matmul2(m[:F], enc[u])
                 per_layer[u] = m
         first = None
         if spec.encoding == "angle":
@@ -116,12 +116,12 @@ class _Program:
 
     def backward(self, final: np.ndarray, saved: list[np.ndarray], diag: np.ndarray,
                  b0: int, b1: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Overlaps (L, n, 6, Bc) for cotangent ``diag * final``; plus 2 Re(lambda_0) for amplitude."""
+        """Overlaps (L, n, 3, Bc) for cotangent ``diag * final``; plus 2 Re(lambda_0) for amplitude."""
         n, L = self.spec.n_qubits, self.spec.layers
         lam = np.empty_like(final)
         kern.weight_diagonal(final, np.ascontiguousarray(diag, dtype=self.real), lam)
         tmp = np.empty_like(lam)
-        cross = np.zeros((L, n, 6, b1 - b0))
+        cross = np.zeros((L, n, 3, b1 - b0))
         dense_start = self.first_columns is None
         for layer in range(L - 1, -1, -1):
             kern.permute(lam, self.inv_src, tmp)
@@ -230,7 +230,7 @@ class StatevectorBackend(Backend):
         B, n, L, P = X.shape[0], spec.n_qubits, spec.layers, spec.n_params
         self._check_output(spec, B, P + 1)
         prog = _Program.build(spec, spec.encoder.angles(X), theta, np.float64)
-        gens = -0.5j * block_generators(prog.theta, n, L)[..., :3, :, :]  # (L, n, Bm, 3, 2, 2)
+        gens = -0.5j * pauli_matrix(generator_axes(prog.theta, n, L)[..., :3, :])  # (L, n, Bm, 3, 2, 2)
 
         def run(b0: int, b1: int) -> tuple[np.ndarray, np.ndarray]:
             final, saved = prog.forward(b0, b1, keep=True)
@@ -312,12 +312,11 @@ class StatevectorBackend(Backend):
             return np.stack([o[0] for o in outs]), [o[1] for o in outs]
 
         parts = self._map(run, self._chunks(spec, B, L + 4))
-        cross = np.concatenate([p[0] for p in parts], axis=-1)          # (K, L, n, 6, B)
-        gens = block_generators(prog.theta, n, L)                       # (L, n, Bm, 4, 2, 2)
-        c = cross.transpose(0, 1, 2, 4, 3)[..., None, :]                # (K, L, n, B, 1, 6)
-        grad = (gens[..., 0, 0].real * c[..., 0] + gens[..., 1, 1].real * c[..., 1]
-                + gens[..., 0, 1].real * c[..., 3] + gens[..., 0, 1].imag * c[..., 2]
-                + gens[..., 1, 0].real * c[..., 5] + gens[..., 1, 0].imag * c[..., 4])  # (K, L, n, B, 4)
+        cross = np.concatenate([p[0] for p in parts], axis=-1)          # (K, L, n, 3, B)
+        axes = generator_axes(prog.theta, n, L)                         # (L, n, Bm, 4, 3)
+        c = cross[..., None]                                             # (K, L, n, 3, B, 1)
+        # Im tr(P^T M) for P = m.sigma: m_z * delta + m_x * Im D - m_y * Re D
+        grad = axes[..., 2] * c[:, :, :, 0] + axes[..., 0] * c[:, :, :, 2] - axes[..., 1] * c[:, :, :, 1]
         g_theta = grad[..., :3].transpose(0, 3, 1, 2, 4).reshape(K, B, spec.n_params)
         if not inputs:
             return g_theta, None

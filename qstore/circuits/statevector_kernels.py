@@ -126,12 +126,12 @@ def product_state(v, out):
 
 @nb.njit(**_JIT)
 def cross_terms(lam, psi, n, out):
-    """Accumulate, per qubit q and sample b, the 2x2 overlap M_ab = sum_rest conj(lam_a) psi_b.
+    """Accumulate, per qubit q and sample b, what d<O>/dt needs from M_ab = sum_rest conj(lam_a) psi_b.
 
-    ``out`` (n, 6, B) float64 receives [Im M00, Im M11, Re M01, Im M01, Re M10, Im M10]:
-    enough for d<O>/dt = Im tr(P^T M) of any Hermitian generator P on qubit q
-    (the adjoint method, with all single-qubit generators of one layer read
-    from a single pair of states).
+    For a generator P = n.sigma on qubit q (Hermitian, traceless) the adjoint
+    method needs Im tr(P^T M) = n_z (Im M00 - Im M11) + n_x Im D - n_y Re D with
+    D = M01 - conj(M10). ``out`` (n, 3, B) float64 receives [Im M00 - Im M11, Re D,
+    Im D], so every single-qubit generator of a layer is read from one pass.
     """
     D = psi.shape[1]
     B = psi.shape[2]
@@ -155,12 +155,9 @@ def cross_terms(lam, psi, n, out):
                     pi0 = pi[i0, b]
                     pr1 = pr[i1, b]
                     pi1 = pi[i1, b]
-                    acc[0, b] += lr0 * pi0 - li0 * pr0
-                    acc[1, b] += lr1 * pi1 - li1 * pr1
-                    acc[2, b] += lr0 * pr1 + li0 * pi1
-                    acc[3, b] += lr0 * pi1 - li0 * pr1
-                    acc[4, b] += lr1 * pr0 + li1 * pi0
-                    acc[5, b] += lr1 * pi0 - li1 * pr0
+                    acc[0, b] += lr0 * pi0 - li0 * pr0 - lr1 * pi1 + li1 * pr1
+                    acc[1, b] += lr0 * pr1 + li0 * pi1 - lr1 * pr0 - li1 * pi0
+                    acc[2, b] += lr0 * pi1 - li0 * pr1 + lr1 * pi0 - li1 * pr0
 
 
 @nb.njit(**_JIT)
