@@ -100,16 +100,20 @@ def entry_probabilities(q: np.ndarray, centroids: np.ndarray, radii: np.ndarray,
     return home, probs
 
 
-def _members(col: Collection) -> tuple[np.ndarray, np.ndarray]:
-    """(internal ids, region) of every live vector, cached until the index changes."""
+def _members(col: Collection) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[int, int]]:
+    """Per region, its live ids and their vectors (a copy: entering a region is then one matrix
+    product), and each id's region. Cached until the index changes."""
     key = (col.index.applied_seq, col.index.size, id(col.regions))
     cached = getattr(col, "_region_members", None)
     if cached is not None and cached[0] == key:
         return cached[1], cached[2]
     ids = col.index.ids()
-    labels = _assign(col.index.vectors(ids), col.regions["centroids"])[0] if len(ids) else np.empty(0, int)
-    col._region_members = (key, ids, labels)
-    return ids, labels
+    vecs = col.index.vectors(ids) if len(ids) else np.empty((0, col.dim), np.float32)
+    labels = _assign(vecs, col.regions["centroids"])[0] if len(ids) else np.empty(0, int)
+    members = [(ids[labels == r], vecs[labels == r]) for r in range(len(col.regions["centroids"]))]
+    region_of = dict(zip(ids.tolist(), labels.tolist()))
+    col._region_members = (key, members, region_of)
+    return members, region_of
 
 
 def search(col: Collection, q: np.ndarray, k: int, pred: Any, context: str | None, t: float,
@@ -129,19 +133,18 @@ def search(col: Collection, q: np.ndarray, k: int, pred: Any, context: str | Non
         regions = col.regions
         home, probs = entry_probabilities(q, regions["centroids"], regions["radii"], t)
         entered = [r for r in range(len(probs)) if r != home and rng.random() < probs[r]]
-        ids, labels = _members(col)
-        if entered:
-            pool = ids[np.isin(labels, entered)]
-            if allowed is not None:
-                pool = pool[np.isin(pool, allowed)]
-            elif hidden is not None:
-                pool = pool[~np.isin(pool, hidden)]
-            for r in entered:
-                inside = pool[np.isin(pool, ids[labels == r])]
-                s, i = col.index.exact_search(q[None, :], cap * fan, inside)
-                cand_s.append(s[0])
-                cand_i.append(i[0])
-        region_of = dict(zip(ids.tolist(), labels.tolist()))
+        members, region_of = _members(col)
+        for r in entered:
+            ids, vecs = members[r]
+            if allowed is not None or hidden is not None:
+                keep = np.isin(ids, allowed) if allowed is not None else ~np.isin(ids, hidden)
+                ids, vecs = ids[keep], vecs[keep]
+            if not len(ids):
+                continue
+            sims = col.index.similarity(q[None, :], vecs)[0]
+            top = np.argsort(-sims)[:cap * fan]
+            cand_s.append(sims[top])
+            cand_i.append(ids[top])
         hits = col._rank(q, np.concatenate(cand_s), np.concatenate(cand_i), len(col._entries), context, due)
         best_iid = {}
         for s, i in zip(np.concatenate(cand_s).tolist(), np.concatenate(cand_i).tolist()):
