@@ -162,12 +162,20 @@ class Database:
         return await decoherence.sweep(self, list(self._collections.values()))
 
     async def _sweep_forever(self, interval: float) -> None:
+        """Background upkeep: expire records, and drop change history that snapshots cover."""
+        pruned_at = self._snapshots()
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.sweep()
+                if self._snapshots() != pruned_at:
+                    pruned_at = self._snapshots()
+                    await self._prune_changes()
             except Exception:
-                log.exception("decoherence sweep failed; will retry")
+                log.exception("background upkeep failed; will retry")
+
+    def _snapshots(self) -> tuple[int, ...]:
+        return tuple(c.snapshot_seq for c in self._collections.values())
 
     async def _prune_changes(self) -> None:
         """Drop the change sequence that every snapshot already contains."""

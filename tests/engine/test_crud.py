@@ -140,3 +140,18 @@ async def test_map_grows_when_full(tmp_path, rng):
             await col.upsert([f"b{i}" for i in range(start, start + 1000)], X[start:start + 1000])
         assert await col.count() == 4000
         assert db._storage.env.info()["map_size"] > 1 << 20
+
+
+async def test_background_snapshots_prune_the_change_sequence(tmp_path, rng):
+    import asyncio
+    async with await qstore.Database.open(str(tmp_path / "prune"), snapshot_every=500, sweep_interval=0.02) as db:
+        col = await db.create_collection("p", dim=8, index={"type": "hnsw", "m": 8})
+        X = unit(rng, 2000, 8)
+        for s in range(0, 2000, 250):
+            await col.upsert([str(i) for i in range(s, s + 250)], X[s:s + 250])
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            left = await db._storage.read(lambda txn: txn.stat(db._storage.tables["changes"])["entries"])
+            if col.snapshot_seq and left < 8:
+                break
+        assert col.snapshot_seq > 0 and left < 8

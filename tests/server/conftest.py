@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -29,10 +30,10 @@ class ServerProcess:
     """One server subprocess; `stop()` sends SIGTERM and returns the exit code."""
 
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None,
-                 write_key: str | None = None, read_key: str | None = None):
+                 write_key: str | None = None, read_key: str | None = None, https: bool = False):
         self.data_dir = data_dir
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.port}"
         self.key = write_key
         self.read_key = read_key
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("QSTORE_")}
@@ -56,7 +57,7 @@ class ServerProcess:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
             try:
                 req = urllib.request.Request(self.url + "/v1/health", headers={"Accept": "application/json"})
-                with urllib.request.urlopen(req, timeout=1) as resp:
+                with urllib.request.urlopen(req, timeout=1, context=ssl._create_unverified_context()) as resp:
                     if json.loads(resp.read())["result"]["status"] == "ok":
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):

@@ -1,0 +1,79 @@
+"""Circuits, backends and gradients for Q-Store's training engine.
+
+The model circuit
+-----------------
+``CircuitSpec(n_qubits, layers, encoding="angle"|"amplitude",
+entanglement="linear"|"circular"|"full", reupload=False, n_features=None,
+readout=None)`` describes encoding + ``layers`` x (RX·RY·RZ per qubit, CNOT
+entangler) + <Z> readout.
+
+* ``spec.n_params`` = 3 * n_qubits * layers, ordered layer, qubit, (RX, RY, RZ).
+* ``spec.readout`` readout qubits (default all); ``spec.observables`` the <Z_q>.
+* ``spec.to_cirq()`` -> ``(cirq.Circuit, theta_symbols, input_symbols)`` with
+  sympy parameters. Input symbols are the encoding gates' angles
+  (``spec.encode(X)``); ``spec.resolver(angles_row, theta_row)`` binds a row.
+
+Backends (``get_backend(name, **options)``)
+--------------------------------------------
+``"statevector"`` (default, ``StatevectorBackend``), ``"cirq"``,
+``"cirq-density-matrix"`` (``CirqBackend``, optional ``noise``), ``"ionq"``
+(``IonQBackend``). All of them:
+
+* ``backend.expectations(spec, X, theta, observables=None) -> (B, n_obs)``
+  float64. X is (B, F); theta is (P,) shared or (B, P) per sample;
+  observables is a list of qubits (Z) or tuples of qubits (Z products).
+* ``backend.sample(spec, X, theta, shots, seed=None) -> list[dict[str, int]]``
+  bitstring counts per row, qubit 0 first.
+* ``backend.execute(spec, angles, theta, observables)``: the same on encoded
+  input angles; what gradient transforms call.
+
+Statevector extras (exact, adjoint method):
+
+* ``sv.vjp(spec, X, theta, grad_out, observables=None, inputs=True)
+  -> (grad_theta, grad_X)``: grad_theta (P,) summed over the batch for shared
+  theta, (B, P) for per-sample theta; grad_X (B, F) or None.
+* ``sv.jacobian(spec, X, theta, observables=None)
+  -> ((B, n_obs, P), (B, n_obs, F))``.
+* ``sv.states(spec, X, theta) -> (B, 2^n)``; ``sv.state_derivatives(...)
+  -> (states, (B, P, 2^n))``; ``sv.metric_tensor(spec, X, theta,
+  kind="full"|"block"|"diag") -> (B, P, P)`` (Fubini–Study, for QNG).
+
+Gradients on any backend (``gradients``)
+-----------------------------------------
+``vjp(backend, spec, X, theta, grad_out, observables=None, method="adjoint",
+inputs=True, **options)`` and ``jacobian(backend, spec, X, theta,
+observables=None, method="parameter-shift", inputs=True, **options)`` with
+method ``adjoint`` (statevector), ``parameter-shift``, ``finite-diff``
+(``step``) or ``spsa`` (``draws``, ``c``, ``seed``). The transforms
+``parameter_shift``, ``finite_differences`` and ``spsa`` return
+``(Evaluations, postprocess)`` and never run anything themselves.
+
+Arbitrary cirq circuits (VQE)
+-----------------------------
+``expectation_pauli_sum(state, terms)``, ``CompiledCircuit(circuit, symbols)``
+with ``.states``, ``.expectation`` and ``.value_and_grad`` (adjoint), and
+``pauli_sum_value_and_grad(circuit, symbols, values, hamiltonian)``. Terms are
+a ``cirq.PauliSum`` or ``[(coef, "XZIY"), ...]``.
+
+Errors are ``qstore_client.errors`` classes with codes ``unknown_backend``,
+``too_many_qubits``, ``invalid_parameters``, ``invalid_features``,
+``unknown_gradient``, ``budget_exceeded``, ``job_failed``, ``job_timeout`` and
+``backend_error``.
+"""
+from .backend import Backend, backend_names, get_backend
+from .cirq_backend import CirqBackend
+from .cirq_statevector import CompiledCircuit, pauli_sum_value_and_grad, simulate
+from .gradients import (GRADIENT_METHODS, Evaluations, finite_differences, gradient_method, jacobian,
+                        parameter_shift, spsa, vjp)
+from .metric import fubini_study_metric
+from .observables import PauliTerms, ZObservables, expectation_pauli_sum, pauli_terms, z_observables
+from .spec import CircuitSpec
+from .statevector import StatevectorBackend
+
+__all__ = [
+    "Backend", "CircuitSpec", "CirqBackend", "CompiledCircuit", "Evaluations", "GRADIENT_METHODS",
+    "PauliTerms", "StatevectorBackend", "ZObservables", "backend_names", "expectation_pauli_sum",
+    "finite_differences", "fubini_study_metric", "get_backend", "gradient_method", "jacobian",
+    "parameter_shift", "pauli_sum_value_and_grad", "pauli_terms", "simulate", "spsa", "vjp",
+    "z_observables",
+]

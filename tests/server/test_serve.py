@@ -1,0 +1,141 @@
+"""`qstore serve` / `python -m qstore_server`: arguments, keys, binding rules, TLS, shutdown, metrics."""
+from __future__ import annotations
+
+import argparse
+import shutil
+import ssl
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestServer
+
+from conftest import ServerProcess
+from qstore_client import AsyncClient, Forbidden, Unauthorized, Unavailable
+from qstore_server import ServerConfig, create_app
+from qstore_server.cli import add_serve_parser, run_serve
+from qstore_server.state import METRICS
+
+
+def test_help_lists_every_option():
+    out = subprocess.run([sys.executable, "-m", "qstore_server", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for flag in ("--data-dir", "--host", "--port", "--api-key-file", "--readonly-key-file", "--tls-cert",
+                 "--tls-key", "--allow-unauthenticated-remote", "--max-body-bytes", "--max-batch", "--max-dim",
+                 "--max-top-k", "QSTORE_API_KEY", "QSTORE_READONLY_API_KEY"):
+        assert flag in out.stdout, flag
+
+
+def test_serve_subcommand_plugs_into_a_parent_parser(tmp_path):
+    parser = argparse.ArgumentParser(prog="qstore")
+    add_serve_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", "--data-dir", str(tmp_path), "--port", "9999", "--max-top-k", "50"])
+    assert args.func is run_serve and args.port == 9999
+    config = ServerConfig.from_args(args, {"QSTORE_API_KEY": "a, b", "QSTORE_READONLY_API_KEY": "r"})
+    assert config.api_keys == {"a", "b"} and config.readonly_keys == {"r"} and config.limits.max_top_k == 50
+    assert parser.parse_args(["serve", "--data-dir", "d"]).port == 8470
+
+
+def test_refuses_remote_bind_without_a_key(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "qstore_server", "--data-dir", str(tmp_path / "d"),
+                          "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 2 and "QSTORE_API_KEY" in out.stderr
+    assert not (tmp_path / "d").exists()  # refused before touching the data directory
+
+
+def test_remote_bind_with_explicit_opt_in(tmp_path):
+    srv = ServerProcess(tmp_path / "data", "--host", "0.0.0.0", "--allow-unauthenticated-remote")
+    try:
+        assert f"listening on http://0.0.0.0:{srv.port}" in srv.log.read_text()
+    finally:
+        assert srv.stop() == 0
+
+
+async def test_key_files(tmp_path):
+    (tmp_path / "keys").write_text("# write keys\nfirst-key\n\nsecond-key\n")
+    (tmp_path / "ro").write_text("reader-key\n")
+    srv = ServerProcess(tmp_path / "data", "--api-key-file", str(tmp_path / "keys"),
+                        "--readonly-key-file", str(tmp_path / "ro"))
+    try:
+        for key in ("first-key", "second-key"):
+            async with AsyncClient(srv.url, api_key=key) as client:
+                await client.create_collection(key, dim=2)
+        async with AsyncClient(srv.url, api_key="reader-key") as client:
+            assert await client.list_collections() == ["first-key", "second-key"]
+            with pytest.raises(Forbidden):
+                await client.drop_collection("first-key")
+        async with AsyncClient(srv.url, api_key="# write keys") as client:
+            with pytest.raises(Unauthorized):
+                await client.list_collections()
+    finally:
+        assert srv.stop() == 0
+
+
+async def test_graceful_shutdown_keeps_every_acknowledged_write(tmp_path):
+    data = tmp_path / "data"
+    srv = ServerProcess(data)
+    x = np.random.default_rng(1).standard_normal((500, 8)).astype(np.float32)
+    async with AsyncClient(srv.url) as client:
+        col = await client.create_collection("keep", dim=8, index={"type": "hnsw"})
+        await col.upsert([f"v{i}" for i in range(500)], x)
+        await client.put_state("psi", np.array([0.6, 0.8j]))
+    assert srv.stop() == 0
+    log = srv.log.read_text()
+    assert log.count("listening on http://127.0.0.1:") == 1 and "database closed" in log
+    srv = ServerProcess(data)
+    try:
+        async with AsyncClient(srv.url) as client:
+            col = await client.collection("keep")
+            assert await col.count() == 500
+            assert (await col.query(x[123], top_k=1))[0].id == "v123"
+            assert np.allclose(await client.get_state("psi"), [0.6, 0.8j])
+    finally:
+        assert srv.stop() == 0
+    async with AsyncClient(srv.url, retries=1, backoff=0.01) as client:
+        with pytest.raises(Unavailable):
+            await client.list_collections()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate")
+async def test_tls(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    srv = ServerProcess(tmp_path / "data", "--tls-cert", str(cert), "--tls-key", str(key), https=True)
+    try:
+        assert srv.url.startswith("https://") and "listening on https://" in srv.log.read_text()
+        trust = ssl.create_default_context(cafile=str(cert))
+        async with AsyncClient(srv.url, ssl=trust) as client:
+            col = await client.create_collection("secure", dim=2)
+            await col.upsert(["a"], np.array([[1.0, 0.0]]))
+            assert await col.count() == 1
+        async with AsyncClient(srv.url, retries=0) as client:  # an untrusted certificate is refused
+            with pytest.raises(Unavailable):
+                await client.list_collections()
+    finally:
+        assert srv.stop() == 0
+
+
+async def test_metrics(tmp_path, name):
+    config = ServerConfig(data_dir=tmp_path / "data")
+    app = create_app(config)
+    async with TestServer(app, host="127.0.0.1") as srv:
+        async with AsyncClient(str(srv.make_url("")).rstrip("/")) as client:
+            col = await client.create_collection(name, dim=3, index={"type": "flat"})
+            await col.upsert(["a", "b", "c"], np.eye(3))
+            await col.delete(["c"])
+            await col.query(np.ones(3), top_k=2)
+            with pytest.raises(Exception):
+                await client.collection("missing")
+            text = await client.metrics()
+    assert 'qstore_requests_total{method="POST",route="query",status="200"} 1.0' in text
+    assert 'qstore_request_duration_seconds_bucket{le="0.25",route="upsert"} 1.0' in text
+    assert 'qstore_errors_total{code="collection_not_found"} 1.0' in text
+    assert f'qstore_records{{collection="{name}"}} 2.0' in text
+    assert f'qstore_index_vectors{{collection="{name}"}}' in text
+    assert "qstore_collections 1.0" in text and 'qstore_jobs{state="running"} 0.0' in text
+    # Each app has its own registry: a second app starts from zero.
+    assert create_app(config)[METRICS].registry is not app[METRICS].registry
