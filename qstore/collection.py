@@ -476,6 +476,7 @@ class Collection:
             if rid is not None and rid not in seen:
                 seen[rid] = s
         if self._superposed:
+            mixed = []  # (record, its branch ids, their renormalised probabilities)
             for rid in seen:
                 entry = self._view(self._entries[rid], rid in due)
                 if entry is None or not entry.superposed:
@@ -483,8 +484,13 @@ class Collection:
                 mask = np.ones(len(entry.iids), bool) if context is None else \
                     np.array([c == context for c in entry.contexts])
                 if mask.sum() > 1:
-                    sims = self.index.similarity(q[None, :], self.index.vectors(entry.iids[mask]))[0]
-                    seen[rid] = float(np.dot(entry.probs[mask], sims) / entry.probs[mask].sum())
+                    mixed.append((rid, entry.iids[mask], entry.probs[mask] / entry.probs[mask].sum()))
+            if mixed:
+                sims = self.index.similarity(q[None, :], self.index.vectors(np.concatenate([m[1] for m in mixed])))[0]
+                at = 0
+                for rid, ids, probs in mixed:
+                    seen[rid] = float(np.dot(probs, sims[at:at + len(ids)]))
+                    at += len(ids)
         ranked = sorted(seen.items(), key=lambda kv: -kv[1])[:k]
         return [Hit(rid, float(s), dict(self._entries[rid].metadata)) for rid, s in ranked]
 

@@ -75,9 +75,10 @@ class CirqBackend(Backend):
         self.simulator = self._make_simulator(seed)
 
     def _make_simulator(self, seed: int | None) -> cirq.SimulatesSamples:
+        # complex128: cirq's complex64 default is only good to ~1e-7, too coarse for a reference.
         if self.density_matrix:
-            return cirq.DensityMatrixSimulator(noise=self.noise, seed=seed)
-        return cirq.Simulator(seed=seed)
+            return cirq.DensityMatrixSimulator(dtype=np.complex128, noise=self.noise, seed=seed)
+        return cirq.Simulator(dtype=np.complex128, seed=seed)
 
     def _probabilities(self, circuit: cirq.Circuit, resolver: cirq.ParamResolver, qubits: list[cirq.Qid]
                        ) -> np.ndarray:

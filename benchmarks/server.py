@@ -1,0 +1,203 @@
+"""Server vs embedded throughput: one command, prints a table.
+
+    python benchmarks/server.py                 # changelog-minilm-20k (20000 x 384), HNSW
+    python benchmarks/server.py --n 5000 --queries 1000
+
+Runs the same workload twice, once on `qstore.Database` in process and once through
+`qstore_client.AsyncClient` against `python -m qstore_server` in a subprocess on loopback:
+batched inserts, single-client sequential queries (QPS, p50, p99), and queries from 16
+concurrent clients. Client and server share this machine's cores, as they would on one box.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import numpy as np
+
+import qstore
+from qstore_client import AsyncClient
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = REPO.parent / "shared" / "datasets" / "changelog-minilm-20k.npy"
+TARGETS = {"query_qps": 1000.0, "insert_rate": 7500.0}
+
+
+@dataclass
+class Result:
+    insert_rate: float = 0.0
+    query_qps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    concurrent_qps: float = 0.0
+    recall: float = 0.0
+
+
+def load_vectors(path: Path, n: int) -> tuple[np.ndarray, str]:
+    if path.exists():
+        x = np.load(path)[:n].astype(np.float32)
+        return x, f"{path.name} ({x.shape[0]}x{x.shape[1]}, float16 -> float32)"
+    # Fallback: clustered unit vectors of the same shape, so HNSW sees structure as on real embeddings.
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((64, 384)).astype(np.float32)
+    x = centers[rng.integers(0, 64, n)] + 0.35 * rng.standard_normal((n, 384)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, f"synthetic clustered ({n}x384; {path} not found)"
+
+
+def make_queries(x: np.ndarray, count: int) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    q = x[rng.integers(0, len(x), count)] + 0.05 * rng.standard_normal((count, x.shape[1])).astype(np.float32)
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+async def run_workload(col: Any, concurrent_cols: list[Any], x: np.ndarray, queries: np.ndarray, batch: int,
+                       top_k: int, exact: np.ndarray) -> Result:
+    res = Result()
+    ids = [f"doc-{i:06d}" for i in range(len(x))]
+    t = time.perf_counter()
+    for start in range(0, len(x), batch):
+        await col.upsert(ids[start:start + batch], x[start:start + batch])
+    res.insert_rate = len(x) / (time.perf_counter() - t)
+
+    for q in queries[:50]:  # warm-up: connections, caches, lazy index state
+        await col.query(q, top_k=top_k)
+    latencies = []
+    found = 0
+    t = time.perf_counter()
+    for i, q in enumerate(queries):
+        t0 = time.perf_counter()
+        hits = await col.query(q, top_k=top_k)
+        latencies.append(time.perf_counter() - t0)
+        if i < len(exact):
+            found += len({h.id for h in hits} & {ids[j] for j in exact[i]})
+    res.query_qps = len(queries) / (time.perf_counter() - t)
+    res.p50_ms, res.p99_ms = (float(np.percentile(latencies, p)) * 1e3 for p in (50, 99))
+    res.recall = found / (len(exact) * top_k)
+
+    per_client = np.array_split(queries, len(concurrent_cols))
+
+    async def client_loop(c: Any, qs: np.ndarray) -> None:
+        for q in qs:
+            await c.query(q, top_k=top_k)
+
+    t = time.perf_counter()
+    await asyncio.gather(*(client_loop(c, qs) for c, qs in zip(concurrent_cols, per_client)))
+    res.concurrent_qps = len(queries) / (time.perf_counter() - t)
+    return res
+
+
+async def embedded(x: np.ndarray, queries: np.ndarray, args: argparse.Namespace, exact: np.ndarray) -> Result:
+    with tempfile.TemporaryDirectory(prefix="qstore-bench-") as tmp:
+        async with await qstore.Database.open(tmp) as db:
+            col = await db.create_collection("bench", dim=x.shape[1], index=index_spec(args))
+            return await run_workload(col, [col] * args.clients, x, queries, args.batch, args.top_k, exact)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def remote(x: np.ndarray, queries: np.ndarray, args: argparse.Namespace, exact: np.ndarray) -> Result:
+    with tempfile.TemporaryDirectory(prefix="qstore-bench-") as tmp:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QSTORE_")}
+        proc = subprocess.Popen([sys.executable, "-m", "qstore_server", "--data-dir", tmp, "--port", str(port),
+                                 "--log-level", "WARNING"], env=env, stdout=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, proc)
+            clients = [AsyncClient(url) for _ in range(args.clients + 1)]
+            try:
+                col = await clients[0].create_collection("bench", dim=x.shape[1], index=index_spec(args))
+                others = [await c.collection("bench") for c in clients[1:]]
+                return await run_workload(col, others, x, queries, args.batch, args.top_k, exact)
+            finally:
+                await asyncio.gather(*(c.close() for c in clients))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/v1/health", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("server did not become healthy")
+
+
+def index_spec(args: argparse.Namespace) -> dict[str, Any]:
+    if args.index == "flat":
+        return {"type": "flat"}
+    return {"type": "hnsw", "m": args.m, "ef_construction": args.ef_construction, "ef_search": args.ef_search}
+
+
+def table(emb: Result, rem: Result) -> str:
+    rows: list[tuple[str, Callable[[Result], float], str, str | None]] = [
+        ("batched insert (vectors/s)", lambda r: r.insert_rate, "{:,.0f}", "insert_rate"),
+        ("1 client query (QPS)", lambda r: r.query_qps, "{:,.0f}", "query_qps"),
+        ("1 client p50 latency (ms)", lambda r: r.p50_ms, "{:.3f}", None),
+        ("1 client p99 latency (ms)", lambda r: r.p99_ms, "{:.3f}", None),
+        ("16 clients query (QPS)", lambda r: r.concurrent_qps, "{:,.0f}", None),
+        ("recall@k vs exact", lambda r: r.recall, "{:.3f}", None),
+    ]
+    out = [f"| {'workload':<28} | {'embedded':>10} | {'server':>10} | {'server/embedded':>15} | {'target':>14} |",
+           f"|{'-' * 30}|{'-' * 12}|{'-' * 12}|{'-' * 17}|{'-' * 16}|"]
+    for label, get, fmt, target in rows:
+        e, s = get(emb), get(rem)
+        goal = ""
+        if target:
+            goal = f">= {TARGETS[target]:,.0f} {'ok' if s >= TARGETS[target] else 'MISSED'}"
+        out.append(f"| {label:<28} | {fmt.format(e):>10} | {fmt.format(s):>10} | {s / e if e else 0:>15.2f} "
+                   f"| {goal:>14} |")
+    return "\n".join(out)
+
+
+async def main(args: argparse.Namespace) -> None:
+    x, source = load_vectors(Path(args.dataset), args.n)
+    queries = make_queries(x, args.queries)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    exact = np.argsort(-(queries[:200] @ xn.T), axis=1)[:, :args.top_k]
+    print(f"data: {source}; index {index_spec(args)}; batch {args.batch}; {args.queries} queries, "
+          f"top_k {args.top_k}; {args.clients} concurrent clients; {os.cpu_count()} cores", flush=True)
+    emb = await embedded(x, queries, args, exact)
+    rem = await remote(x, queries, args, exact)
+    print(table(emb, rem))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default=str(DATASET), help="N x D .npy of vectors (default: %(default)s)")
+    parser.add_argument("--n", type=int, default=20000, help="vectors to insert (default: %(default)s)")
+    parser.add_argument("--queries", type=int, default=4000, help="queries per phase (default: %(default)s)")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=1000, help="vectors per upsert (default: %(default)s)")
+    parser.add_argument("--top-k", type=int, default=10, help="results per query (default: %(default)s)")
+    parser.add_argument("--index", choices=["hnsw", "flat"], default="hnsw", help="index type (default: %(default)s)")
+    parser.add_argument("--m", type=int, default=16, help="HNSW links per node (default: %(default)s)")
+    parser.add_argument("--ef-construction", type=int, default=64, help="HNSW build beam (default: %(default)s)")
+    parser.add_argument("--ef-search", type=int, default=32, help="HNSW search beam (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))
