@@ -1,4 +1,4 @@
-"""Async client for a Q-Store server; needs only aiohttp, msgpack and numpy.
+"""Async client for a Q-Store server; needs only msgpack and numpy (HTTP/1.1 on asyncio streams).
 
     async with AsyncClient("http://127.0.0.1:8470", api_key=None) as client:
         col = await client.create_collection("docs", dim=384)

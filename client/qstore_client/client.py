@@ -9,13 +9,13 @@ import asyncio
 import ssl as ssl_module
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-import aiohttp
 import numpy as np
 
 from .errors import QStoreError, error
 from .protocol import JSON, MSGPACK, OPS, PREFIX, ROUTES, error_from_body, loads
+from .transport import Pool, Reply, TransportError
 from .types import Hit, Measurement, Page, Record
 
 # Status -> code for error replies without a protocol body (e.g. from a proxy).
@@ -55,8 +55,10 @@ class Job:
 class AsyncClient:
     """`async with AsyncClient("http://127.0.0.1:8470", api_key=...) as client: ...`
 
-    One pooled keep-alive session per client. Reads are retried on transport failures and
-    503s with exponential backoff; writes never are, since a lost reply may hide an applied write.
+    Keeps a pool of keep-alive connections (one per concurrent call, up to `max_connections`).
+    Each call has a `timeout` in seconds. Reads are retried on transport failures and 503s
+    with exponential backoff; writes never are, since a lost reply may hide an applied write.
+    `ssl` is an SSLContext for https (e.g. one trusting a private CA) or False to skip checks.
     """
 
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 60.0,
@@ -64,36 +66,24 @@ class AsyncClient:
                  use_json: bool = False, ssl: ssl_module.SSLContext | bool | None = None,
                  max_connections: int = 100):
         self.url = url.rstrip("/")
+        self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self._binary = not use_json
         media = JSON if use_json else MSGPACK
-        self._headers = {"Content-Type": media, "Accept": media}
+        headers = {"Content-Type": media, "Accept": media}
         if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
-        self._ssl = ssl
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._pool = Pool(self.url, headers, max_connections=max_connections, connect_timeout=connect_timeout, ssl=ssl)
 
     async def __aenter__(self) -> "AsyncClient":
-        self._open()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl if self._ssl is not None else True)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
-                                                  headers=self._headers, auto_decompress=False)
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._pool.close()
 
     # ------------------------------------------------------------------ transport
 
@@ -101,37 +91,39 @@ class AsyncClient:
                     query: dict[str, str] | None = None, read: bool | None = None) -> Any:
         op = OPS[name]
         method, template = ROUTES[name]
-        path = PREFIX + template.format(**{k: quote(v, safe="") for k, v in (params or {}).items()})
+        target = PREFIX + template.format(**{k: quote(v, safe="") for k, v in (params or {}).items()})
+        if query:
+            target += "?" + urlencode(query)
         body = op.encode_body(args or {}, self._binary) if method == "POST" else None
-        attempts = 1 + self.retries if (op.read if read is None else read) else 1
-        session = self._open()
+        reply = await self._send(method, target, body, op.read if read is None else read)
+        return self._result(op, reply, f"{method} {target}")
+
+    async def _send(self, method: str, target: str, body: bytes | None, retry: bool) -> Reply:
+        attempts = 1 + self.retries if retry else 1
         for attempt in range(attempts):
+            last = attempt + 1 == attempts
             try:
-                async with session.request(method, self.url + path, data=body, params=query) as resp:
-                    raw = await resp.read()
-                    status, content_type = resp.status, resp.content_type
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
-                if attempt + 1 < attempts:
-                    await asyncio.sleep(self.backoff * 2**attempt)
-                    continue
-                raise error("unavailable", f"{method} {path}: {type(exc).__name__}: {exc}") from exc
-            if status == 503 and attempt + 1 < attempts:
-                await asyncio.sleep(self.backoff * 2**attempt)
-                continue
-            return self._reply(op, status, content_type, raw, f"{method} {path}")
+                reply = await self._pool.request(method, target, body, self.timeout)
+            except TransportError as exc:
+                if last:
+                    raise error("unavailable", f"{method} {target}: {exc}") from exc
+            else:
+                if reply.status != 503 or last:
+                    return reply
+            await asyncio.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _reply(op: Any, status: int, content_type: str, raw: bytes, what: str) -> Any:
+    def _result(op: Any, reply: Reply, what: str) -> Any:
         try:
-            payload = loads(raw, content_type) if raw else None
+            payload = loads(reply.body, reply.content_type) if reply.body else None
         except QStoreError:
             payload = None
-        if status >= 400:
+        if reply.status >= 400:
             err = error_from_body(payload)
             if err is None:
-                code = STATUS_CODES.get(status, "internal" if status >= 500 else "invalid_argument")
-                err = error(code, f"{what}: HTTP {status}: {raw[:200].decode(errors='replace')}")
+                code = STATUS_CODES.get(reply.status, "internal" if reply.status >= 500 else "invalid_argument")
+                err = error(code, f"{what}: HTTP {reply.status}: {reply.body[:200].decode(errors='replace')}")
             raise err
         return op.decode_result(payload)
 
@@ -142,12 +134,10 @@ class AsyncClient:
 
     async def metrics(self) -> str:
         """The Prometheus text exposition of /v1/metrics."""
-        session = self._open()
-        async with session.get(self.url + PREFIX + "/metrics") as resp:
-            text = await resp.text()
-            if resp.status >= 400:
-                raise error(STATUS_CODES.get(resp.status, "internal"), f"GET /v1/metrics: HTTP {resp.status}")
-            return text
+        reply = await self._send("GET", PREFIX + "/metrics", None, retry=True)
+        if reply.status >= 400:
+            self._result(OPS["health"], reply, "GET /v1/metrics")  # raises the reply's error
+        return reply.body.decode()
 
     async def list_collections(self) -> list[str]:
         return await self._call("list_collections")

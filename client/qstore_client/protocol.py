@@ -635,7 +635,7 @@ OPS: dict[str, Op] = {op.name: op for op in [
     _op("put_state", {"id": RECORD_ID, "state": StateVector()}, {"id", "state"}, DOCUMENT),
     _op("get_state", {"id": RECORD_ID}, {"id"}, StateVector(), read=True),
     _op("measure_state", {"id": RECORD_ID, "shots": Integer(), "qubits": Nullable(ListOf(Integer())),
-                          "seed": SEED}, {"id", "shots"}, CountsKind(), read=True),
+                          "seed": SEED}, {"id"}, CountsKind(), read=True),
     _op("delete_state", {"id": RECORD_ID}, {"id"}, DOCUMENT),
     # datasets and checkpoints
     _op("import_dataset", {"name": NAME, "X": Floats(code="invalid_features"), "y": Labels()}, {"name", "X", "y"}, DESCRIPTOR),

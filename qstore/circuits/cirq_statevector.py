@@ -125,7 +125,7 @@ class CompiledCircuit:
 
     # -- simulation -------------------------------------------------------------------
     def _values(self, values: np.ndarray | Sequence[float] | None) -> tuple[np.ndarray, bool]:
-        v = np.zeros((1, 0)) if values is None else np.asarray(values, dtype=np.float64)
+        v = np.zeros(0) if values is None else np.asarray(values, dtype=np.float64)
         single = v.ndim == 1
         v = v[None, :] if single else v
         if v.ndim != 2 or v.shape[1] != len(self.symbols):
@@ -183,7 +183,7 @@ class CompiledCircuit:
             psi = apply_matrix(psi, u_dag, step.axes)
             for k, derivative in step.derivatives:
                 d_psi = apply_matrix(psi, derivative(v), step.axes)
-                grad[:, k] += 2.0 * np.einsum("b...,b...->b", lam.conj(), d_psi).real
+                grad[:, k] += 2.0 * np.einsum("bi,bi->b", lam.reshape(B, -1).conj(), d_psi.reshape(B, -1)).real
             lam = apply_matrix(lam, u_dag, step.axes)
         return (float(energy[0]), grad[0]) if single else (energy, grad)
 

@@ -85,7 +85,7 @@ class IonQBackend(Backend):
         self.service = cirq_ionq.Service(
             api_key=api_key, remote_host=remote_host,
             default_target=target if target in ("simulator", "qpu") else None,
-            max_retry_seconds=int(np.ceil(max_retry_seconds)))
+            max_retry_seconds=max_retry_seconds)
 
     # -- circuits and cost ----------------------------------------------------------------
     def circuits(self, spec: CircuitSpec, angles: np.ndarray, theta: np.ndarray) -> list[cirq.Circuit]:

@@ -90,7 +90,7 @@ class CircuitSpec:
         """Number of input (encoding gate) angles, i.e. columns of ``encode(X)``."""
         return self.encoder.n_angles
 
-    @property
+    @cached_property
     def observables(self) -> ZObservables:
         """The readout as observables: <Z_q> for each readout qubit."""
         return z_observables([(q,) for q in self.readout], self.n_qubits)

@@ -20,12 +20,13 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from qstore_client.errors import InvalidArgument, LimitExceeded
 
 from . import statevector_kernels as kern
-from .ansatz import entangler_permutation, fused_rotations, generator_axes, matmul2, pauli_matrix, ry
+from .ansatz import entangler_permutation, generator_axes, pauli_matrix
 from .backend import Backend, check_execute_args, check_shots
 from .metric import METRIC_KINDS, fubini_study_metric
 from .observables import ObservablesLike, ZObservables, counts_from_histogram, z_observables
@@ -37,6 +38,7 @@ DEFAULT_MAX_MEMORY_BYTES = 2 << 30
 # 64 samples keep a chunk's states in L2 at 8 qubits and give the vector units
 # long contiguous inner loops (measured best of 16..256; benchmarks/CIRCUITS.md).
 DEFAULT_CHUNK = 64
+_MIN_CHUNK = 16
 _DTYPES = {np.dtype(np.complex128): np.float64, np.dtype(np.complex64): np.float32}
 
 
@@ -68,26 +70,24 @@ class _Program:
     @classmethod
     def build(cls, spec: CircuitSpec, angles: np.ndarray, theta: np.ndarray, real: type) -> _Program:
         n, L, B = spec.n_qubits, spec.layers, angles.shape[0]
-        theta2 = theta[None, :] if theta.ndim == 1 else theta
-        fused = fused_rotations(theta2, n, L)                # (L, n, Bm, 2, 2)
-        per_layer = [fused[layer] for layer in range(L)]
+        theta2 = np.ascontiguousarray(theta[None, :] if theta.ndim == 1 else theta)
+        uploads = 0
         if spec.encoding == "angle":
-            F = spec.n_features
             uploads = L if spec.reupload else 1
-            enc = ry(angles.reshape(B, uploads, F).transpose(1, 2, 0))  # (U, F, B, 2, 2)
-            for u in range(uploads):
-                m = np.broadcast_to(per_layer[u], (n, max(B, per_layer[u].shape[1]), 2, 2)).copy()
-                m[:F] = matmul2(m[:F], enc[u])
-                per_layer[u] = m
+            enc = angles.reshape(B, uploads, spec.n_features).transpose(1, 2, 0).copy()   # (U, F, B)
+        no_enc = np.zeros((0, 1))
+        layer_mats, adjoint = [], []
+        for layer in range(L):
+            e = enc[layer] if layer < uploads else no_enc
+            width = max(theta2.shape[0], e.shape[1])
+            for out, is_adjoint in ((layer_mats, False), (adjoint, True)):
+                m = np.empty((2, n, 2, 2, width))
+                kern.fused_layer(theta2, layer, n, e, is_adjoint, m)
+                out.append(m.astype(real, copy=False))
         first = None
         if spec.encoding == "angle":
-            col = per_layer[0][:, :, :, 0]                  # (n, Bm, 2)
-            first = np.ascontiguousarray(np.stack([col.real, col.imag]).transpose(0, 1, 3, 2), dtype=real)
-        layer_mats = [_split(m, real) for m in per_layer]
-        adjoint = [_split(np.conj(np.swapaxes(m, -1, -2)), real) for m in per_layer]
-        src = entangler_permutation(n, spec.pairs)
-        inv = np.empty_like(src)
-        inv[src] = np.arange(src.size)
+            first = np.ascontiguousarray(layer_mats[0][:, :, :, 0, :])                  # W|0>: (2, n, 2, Bm)
+        src, inv = _permutations(n, tuple(spec.pairs))
         return cls(spec, real, B, theta2, angles, layer_mats, adjoint, first, src, inv)
 
     def initial(self, b0: int, b1: int) -> np.ndarray:
@@ -169,7 +169,9 @@ class StatevectorBackend(Backend):
             raise LimitExceeded(
                 f"{spec.n_qubits} qubits need {per_sample / 2**20:.0f} MiB per sample here, over the "
                 f"{self.max_memory_bytes / 2**20:.0f} MiB limit (max_memory_bytes)", code="too_many_qubits")
-        size = max(1, min(self.chunk_size, self.max_memory_bytes // (per_sample * self.threads)))
+        # Split even mid-size batches across the threads, but keep chunks long enough to vectorise.
+        size = min(self.chunk_size, max(_MIN_CHUNK, -(-batch // self.threads)))
+        size = max(1, min(size, self.max_memory_bytes // (per_sample * self.threads)))
         return [(b0, min(batch, b0 + size)) for b0 in range(0, batch, size)]
 
     def _map(self, fn, chunks: list[tuple[int, int]]) -> list:
@@ -179,12 +181,15 @@ class StatevectorBackend(Backend):
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="qstore-sv")
         return list(self._pool.map(lambda c: fn(*c), chunks))
 
-    def _program(self, spec: CircuitSpec, angles: np.ndarray, theta: np.ndarray) -> _Program:
-        return _Program.build(spec, angles, theta, self.real)
+    def _program(self, spec: CircuitSpec, angles: np.ndarray, theta: np.ndarray, states_per_sample: int,
+                 real: type | None = None) -> tuple[_Program, list[tuple[int, int]]]:
+        """Check memory first, then compile: a refused circuit allocates nothing."""
+        chunks = self._chunks(spec, angles.shape[0], states_per_sample)
+        return _Program.build(spec, angles, theta, real or self.real), chunks
 
     def _probabilities(self, spec: CircuitSpec, angles: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """(B, 2^n) Born probabilities."""
-        prog = self._program(spec, angles, theta)
+        prog, chunks = self._program(spec, angles, theta, 3)
 
         def run(b0: int, b1: int) -> np.ndarray:
             final, _ = prog.forward(b0, b1, keep=False)
@@ -192,7 +197,7 @@ class StatevectorBackend(Backend):
             kern.probabilities(final, probs)
             return probs.T
 
-        return np.concatenate(self._map(run, self._chunks(spec, angles.shape[0], 3)))
+        return np.concatenate(self._map(run, chunks))
 
     # -- Backend -------------------------------------------------------------------
     def execute(self, spec: CircuitSpec, angles: np.ndarray, theta: np.ndarray,
@@ -215,13 +220,13 @@ class StatevectorBackend(Backend):
         """Final state vectors (B, 2^n) in ``dtype`` (qubit 0 most significant)."""
         X, theta, _ = self.prepare(spec, X, theta, None)
         self._check_output(spec, X.shape[0], 1)
-        prog = self._program(spec, spec.encoder.angles(X), theta)
+        prog, chunks = self._program(spec, spec.encoder.angles(X), theta, 2)
 
         def run(b0: int, b1: int) -> np.ndarray:
             final, _ = prog.forward(b0, b1, keep=False)
             return (final[0] + 1j * final[1]).T.astype(self.dtype)
 
-        return np.concatenate(self._map(run, self._chunks(spec, X.shape[0], 2)))
+        return np.concatenate(self._map(run, chunks))
 
     def state_derivatives(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray
                           ) -> tuple[np.ndarray, np.ndarray]:
@@ -229,7 +234,7 @@ class StatevectorBackend(Backend):
         X, theta, _ = self.prepare(spec, X, theta, None)
         B, n, L, P = X.shape[0], spec.n_qubits, spec.layers, spec.n_params
         self._check_output(spec, B, P + 1)
-        prog = _Program.build(spec, spec.encoder.angles(X), theta, np.float64)
+        prog, chunks = self._program(spec, spec.encoder.angles(X), theta, L + 4 + 6 * n + P, np.float64)
         gens = -0.5j * pauli_matrix(generator_axes(prog.theta, n, L)[..., :3, :])  # (L, n, Bm, 3, 2, 2)
 
         def run(b0: int, b1: int) -> tuple[np.ndarray, np.ndarray]:
@@ -257,7 +262,7 @@ class StatevectorBackend(Backend):
                 derivs[:, layer * 3 * n:(layer + 1) * 3 * n] = block
             return (final[0] + 1j * final[1]).T, derivs
 
-        parts = self._map(run, self._chunks(spec, B, L + 4 + 6 * n + P))
+        parts = self._map(run, chunks)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def metric_tensor(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, kind: str = "full") -> np.ndarray:
@@ -304,25 +309,23 @@ class StatevectorBackend(Backend):
         """Gradients for K cotangents (K, B, n_obs) from one forward pass: (K, B, P), (K, B, F)."""
         n, L, B, K = spec.n_qubits, spec.layers, X.shape[0], cotangents.shape[0]
         angles = spec.encoder.angles(X)
-        prog = self._program(spec, angles, theta)
+        prog, chunks = self._program(spec, angles, theta, L + 4)
 
         def run(b0: int, b1: int):
             final, saved = prog.forward(b0, b1, keep=True)
             outs = [prog.backward(final, saved, obs.diagonal(c[b0:b1]), b0, b1) for c in cotangents]
             return np.stack([o[0] for o in outs]), [o[1] for o in outs]
 
-        parts = self._map(run, self._chunks(spec, B, L + 4))
-        cross = np.concatenate([p[0] for p in parts], axis=-1)          # (K, L, n, 3, B)
-        axes = generator_axes(prog.theta, n, L)                         # (L, n, Bm, 4, 3)
-        c = cross[..., None]                                             # (K, L, n, 3, B, 1)
-        # Im tr(P^T M) for P = m.sigma: m_z * delta + m_x * Im D - m_y * Re D
-        grad = axes[..., 2] * c[:, :, :, 0] + axes[..., 0] * c[:, :, :, 2] - axes[..., 1] * c[:, :, :, 1]
-        g_theta = grad[..., :3].transpose(0, 3, 1, 2, 4).reshape(K, B, spec.n_params)
+        parts = self._map(run, chunks)
+        cross = np.ascontiguousarray(np.concatenate([p[0] for p in parts], axis=-1))   # (K, L, n, 3, B)
+        g_theta = np.empty((K, B, spec.n_params))
+        g_enc = np.empty((K, L, n, B))
+        kern.gradients_from_overlaps(prog.theta, cross, n, g_theta, g_enc)
         if not inputs:
             return g_theta, None
         if spec.encoding == "angle":
             uploads, F = (L if spec.reupload else 1), spec.n_features
-            g_angles = grad[:, :uploads, :F, :, 3].transpose(0, 3, 1, 2).reshape(K, B, uploads * F)
+            g_angles = g_enc[:, :uploads, :F, :].transpose(0, 3, 1, 2).reshape(K, B, uploads * F)
             g_x = np.stack([spec.encoder.angles_vjp(X, g) for g in g_angles])
         else:
             start = np.stack([np.concatenate([p[1][k] for p in parts], axis=1).T for k in range(K)])
@@ -338,6 +341,17 @@ class StatevectorBackend(Backend):
             raise LimitExceeded(f"the result needs {need / 2**20:.0f} MiB, over the {self.max_memory_bytes / 2**20:.0f}"
                                 f" MiB limit (max_memory_bytes); use fewer qubits or a smaller batch",
                                 code="too_many_qubits")
+
+
+@lru_cache(maxsize=64)
+def _permutations(n_qubits: int, pairs: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The entangler's basis permutation and its inverse (cached: every call of a spec reuses them)."""
+    src = entangler_permutation(n_qubits, pairs)
+    inv = np.empty_like(src)
+    inv[src] = np.arange(src.size)
+    src.setflags(write=False)
+    inv.setflags(write=False)
+    return src, inv
 
 
 def _tile(mats: np.ndarray, reps: int) -> np.ndarray:

@@ -7,6 +7,7 @@ which cannot remove, keep deleted ids as tombstones until a background rebuild.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 import faiss
@@ -19,6 +20,7 @@ from qstore.index.spec import IndexSpec
 log = logging.getLogger(__name__)
 
 REBUILD_TOMBSTONE_RATIO = 0.2
+_CORES = os.cpu_count() or 1
 REBUILD_MIN_TOMBSTONES = 64
 
 
@@ -144,6 +146,9 @@ class VectorIndex:
     def search(self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None,
                exclude: np.ndarray | None = None, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-k over live ids (or ``allowed`` ids). Scores are higher-is-better."""
+        # Per-thread OpenMP setting: a one-query search gains nothing from a thread team, and idle
+        # team members spin on the cores the event loop and other readers need.
+        faiss.omp_set_num_threads(1 if len(queries) < 16 else _CORES)
         with self.lock.read():
             selector = self._selector(allowed, exclude)
             if selector is None and ef is None:  # the hot path: no per-query parameter objects

@@ -109,14 +109,6 @@ def check_features(X: Any, n_features: int | None = None) -> np.ndarray:
     return X
 
 
-class LabelSpace(Protocol):
-    """How a model turns raw labels into training targets (see ``models``)."""
-
-    def fit_labels(self, labels: np.ndarray) -> None: ...
-
-    def targets(self, labels: np.ndarray) -> np.ndarray: ...
-
-
 @dataclass
 class DataSummary:
     """What one pass over a source learnt."""
@@ -124,7 +116,15 @@ class DataSummary:
     n: int
     n_features: int
     stats: FeatureStats
-    labels: np.ndarray          # distinct labels, sorted
+    labels: np.ndarray                    # distinct labels, sorted
+    label_stats: FeatureStats | None      # of numeric labels (regression targets)
+
+    @classmethod
+    def of(cls, n_features: int, stats: FeatureStats, y: np.ndarray) -> DataSummary:
+        distinct = distinct_labels(y)
+        numeric = y.dtype.kind in "iuf"
+        label_stats = FeatureStats.of(y.astype(np.float64)[:, None]) if numeric else None
+        return cls(stats.n, n_features, stats, distinct, label_stats)
 
 
 class DataSource(Protocol):
@@ -150,7 +150,7 @@ class ArraySource:
         self.name = name
 
     async def summary(self) -> DataSummary:
-        return DataSummary(len(self.X), self.X.shape[1], FeatureStats.of(self.X), distinct_labels(self.y))
+        return DataSummary.of(self.X.shape[1], FeatureStats.of(self.X), self.y)
 
     async def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.X[rows], self.y[rows]
@@ -188,7 +188,7 @@ class CollectionSource:
             raise InvalidArgument(f"dataset {self.name!r} has rows without a label", code="invalid_labels")
         self._ids = ids
         log.debug("dataset %s: %d rows, %d features", self.name, len(ids), n_features)
-        return DataSummary(len(ids), n_features, acc.result(), distinct_labels(np.asarray(labels)))
+        return DataSummary.of(n_features, acc.result(), np.asarray(labels))
 
     async def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ids = [self._ids[i] for i in rows]

@@ -9,6 +9,8 @@ import numpy as np
 from qstore_client.errors import error
 
 from .jobs import JobContext, JobKind
+from .federated_kind import federated_kinds
+from .training_kind import train_kind
 
 COPY_PAGE = 500
 
@@ -60,4 +62,4 @@ def copy_collection(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def builtin_kinds() -> tuple[JobKind, ...]:
-    return (JobKind("copy_collection", copy_collection, check_copy),)
+    return (JobKind("copy_collection", copy_collection, check_copy), train_kind(), *federated_kinds())

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from qstore_client.errors import QStoreError, error
+from qstore_client.errors import ERROR_CODES, QStoreError, error
 from qstore_client.protocol import JSON, MSGPACK, OPS, dumps, loads, wants_json
 
 from .state import CONFIG
@@ -40,7 +40,9 @@ def reply(request: web.Request, op: str, value: Any, status: int = 200) -> web.R
 
 
 def error_reply(request: web.Request, exc: QStoreError, status: int | None = None) -> web.Response:
+    """The status follows the code's class in ERROR_CODES, the same class clients rebuild."""
     binary = binary_reply(request)
+    status = status or ERROR_CODES.get(exc.code, type(exc)).status
     headers = {"WWW-Authenticate": 'Bearer realm="qstore"'} if exc.code == "unauthorized" else None
-    return web.Response(body=dumps(exc.to_payload(), binary), status=status or exc.status,
+    return web.Response(body=dumps(exc.to_payload(), binary), status=status,
                         content_type=MSGPACK if binary else JSON, headers=headers)

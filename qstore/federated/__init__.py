@@ -1,0 +1,32 @@
+"""Federated rounds across Q-Store nodes: strategies, robustness, differential privacy, scale-out.
+
+    from qstore.federated import Coordinator
+    coord = Coordinator(participants=["http://127.0.0.1:8471", "http://127.0.0.1:8472"], dataset="local",
+                        strategy="fedavg", rounds=10, local_epochs=1, fraction=1.0, min_participants=2,
+                        deadline_s=60, dp=None, seed=0)
+    history = await coord.run(model, validation=(X_val, y_val))   # trains model in place
+
+Modules: ``coordinator`` (rounds), ``participant`` (local training, in-process
+participants), ``remote`` (participants behind a Q-Store server), ``messages`` (what
+travels), ``strategies`` (aggregation), ``angles`` (circular statistics), ``privacy``
+(clipping, noise, ε accounting), ``sampling``, ``executors`` (threads or Ray),
+``command`` (``qstore federate``).
+"""
+from .angles import circular_mean, wrap, wrapped_delta, wrapped_delta_mean
+from .coordinator import Coordinator, RoundRecord
+from .executors import Executor, InProcessExecutor, RayExecutor, get_executor
+from .messages import RoundTask, Summary, Update
+from .participant import LocalParticipant, Participant, Proximal, train_local
+from .privacy import Accountant, DPConfig
+from .remote import RemoteParticipant
+from .sampling import Sampling
+from .strategies import (STRATEGIES, CircularMean, FedAvg, FedProx, Krum, Median, MultiKrum, Strategy, TrimmedMean,
+                         make_strategy)
+
+__all__ = [
+    "Accountant", "CircularMean", "Coordinator", "DPConfig", "Executor", "FedAvg", "FedProx", "InProcessExecutor",
+    "Krum", "LocalParticipant", "Median", "MultiKrum", "Participant", "Proximal", "RayExecutor",
+    "RemoteParticipant", "RoundRecord", "RoundTask", "STRATEGIES", "Sampling", "Strategy", "Summary",
+    "TrimmedMean", "Update", "circular_mean", "get_executor", "make_strategy", "train_local", "wrap",
+    "wrapped_delta", "wrapped_delta_mean",
+]

@@ -1,0 +1,398 @@
+"""The coordinator: runs federated rounds over participants and trains a model in place.
+
+Per round: sample participants (``sampling``), send each the global parameters and
+local-training settings, wait for updates until all selected have answered, enough
+have (``target_updates``), or ``deadline_s`` passes. Failed, late and malformed
+replies are logged and left out. With at least ``min_participants`` valid updates
+the strategy (or, under central DP, the clipped noisy mean) moves the global model;
+otherwise the round is skipped and the model stays as it was. A straggler never
+holds a round past its deadline.
+
+Before the first round an unfitted classifier gets its feature scaling and classes
+from the participants' column statistics and label sets (``Summary``), exactly
+what centralised training on the union would fit; under DP, where those statistics
+would escape the accountant, they come from the coordinator's validation data.
+
+Every aggregated round's global model is checkpointed in ``db`` (an embedded
+``qstore.Database`` or an ``AsyncClient``) as ``{run}-r{round:05d}``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from qstore.training import Model
+from qstore_client.errors import InvalidArgument, QStoreError, Unavailable
+
+from .angles import wrap
+from .messages import RoundTask, Summary, Update
+from .participant import Participant
+from .privacy import Accountant, DPConfig, noisy_mean
+from .remote import RemoteParticipant
+from .sampling import Sampling
+from .strategies import Strategy, make_strategy
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_KIND = "federated"
+ProgressFn = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class RoundRecord:
+    """What one round did. `status` is ``aggregated`` or ``skipped`` (too few valid updates)."""
+
+    round: int
+    status: str
+    selected: list[str]
+    participants: list[str]
+    excluded: dict[str, str]
+    samples: int
+    accuracy: float | None
+    loss: float | None
+    epsilon: float | None
+    seconds: float
+    checkpoint: str | None = None
+    local: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidArgument(f"{name} must be a positive integer, got {value!r}", code="invalid_argument")
+    return int(value)
+
+
+def _positive(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+        raise InvalidArgument(f"{name} must be a positive number, got {value!r}", code="invalid_argument")
+    return float(value)
+
+
+class Coordinator:
+    """Federated training over Q-Store nodes (URLs) and/or in-process ``Participant`` objects.
+
+    Args:
+        participants: server URLs and/or objects implementing ``Participant``.
+        dataset: the dataset name each participant trains on (in its own database).
+        strategy: a name (``fedavg``, ``fedprox``, ``circular``, ``median``, ``trimmed_mean``,
+            ``krum``, ``multi_krum``) with ``strategy_options`` (``mu``, ``f``, ``beta``, ``m``),
+            or a ``Strategy``.
+        rounds, local_epochs: rounds to run; epochs each participant trains per round.
+        fraction, sampling: share of participants asked per round, ``fixed`` (exactly
+            ⌈fraction·N⌉) or ``poisson`` (each independently with probability fraction).
+        min_participants: valid updates a round needs to move the model.
+        deadline_s: how long a round waits for updates.
+        target_updates: close a round as soon as this many valid updates are in (default: wait
+            for every selected participant, up to the deadline).
+        dp: ``DPConfig`` or dict (see ``privacy``), None for no differential privacy.
+        seed: drives sampling, parameter initialisation and local shuffles (never DP noise).
+        optimizer, lr, batch_size, backend, gradient: local training settings.
+        db: where each round's global model is checkpointed (optional).
+        api_key: bearer key for URL participants.
+        run: run name for checkpoint ids (default: a fresh unique name).
+        progress: ``progress(event, info)`` with events ``round_start``, ``reply``, ``round_end``.
+    """
+
+    def __init__(self, participants: Sequence[str | Participant], dataset: str = "local",
+                 strategy: str | Strategy = "fedavg", rounds: int = 10, local_epochs: int = 1,
+                 fraction: float = 1.0, min_participants: int = 2, deadline_s: float = 60.0,
+                 dp: DPConfig | dict[str, Any] | None = None, seed: int = 0, *, sampling: str = "fixed",
+                 strategy_options: dict[str, Any] | None = None, target_updates: int | None = None,
+                 optimizer: str = "adam", lr: float = 0.05, batch_size: int = 16, backend: str = "statevector",
+                 gradient: str = "adjoint", db: Any = None, api_key: str | None = None, run: str | None = None,
+                 progress: ProgressFn | None = None):
+        self.participants, self._owned = self._participants(participants, api_key)
+        self.dataset = dataset
+        self.rounds = _positive_int(rounds, "rounds")
+        self.local_epochs = _positive_int(local_epochs, "local_epochs")
+        self.min_participants = _positive_int(min_participants, "min_participants")
+        self.deadline_s = _positive(deadline_s, "deadline_s")
+        self.batch_size = _positive_int(batch_size, "batch_size")
+        self.target_updates = None if target_updates is None else _positive_int(target_updates, "target_updates")
+        self.lr = _positive(lr, "lr")
+        self.optimizer, self.backend, self.gradient = optimizer, backend, gradient
+        self.seed = int(seed)
+        self.db = db
+        self.run_name = run or f"federated-{uuid.uuid4().hex[:8]}"
+        self.progress = progress
+        self.sampling = Sampling(sampling, fraction, len(self.participants))
+        self.strategy = make_strategy(strategy, **(strategy_options or {}))
+        self._check_feasible()
+        self.dp = DPConfig.of(dp)
+        if self.dp is not None and self.dp.mode == "central" and not self.strategy.sum_based:
+            raise InvalidArgument(f"central DP noise is calibrated to a sum of clipped updates; strategy "
+                                  f"{self.strategy.describe()} is not a sum (use fedavg or fedprox, or dp mode "
+                                  f"'local')", code="invalid_argument")
+        self.accountant = None if self.dp is None else Accountant(self.dp, self.sampling, self.rounds)
+
+    # -- setup ---------------------------------------------------------------------------
+    @staticmethod
+    def _participants(items: Sequence[str | Participant], api_key: str | None
+                      ) -> tuple[list[Participant], list[Participant]]:
+        if isinstance(items, (str, bytes)) or not items:
+            raise InvalidArgument("participants must be a non-empty list of URLs or Participant objects",
+                                  code="invalid_argument")
+        out: list[Participant] = []
+        owned: list[Participant] = []
+        for item in items:
+            if isinstance(item, str):
+                if not item.startswith(("http://", "https://")):
+                    raise InvalidArgument(f"participant {item!r} is not an http(s) URL", code="invalid_argument")
+                p = RemoteParticipant(item, api_key=api_key)
+                owned.append(p)
+            elif isinstance(item, Participant):
+                p = item
+            else:
+                raise InvalidArgument(f"participant {item!r} is neither a URL nor a Participant",
+                                      code="invalid_argument")
+            out.append(p)
+        names = [p.name for p in out]
+        if len(set(names)) != len(names):
+            raise InvalidArgument(f"participants must be distinct; repeated: "
+                                  f"{sorted({n for n in names if names.count(n) > 1})}", code="invalid_argument")
+        return out, owned
+
+    def _check_feasible(self) -> None:
+        n = len(self.participants)
+        if self.min_participants > n:
+            raise InvalidArgument(f"min_participants={self.min_participants} exceeds the {n} participants",
+                                  code="invalid_argument")
+        if self.sampling.scheme == "fixed" and self.sampling.size < self.min_participants:
+            raise InvalidArgument(f"fraction={self.sampling.fraction:g} selects {self.sampling.size} of {n} "
+                                  f"participants per round, fewer than min_participants={self.min_participants}",
+                                  code="invalid_argument")
+        if self.sampling.scheme == "poisson" and self.sampling.expected < self.min_participants:
+            log.warning("poisson sampling expects %.1f participants per round, below min_participants=%d: many "
+                        "rounds will be skipped", self.sampling.expected, self.min_participants)
+        if self.target_updates is not None and self.target_updates < self.min_participants:
+            raise InvalidArgument(f"target_updates={self.target_updates} is below min_participants="
+                                  f"{self.min_participants}", code="invalid_argument")
+        try:
+            self.strategy.check(self.min_participants)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"strategy {self.strategy.describe()} cannot aggregate rounds of "
+                                  f"min_participants={self.min_participants}: {exc.message}; raise "
+                                  f"min_participants or lower f", code=exc.code) from None
+
+    def _emit(self, event: str, **info: Any) -> None:
+        if self.progress is not None:
+            self.progress(event, info)
+
+    # -- the run -------------------------------------------------------------------------
+    async def run(self, model: Model, validation: tuple[Any, Any] | None = None) -> list[RoundRecord]:
+        """Run every round, training `model` in place; returns one ``RoundRecord`` per round.
+
+        Raises ``unavailable`` if no round gathered ``min_participants`` valid updates.
+        """
+        if not isinstance(model, Model):
+            raise InvalidArgument(f"model must be a qstore.training model, got {type(model).__name__}",
+                                  code="invalid_argument")
+        rng = np.random.default_rng(self.seed)
+        history: list[RoundRecord] = []
+        try:
+            await self._prepare(model, validation, rng)
+            val = None if validation is None else (model.features(validation[0]), model.targets(validation[1]))
+            for r in range(1, self.rounds + 1):
+                record = await self._round(r, model, rng, val)
+                history.append(record)
+                self._emit("round_end", record=record)
+        finally:
+            await self.close()
+        if not any(h.status == "aggregated" for h in history):
+            raise Unavailable(f"no round gathered min_participants={self.min_participants} valid updates; "
+                              f"last round excluded {history[-1].excluded if history else {}}", code="unavailable")
+        return history
+
+    async def close(self) -> None:
+        """Close the connections this coordinator opened (reopened if `run` is called again)."""
+        await asyncio.gather(*(p.close() for p in self._owned), return_exceptions=True)
+
+    async def _prepare(self, model: Model, validation: tuple[Any, Any] | None, rng: np.random.Generator) -> None:
+        if model.params is not None and model.scaler.fitted:
+            if model.params.shape != (model.n_params,):
+                raise InvalidArgument(f"model params have shape {model.params.shape}, expected "
+                                      f"({model.n_params},)", code="invalid_parameters")
+            return
+        if model.metric_name != "accuracy":
+            raise InvalidArgument(f"a {model.kind} model must be fitted (scaler, targets, params) before "
+                                  "federated rounds; only classifiers are prepared from participant summaries",
+                                  code="invalid_argument")
+        if self.dp is not None:
+            if validation is None:
+                raise InvalidArgument("a DP run with an unfitted model needs validation data to fit feature "
+                                      "scaling and classes from: participant statistics would escape the "
+                                      "privacy accounting", code="invalid_argument")
+            summary = Summary.of(np.asarray(validation[0], dtype=np.float64), np.asarray(validation[1]))
+        else:
+            summary = Summary.merge(await self._summaries())
+        data = summary.data_summary()
+        model.bind_features(data.n_features)
+        if not model.scaler.fitted:
+            model.scaler.fit(data.stats)
+        model.fit_targets(data)
+        if model.params is None:
+            model.params = model.init_params(rng)
+        log.info("federated run %s: model with %d parameters prepared from %s (%d rows, classes %s)",
+                 self.run_name, model.n_params, "validation data" if self.dp else "participant summaries",
+                 summary.n, np.asarray(getattr(model, "classes", [])).tolist())
+
+    async def _summaries(self) -> list[Summary]:
+        tasks = {asyncio.ensure_future(p.summary(self.dataset)): p for p in self.participants}
+        done, late = await asyncio.wait(tasks, timeout=self.deadline_s)
+        for t in late:
+            t.cancel()
+            log.warning("participant %s sent no summary within %.1fs", tasks[t].name, self.deadline_s)
+        await asyncio.gather(*late, return_exceptions=True)
+        out = []
+        for t in done:
+            exc = t.exception()
+            if exc is None:
+                out.append(t.result())
+            else:
+                log.warning("participant %s: summary failed: %s", tasks[t].name, _reason(exc))
+        if not out:
+            raise Unavailable("no participant answered for its data summary; are they reachable and is "
+                              f"dataset {self.dataset!r} imported on them?", code="unavailable")
+        return out
+
+    def _task(self, r: int, model: Model, seed: int) -> RoundTask:
+        state = model.state()
+        if state.get("classes") is not None:
+            state["classes"] = np.asarray(state["classes"]).tolist()
+        local_dp = self.dp is not None and self.dp.mode == "local"
+        assert model.params is not None
+        return RoundTask(round=r, params=np.array(model.params, dtype=np.float64), model=model.config(),
+                         state=state, dataset=self.dataset, epochs=self.local_epochs, batch_size=self.batch_size,
+                         optimizer=self.optimizer, lr=self.lr, mu=self.strategy.mu,
+                         clip=self.dp.clip if local_dp else None,
+                         noise_multiplier=self.accountant.sigma if local_dp else None,
+                         seed=seed, backend=self.backend, gradient=self.gradient)
+
+    async def _round(self, r: int, model: Model, rng: np.random.Generator,
+                     val: tuple[np.ndarray, np.ndarray] | None) -> RoundRecord:
+        start = time.monotonic()
+        selected = [self.participants[i] for i in self.sampling.draw(rng)]
+        seeds = rng.integers(2 ** 31, size=len(selected))
+        self._emit("round_start", round=r, selected=[p.name for p in selected])
+        updates, excluded = await self._collect(r, model, selected, seeds)
+        n_angles = model.n_circuit_params
+        status = "skipped"
+        if len(updates) >= self.min_participants:
+            status = self._aggregate(model, updates, n_angles)
+        else:
+            log.warning("round %d: %d valid update(s), min_participants=%d: skipped, model unchanged (%s)",
+                        r, len(updates), self.min_participants, excluded)
+        epsilon = None
+        if self.accountant is not None:
+            # Central: every round sampled and (if aggregated) released noise. Local: whoever was asked.
+            epsilon = self.accountant.spend([p.name for p in selected])
+        accuracy = loss = None
+        if val is not None:
+            assert model.params is not None
+            ev = await asyncio.to_thread(model.evaluate_batch, val[0], val[1], model.params, False)
+            accuracy, loss = model.quality(ev.outputs, val[1]), ev.loss
+        record = RoundRecord(round=r, status=status, selected=[p.name for p in selected],
+                             participants=[name for name, _ in updates], excluded=excluded,
+                             samples=sum(u.n for _, u in updates), accuracy=accuracy, loss=loss,
+                             epsilon=epsilon, seconds=time.monotonic() - start,
+                             local={name: u.metrics for name, u in updates})
+        if status == "aggregated" and self.db is not None:
+            record.checkpoint = await self._checkpoint(model, record)
+        record.seconds = time.monotonic() - start
+        log.info("round %d/%d %s: %d/%d updates, %d samples, accuracy %s, epsilon %s, %.2fs", r, self.rounds,
+                 status, len(updates), len(selected), record.samples,
+                 "n/a" if accuracy is None else f"{accuracy:.4f}", "n/a" if epsilon is None else f"{epsilon:.3f}",
+                 record.seconds)
+        return record
+
+    async def _collect(self, r: int, model: Model, selected: list[Participant], seeds: np.ndarray
+                       ) -> tuple[list[tuple[str, Update]], dict[str, str]]:
+        """Ask the selected participants; keep valid updates until all, enough, or the deadline."""
+        tasks = {asyncio.ensure_future(p.fit(self._task(r, model, int(s)))): p for p, s in zip(selected, seeds)}
+        updates: list[tuple[str, Update]] = []
+        excluded: dict[str, str] = {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deadline_s
+        pending = set(tasks)
+        enough = self.target_updates or len(selected)
+        while pending and len(updates) < enough:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            done, pending = await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                name = tasks[t].name
+                try:
+                    update = self._validated(t.result(), model, r)
+                except Exception as exc:  # any failure of one participant excludes it, never the round
+                    excluded[name] = _reason(exc)
+                    log.warning("round %d: participant %s left out: %s", r, name, excluded[name])
+                    self._emit("reply", round=r, participant=name, ok=False)
+                    continue
+                updates.append((name, update))
+                self._emit("reply", round=r, participant=name, ok=True)
+        for t in pending:
+            t.cancel()
+            name = tasks[t].name
+            excluded[name] = ("late: no update within the deadline" if len(updates) < enough
+                              else "late: the round already had enough updates")
+            log.warning("round %d: participant %s left out: %s (%.1fs)", r, name, excluded[name], self.deadline_s)
+        await asyncio.gather(*pending, return_exceptions=True)
+        return updates, excluded
+
+    @staticmethod
+    def _validated(result: Any, model: Model, r: int) -> Update:
+        """Re-check every update as if it came off the wire: in-process participants are not trusted more."""
+        doc = result.to_wire() if isinstance(result, Update) else result
+        update = Update.from_wire(doc, model.n_params, r)
+        update.delta[:model.n_circuit_params] = wrap(update.delta[:model.n_circuit_params])
+        return update
+
+    def _aggregate(self, model: Model, updates: list[tuple[str, Update]], n_angles: int) -> str:
+        assert model.params is not None
+        deltas = np.stack([u.delta for _, u in updates])
+        counts = np.array([u.n for _, u in updates], dtype=np.float64)
+        if self.dp is not None and self.dp.mode == "central":
+            assert self.accountant is not None
+            step = noisy_mean(deltas, self.dp.clip, self.accountant.sigma, self.sampling.expected)
+        else:
+            step = self.strategy.aggregate(model.params, deltas, counts, n_angles)
+        new = model.params + step
+        if not np.isfinite(new).all():
+            log.error("aggregated step is not finite (%s): round rejected, model unchanged",
+                      self.strategy.describe())
+            return "skipped"
+        new[:n_angles] = wrap(new[:n_angles])
+        model.params = new
+        return "aggregated"
+
+    async def _checkpoint(self, model: Model, record: RoundRecord) -> str | None:
+        state = model.state()
+        if state.get("classes") is not None:
+            state["classes"] = np.asarray(state["classes"]).tolist()
+        doc = {"kind": CHECKPOINT_KIND, "run": self.run_name, "round": record.round, "epoch": record.round,
+               "params": np.array(model.params, dtype=np.float64),
+               "model": {"config": model.config(), "state": state},
+               "strategy": self.strategy.describe(), "participants": record.participants,
+               "dp": None if self.accountant is None else {**self.dp.to_dict(), "sigma": self.accountant.sigma},
+               "metrics": {k: v for k, v in (("accuracy", record.accuracy), ("loss", record.loss),
+                                             ("epsilon", record.epsilon)) if v is not None}}
+        try:
+            return await self.db.save_checkpoint(doc, id=f"{self.run_name}-r{record.round:05d}")
+        except QStoreError as exc:  # a full disk must not lose the round's training
+            log.error("round %d: checkpoint failed: %s", record.round, exc)
+            return None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, QStoreError):
+        return f"{exc.code}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"

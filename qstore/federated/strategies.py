@@ -1,0 +1,248 @@
+"""Aggregation strategies: how one round's updates become the next global model.
+
+Every participant sends a *delta* (its locally trained parameters minus the global
+ones; the circuit-angle part wrapped into (−π, π], see ``angles``) and its sample
+count. A strategy turns the (k, P) deltas into one (P,) step for the global model.
+
+* ``fedavg``: sample-weighted mean of the deltas (McMahan et al., 2017). Because the
+  angle deltas are wrapped, this *is* wrapped-delta averaging for the angles.
+* ``fedprox``: the same aggregation; participants add the proximal term
+  μ/2·‖w − w_global‖² to their local loss (Li et al., 2020).
+* ``circular``: sample-weighted circular mean of the participants' absolute angles;
+  classical weights (readout scale and bias) by the weighted mean.
+* ``median``: coordinate-wise median (Yin et al., 2018). Tolerates f < n/2.
+* ``trimmed_mean``: per coordinate, drop the k = ⌈β·n⌉ largest and smallest values,
+  average the rest. Needs 2k < n and, to tolerate f attackers, k ≥ f.
+* ``krum`` / ``multi_krum``: score each update by the summed squared distance to its
+  n − f − 2 nearest neighbours; take the best one (Krum) or average the best m
+  (Multi-Krum) (Blanchard et al., 2017). Needs n > 2f + 2.
+
+Robust strategies ignore sample counts: an attacker can claim any count.
+"""
+from __future__ import annotations
+
+import abc
+import logging
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+from qstore_client.errors import InvalidArgument
+
+from .angles import circular_mean, weights_or_uniform, wrap
+
+log = logging.getLogger(__name__)
+
+
+class Strategy(abc.ABC):
+    """Aggregates a round's deltas. `mu` is the proximal coefficient participants train with."""
+
+    name: ClassVar[str]
+    #: central DP calibrates noise to the sensitivity of a sum of clipped deltas, so it
+    #: only composes with strategies that aggregate by (un)weighted sums
+    sum_based: ClassVar[bool] = False
+    mu: float = 0.0
+
+    def min_updates(self) -> int:
+        """Fewest updates this strategy can aggregate safely."""
+        return 1
+
+    def check(self, n: int) -> None:
+        """Refuse (``invalid_argument``) a round of n updates this strategy cannot tolerate."""
+        need = self.min_updates()
+        if n < need:
+            raise InvalidArgument(f"{self.describe()} needs at least {need} updates per round, got {n}"
+                                  f"{self._condition()}", code="invalid_argument")
+
+    def _condition(self) -> str:
+        return ""
+
+    def describe(self) -> str:
+        return self.name
+
+    def aggregate(self, global_params: np.ndarray, deltas: np.ndarray, counts: np.ndarray,
+                  n_angles: int) -> np.ndarray:
+        """(k, P) deltas and (k,) sample counts -> the (P,) step to add to the global parameters."""
+        deltas = np.asarray(deltas, dtype=np.float64)
+        self.check(deltas.shape[0])
+        return self._aggregate(np.asarray(global_params, dtype=np.float64), deltas,
+                               np.asarray(counts, dtype=np.float64), n_angles)
+
+    @abc.abstractmethod
+    def _aggregate(self, global_params: np.ndarray, deltas: np.ndarray, counts: np.ndarray,
+                   n_angles: int) -> np.ndarray: ...
+
+
+class FedAvg(Strategy):
+    name = "fedavg"
+    sum_based = True
+
+    def _aggregate(self, global_params: np.ndarray, deltas: np.ndarray, counts: np.ndarray,
+                   n_angles: int) -> np.ndarray:
+        return np.tensordot(weights_or_uniform(counts, len(deltas)), deltas, axes=1)
+
+
+class FedProx(FedAvg):
+    name = "fedprox"
+
+    def __init__(self, mu: float = 0.01):
+        if not (isinstance(mu, (int, float)) and math.isfinite(mu) and mu >= 0):
+            raise InvalidArgument(f"fedprox: mu must be a finite number >= 0, got {mu!r}", code="invalid_argument")
+        self.mu = float(mu)
+
+    def describe(self) -> str:
+        return f"fedprox(mu={self.mu:g})"
+
+
+class CircularMean(Strategy):
+    name = "circular"
+
+    def _aggregate(self, global_params: np.ndarray, deltas: np.ndarray, counts: np.ndarray,
+                   n_angles: int) -> np.ndarray:
+        w = weights_or_uniform(counts, len(deltas))
+        step = np.tensordot(w, deltas, axes=1)
+        theta = global_params[:n_angles]
+        mean = circular_mean(theta[None, :] + deltas[:, :n_angles], w)
+        step[:n_angles] = wrap(mean - theta)
+        return step
+
+
+class _Robust(Strategy):
+    """A strategy meant to survive `f` Byzantine participants."""
+
+    def __init__(self, f: int = 1):
+        if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 0:
+            raise InvalidArgument(f"{self.name}: f (Byzantine participants to tolerate) must be an integer >= 0, "
+                                  f"got {f!r}", code="invalid_argument")
+        self.f = int(f)
+
+    def describe(self) -> str:
+        return f"{self.name}(f={self.f})"
+
+
+class Median(_Robust):
+    name = "median"
+
+    def min_updates(self) -> int:
+        return 2 * self.f + 1
+
+    def _condition(self) -> str:
+        return f" (the median tolerates f={self.f} only with n >= 2f + 1)"
+
+    def _aggregate(self, global_params: np.ndarray, deltas: np.ndarray, counts: np.ndarray,
+                   n_angles: int) -> np.ndarray:
+        return np.median(deltas, axis=0)
+
+
+class TrimmedMean(_Robust):
+    name = "trimmed_mean"
+
+    def __init__(self, beta: float = 0.25, f: int = 1):
+        super().__init__(f)
+        if not (isinstance(beta, (int, float)) and 0 < beta < 0.5):
+            raise InvalidArgument(f"trimmed_mean: beta must be in (0, 0.5) so that 2·beta·n < n, got {beta!r}",
+                                  code="invalid_argument")
+        self.beta = float(beta)
+
+    def describe(self) -> str:
+        return f"trimmed_mean(beta={self.beta:g}, f={self.f})"
+
+    def trimmed(self, n: int) -> int:
+        """Values dropped from each end of a coordinate's n values."""
+        return math.ceil(self.beta * n)
+
+    def check(self, n: int) -> None:
+        k = self.trimmed(n)
+        if 2 * k >= n:
+            raise InvalidArgument(f"{self.describe()} trims k=ceil(beta*n)={k} from each end of n={n} updates: "
+                                  f"nothing is left (it needs 2k < n)", code="invalid_argument")
+        if k < self.f:
+            raise InvalidArgument(f"{self.describe()} trims only k={k} per end of n={n} updates, fewer than the "
+                                  f"f={self.f} attackers it must tolerate (needs k >= f)", code="invalid_argument")
+
+    def min_updates(self) -> int:
+        n = 1
+        while True:  # smallest n that passes check(); k grows slower than n, so this ends
+            k = self.trimmed(n)
+            if 2 * k < n and k >= self.f:
+                return n
+            n += 1
+
+    def _aggregate(self, global_params: np.ndarray, deltas: np.ndarray, counts: np.ndarray,
+                   n_angles: int) -> np.ndarray:
+        k = self.trimmed(len(deltas))
+        ordered = np.sort(deltas, axis=0)
+        return ordered[k:len(deltas) - k].mean(axis=0)
+
+
+class Krum(_Robust):
+    """Krum (m=1) and Multi-Krum (average of the m best-scored updates)."""
+
+    name = "krum"
+
+    def __init__(self, f: int = 1, m: int | None = 1):
+        super().__init__(f)
+        if m is not None and (isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1):
+            raise InvalidArgument(f"{self.name}: m must be a positive integer, got {m!r}", code="invalid_argument")
+        self.m = None if m is None else int(m)
+
+    def describe(self) -> str:
+        return f"{self.name}(f={self.f}, m={self.m if self.m is not None else 'n-f'})"
+
+    def min_updates(self) -> int:
+        return 2 * self.f + 3
+
+    def _condition(self) -> str:
+        return f" (Krum tolerates f={self.f} only with n > 2f + 2)"
+
+    def selected(self, n: int) -> int:
+        return n - self.f if self.m is None else self.m
+
+    def check(self, n: int) -> None:
+        super().check(n)
+        if self.selected(n) > n - self.f:
+            raise InvalidArgument(f"{self.describe()} averages m={self.m} updates, but only n - f = {n - self.f} "
+                                  f"of n={n} are trusted", code="invalid_argument")
+
+    def scores(self, deltas: np.ndarray) -> np.ndarray:
+        """Each update's summed squared distance to its n − f − 2 nearest others."""
+        sq = np.sum(deltas * deltas, axis=1)
+        dist = np.maximum(sq[:, None] + sq[None, :] - 2.0 * deltas @ deltas.T, 0.0)
+        np.fill_diagonal(dist, np.inf)
+        closest = len(deltas) - self.f - 2
+        return np.sort(dist, axis=1)[:, :closest].sum(axis=1)
+
+    def _aggregate(self, global_params: np.ndarray, deltas: np.ndarray, counts: np.ndarray,
+                   n_angles: int) -> np.ndarray:
+        best = np.argsort(self.scores(deltas), kind="stable")[:self.selected(len(deltas))]
+        log.debug("%s kept updates %s", self.describe(), best.tolist())
+        return deltas[best].mean(axis=0)
+
+
+class MultiKrum(Krum):
+    name = "multi_krum"
+
+    def __init__(self, f: int = 1, m: int | None = None):
+        super().__init__(f, m)
+
+
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (
+    FedAvg, FedProx, CircularMean, Median, TrimmedMean, Krum, MultiKrum)}
+
+
+def make_strategy(strategy: str | Strategy, **options: Any) -> Strategy:
+    """A strategy by name with its options (``mu``, ``f``, ``beta``, ``m``), or a ready instance."""
+    if isinstance(strategy, Strategy):
+        if options:
+            raise InvalidArgument("strategy options go to the constructor when passing a Strategy instance",
+                                  code="invalid_argument")
+        return strategy
+    cls = STRATEGIES.get(strategy) if isinstance(strategy, str) else None
+    if cls is None:
+        raise InvalidArgument(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}",
+                              code="unknown_strategy")
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise InvalidArgument(f"bad options {sorted(options)} for strategy {strategy!r}: {exc}",
+                              code="invalid_argument") from None

@@ -1,0 +1,69 @@
+"""scikit-learn's bundled datasets, split 70/30 and reduced to a qubit-sized feature count.
+
+Used by the accuracy tests, the training benchmark and ``qstore train --sklearn``.
+Needs scikit-learn (the ``test`` / ``bench`` extras); nothing is downloaded: every
+dataset here ships inside scikit-learn or is generated.
+
+Preprocessing is fitted on the training split only (no test leakage):
+
+* ``iris-binary``: setosa vs versicolor, the 4 raw features.
+* ``iris``: all 3 classes, the 4 raw features.
+* ``breast-cancer``: 30 features, standardised, then PCA to ``components`` (default 4).
+* ``digits-01``: 8x8 digits 0 and 1, PCA of the 64 pixels to ``components`` (default 4);
+  with ``components=None`` the raw 64 pixels (for amplitude encoding on 6 qubits).
+* ``moons``: ``make_moons(300, noise=0.1)``, the 2 raw features.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from qstore_client.errors import InvalidArgument
+
+REFERENCE_DATASETS = ("iris-binary", "iris", "breast-cancer", "digits-01", "moons")
+
+
+@dataclass
+class ReferenceData:
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    preprocessing: str
+
+
+def load_reference(name: str, components: int | None = 4, seed: int = 0, test_size: float = 0.3) -> ReferenceData:
+    """A stratified train/test split of a bundled dataset, preprocessed as the module docstring says."""
+    from sklearn import datasets
+    from sklearn.decomposition import PCA
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    reduce = False
+    if name in ("iris-binary", "iris"):
+        X, y = datasets.load_iris(return_X_y=True)
+        if name == "iris-binary":
+            X, y = X[y < 2], y[y < 2]
+        how = "4 raw features"
+    elif name == "breast-cancer":
+        X, y = datasets.load_breast_cancer(return_X_y=True)
+        reduce, how = True, f"standardise 30 features, PCA to {components}"
+    elif name == "digits-01":
+        X, y = datasets.load_digits(n_class=2, return_X_y=True)
+        reduce = components is not None
+        how = f"PCA of 64 pixels to {components}" if reduce else "64 raw pixels"
+    elif name == "moons":
+        X, y = datasets.make_moons(n_samples=300, noise=0.1, random_state=seed)
+        how = "2 raw features"
+    else:
+        raise InvalidArgument(f"unknown reference dataset {name!r}; choose one of {REFERENCE_DATASETS}",
+                              code="invalid_argument")
+    X_tr, X_te, y_tr, y_te = train_test_split(X.astype(np.float64), y, test_size=test_size, random_state=seed,
+                                              stratify=y)
+    if reduce:
+        if name == "breast-cancer":
+            scaler = StandardScaler().fit(X_tr)
+            X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
+        pca = PCA(n_components=components, random_state=seed).fit(X_tr)
+        X_tr, X_te = pca.transform(X_tr), pca.transform(X_te)
+    return ReferenceData(X_tr, X_te, y_tr, y_te, how + f"; stratified {1 - test_size:.0%}/{test_size:.0%} split")

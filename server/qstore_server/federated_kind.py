@@ -1,0 +1,52 @@
+"""The participant side of federated rounds as server jobs.
+
+* ``federated_fit``: params are a ``RoundTask`` (global parameters, model config and
+  fitted state, local dataset name, local training settings); the job trains on the
+  named local dataset with the training engine and returns an ``Update``: the
+  parameter delta, the row count and local metrics. Never rows.
+* ``federated_summary``: params ``{"dataset"}``; returns the dataset's row count,
+  per-column min / max / mean / std and distinct labels, so a coordinator can fit
+  feature scaling and classes as centralised training on the union would.
+
+The logic lives in ``qstore.federated`` (testable in-process); these are thin wrappers.
+Training runs in the job's worker thread; only the dataset read goes to the loop.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from qstore.federated.messages import RoundTask, Summary
+from qstore.federated.participant import train_local
+from qstore.federated.remote import FIT_KIND, SUMMARY_KIND
+from qstore_client.errors import error
+
+from .jobs import JobContext, JobKind
+
+
+def check_fit(params: dict[str, Any]) -> None:
+    RoundTask.from_wire(params)
+
+
+def federated_fit(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    task = RoundTask.from_wire(params)
+    X, y = ctx.call(ctx.db.load_dataset(task.dataset))
+    ctx.check_cancelled()
+    update = train_local(task, X, y, progress=ctx.progress, should_stop=lambda: ctx.cancelled)
+    return update.to_wire()
+
+
+def check_summary(params: dict[str, Any]) -> None:
+    unknown = set(params) - {"dataset"}
+    if unknown:
+        raise error("unknown_field", f"{SUMMARY_KIND}: unknown param(s) {sorted(unknown)}")
+    if not isinstance(params.get("dataset"), str):
+        raise error("missing_field", f"{SUMMARY_KIND}: dataset (a dataset name) is required")
+
+
+def federated_summary(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    X, y = ctx.call(ctx.db.load_dataset(params["dataset"]))
+    return Summary.of(X, y).to_wire()
+
+
+def federated_kinds() -> tuple[JobKind, ...]:
+    return (JobKind(FIT_KIND, federated_fit, check_fit), JobKind(SUMMARY_KIND, federated_summary, check_summary))
