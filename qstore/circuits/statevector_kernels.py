@@ -204,7 +204,10 @@ def cross_terms(lam, psi, n, out):
     Im D], so every single-qubit generator of a layer is read from one pass.
     """
     B = psi.shape[2]
-    block = B * max(1, _LONG_RUN // B)
+    # block = B * 2^j divides every long run s * B (s is a power of two too)
+    block = B
+    while 2 * block <= max(B, _LONG_RUN):
+        block *= 2
     part = np.empty((3, block))
     for q in range(n):
         s = 1 << (n - 1 - q)

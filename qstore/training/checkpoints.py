@@ -22,7 +22,7 @@ import json
 import logging
 from typing import Any
 
-from qstore_client.errors import Conflict, InvalidArgument
+from qstore_client.errors import error
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +53,14 @@ def run_record_id(run: str) -> str:
 def check_checkpoint(doc: dict[str, Any], config: dict[str, Any]) -> None:
     """Refuse a checkpoint whose training config differs from this trainer's (``checkpoint_mismatch``)."""
     if doc.get("kind") != CHECKPOINT:
-        raise InvalidArgument(f"{doc.get('id')!r} is a {doc.get('kind')!r} document, not a checkpoint",
-                              code="checkpoint_mismatch")
+        raise error("checkpoint_mismatch",
+                    f"{doc.get('id')!r} is a {doc.get('kind')!r} document, not a checkpoint")
     if doc.get("config_hash") == config_hash(config):
         return
     theirs = doc.get("config") or {}
     diffs = sorted(_differences(theirs, config))
-    raise Conflict(f"checkpoint {doc.get('id')!r} was written by a different training setup; differs in "
-                   f"{', '.join(diffs) or 'config hash'}", code="checkpoint_mismatch")
+    raise error("checkpoint_mismatch", f"checkpoint {doc.get('id')!r} was written by a different training "
+                                       f"setup; differs in {', '.join(diffs) or 'config hash'}")
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from qstore_client.errors import InvalidArgument
+from qstore_client.errors import InvalidArgument, error
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class OptimizerState:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(doc) - names
         if unknown:
-            raise InvalidArgument(f"{cls.__name__} has no fields {sorted(unknown)}", code="checkpoint_mismatch")
+            raise error("checkpoint_mismatch", f"{cls.__name__} has no fields {sorted(unknown)}")
         return cls(**{k: (np.array(v, dtype=np.float64) if isinstance(v, np.ndarray) else v)
                       for k, v in doc.items()})
 
@@ -108,8 +108,8 @@ class Optimizer(abc.ABC):
 
     def load_state_dict(self, doc: dict[str, Any]) -> None:
         if doc.get("name") != self.name:
-            raise InvalidArgument(f"optimizer state is for {doc.get('name')!r}, this optimizer is {self.name!r}",
-                                  code="checkpoint_mismatch")
+            raise error("checkpoint_mismatch",
+                        f"optimizer state is for {doc.get('name')!r}, this optimizer is {self.name!r}")
         state = doc.get("state")
         self.state = None if state is None else self.state_class.from_dict(state)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from qstore.circuits.backend import Backend, get_backend
-from qstore_client.errors import Cancelled, InvalidArgument
+from qstore_client.errors import Cancelled, InvalidArgument, error
 from tqdm import tqdm
 
 from .checkpoints import (CHECKPOINT, RUN_RECORD, check_checkpoint, checkpoint_id, config_hash,
@@ -119,7 +119,7 @@ class Trainer:
         """A trainer rebuilt from a checkpoint (model, optimizer, batch size, gradient) and resumed."""
         doc = await db.load_checkpoint(checkpoint)
         if doc.get("kind") != CHECKPOINT:
-            raise InvalidArgument(f"{checkpoint!r} is not a checkpoint", code="checkpoint_mismatch")
+            raise error("checkpoint_mismatch", f"{checkpoint!r} is not a checkpoint")
         cfg = doc["config"]
         opt = doc["optimizer"]
         hyper = dict(opt["hyperparameters"])
