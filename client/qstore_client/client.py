@@ -170,6 +170,19 @@ class AsyncClient:
     async def import_dataset(self, name: str, X: np.ndarray, y: np.ndarray) -> "Collection":
         return Collection(self, await self._call("import_dataset", dict(name=name, X=X, y=y)))
 
+    async def list_datasets(self) -> list[str]:
+        return await self._call("list_datasets")
+
+    async def dataset_info(self, name: str) -> dict:
+        return await self._call("dataset_info", params={"name": name})
+
+    async def load_dataset(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return await self._call("load_dataset", params={"name": name})
+
+    async def sweep(self) -> int:
+        """Remove decohered records now instead of at the background sweeper's next pass."""
+        return await self._call("sweep")
+
     async def save_checkpoint(self, doc: dict, id: str | None = None) -> str:
         return await self._call("save_checkpoint", dict(checkpoint=doc, id=id))
 
@@ -280,3 +293,7 @@ class Collection:
 
     async def correlation(self, id_a: str, id_b: str) -> float:
         return await self._call("correlation", dict(id_a=id_a, id_b=id_b))
+
+    async def build_regions(self, n_regions: int | None = None, seed: int = 0) -> int:
+        """(Re)partition the vectors into tunneling regions; returns how many."""
+        return await self._call("build_regions", dict(n_regions=n_regions, seed=seed))

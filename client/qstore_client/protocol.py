@@ -511,6 +511,17 @@ class MeasurementKind(Kind):
                            probability=wire["probability"])
 
 
+class DatasetKind(Kind):
+    """(X, y) as {"X": document array, "y": document array}."""
+
+    def encode(self, value: tuple, binary: bool) -> dict:
+        X, y = value
+        return {"X": DOCUMENT.encode(np.asarray(X), binary), "y": DOCUMENT.encode(np.asarray(y), binary)}
+
+    def decode(self, wire: Any, field: str, limits: Limits) -> tuple[np.ndarray, np.ndarray]:
+        return DOCUMENT.decode(wire["X"], field, limits), DOCUMENT.decode(wire["y"], field, limits)
+
+
 class CountsKind(Kind):
     """Bitstring -> count, with counts as plain ints."""
 
@@ -623,14 +634,16 @@ OPS: dict[str, Op] = {op.name: op for op in [
         {"vectors"}, ListOf(HITS), read=True),
     _op("scroll", {"limit": Integer(limit="max_batch"), "cursor": Nullable(Text("invalid_cursor")),
                    "filter": FILTER}, set(), PageKind(), read=True),
-    _op("superpose", {"id": RECORD_ID, "branches": ListOf(BRANCH, "invalid_amplitudes", limit="max_batch"), "metadata": Nullable(METADATA),
-                      "coherence_time": COHERENCE}, {"id", "branches"}, DOCUMENT),
+    _op("superpose", {"id": RECORD_ID, "branches": ListOf(BRANCH, "invalid_amplitudes", limit="max_batch"),
+                      "metadata": Nullable(METADATA), "coherence_time": COHERENCE}, {"id", "branches"}, DOCUMENT),
     _op("measure", {"id": RECORD_ID, "context": Nullable(Text()), "collapse": Flag(), "seed": SEED},
         {"id"}, MeasurementKind(), read=True),  # collapse=True makes it a write (server and client check)
     _op("entangle", {"group": Text(), "ids": IDS, "strength": Number("invalid_strength")},
         {"group", "ids"}, DOCUMENT),
     _op("update", {"id": RECORD_ID, "vector": VECTOR}, {"id", "vector"}, DOCUMENT),
     _op("correlation", {"id_a": RECORD_ID, "id_b": RECORD_ID}, {"id_a", "id_b"}, Number(), read=True),
+    _op("build_regions", {"n_regions": Nullable(Integer()), "seed": Integer()}, set(), Integer()),
+    _op("sweep", {}, set(), Integer()),
     # quantum states
     _op("put_state", {"id": RECORD_ID, "state": StateVector()}, {"id", "state"}, DOCUMENT),
     _op("get_state", {"id": RECORD_ID}, {"id"}, StateVector(), read=True),
@@ -638,7 +651,11 @@ OPS: dict[str, Op] = {op.name: op for op in [
                           "seed": SEED}, {"id"}, CountsKind(), read=True),
     _op("delete_state", {"id": RECORD_ID}, {"id"}, DOCUMENT),
     # datasets and checkpoints
-    _op("import_dataset", {"name": NAME, "X": Floats(code="invalid_features"), "y": Labels()}, {"name", "X", "y"}, DESCRIPTOR),
+    _op("import_dataset", {"name": NAME, "X": Floats(code="invalid_features"), "y": Labels()},
+        {"name", "X", "y"}, DESCRIPTOR),
+    _op("list_datasets", {}, set(), ListOf(Text()), read=True),
+    _op("dataset_info", {}, set(), DOCUMENT, read=True),
+    _op("load_dataset", {}, set(), DatasetKind(), read=True),
     _op("save_checkpoint", {"checkpoint": Document(map_only=True), "id": Nullable(Text())}, {"checkpoint"}, Text()),
     _op("list_checkpoints", {}, set(), ListOf(DOCUMENT), read=True),
     _op("load_checkpoint", {}, set(), DOCUMENT, read=True),
@@ -674,11 +691,16 @@ ROUTES: dict[str, tuple[str, str]] = {
     "entangle": ("POST", "/collections/{name}/entangle"),
     "update": ("POST", "/collections/{name}/update"),
     "correlation": ("POST", "/collections/{name}/correlation"),
+    "build_regions": ("POST", "/collections/{name}/build_regions"),
+    "sweep": ("POST", "/sweep"),
     "put_state": ("POST", "/states/put"),
     "get_state": ("POST", "/states/get"),
     "measure_state": ("POST", "/states/measure"),
     "delete_state": ("POST", "/states/delete"),
     "import_dataset": ("POST", "/datasets"),
+    "list_datasets": ("GET", "/datasets"),
+    "dataset_info": ("GET", "/datasets/{name}"),
+    "load_dataset": ("GET", "/datasets/{name}/data"),
     "save_checkpoint": ("POST", "/checkpoints"),
     "list_checkpoints": ("GET", "/checkpoints"),
     "load_checkpoint": ("GET", "/checkpoints/{id}"),

@@ -93,7 +93,8 @@ class CirqBackend(Backend):
                simulator: cirq.SimulatesSamples | None = None) -> np.ndarray:
         """Basis-state index of each shot."""
         measured = circuit + cirq.measure(*qubits, key=MEASUREMENT_KEY)
-        bits = (simulator or self.simulator).run(measured, param_resolver=resolver, repetitions=shots).measurements[MEASUREMENT_KEY]
+        result = (simulator or self.simulator).run(measured, param_resolver=resolver, repetitions=shots)
+        bits = result.measurements[MEASUREMENT_KEY]
         weights = 1 << np.arange(len(qubits) - 1, -1, -1)
         return bits.astype(np.int64) @ weights
 

@@ -29,16 +29,18 @@ from . import statevector_kernels as kern
 from .ansatz import entangler_permutation, generator_axes, pauli_matrix
 from .backend import Backend, check_execute_args, check_shots
 from .metric import METRIC_KINDS, fubini_study_metric
-from .observables import ObservablesLike, ZObservables, counts_from_histogram, z_observables
+from .observables import ObservablesLike, ZObservables, counts_from_histogram
 from .spec import CircuitSpec
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MEMORY_BYTES = 2 << 30
-# 64 samples keep a chunk's states in L2 at 8 qubits and give the vector units
-# long contiguous inner loops (measured best of 16..256; benchmarks/CIRCUITS.md).
-DEFAULT_CHUNK = 64
-_MIN_CHUNK = 16
+# Chunks of about 512 KiB per state keep a chunk's working states near L2 and
+# still give the vector units runs of whole batches (measured best: 64 samples
+# at 8 qubits, 8-16 at 12; benchmarks/CIRCUITS.md).
+_CHUNK_BYTES = 1 << 19
+_MAX_CHUNK = 64
+_MIN_CHUNK = 8
 _DTYPES = {np.dtype(np.complex128): np.float64, np.dtype(np.complex64): np.float32}
 
 
@@ -109,7 +111,9 @@ class _Program:
             if layer > 0:
                 kern.apply_layer(st, _cols(self.layer_mats[layer], b0, b1))
             if keep:
-                saved.append(st.copy())
+                # Permuting into a fresh array leaves this layer's state untouched for the backward pass.
+                saved.append(st)
+                tmp = np.empty_like(st)
             kern.permute(st, self.src, tmp)
             st, tmp = tmp, st
         return st, saved
@@ -143,14 +147,14 @@ class StatevectorBackend(Backend):
         max_memory_bytes: working-memory bound per call; a circuit whose single
             sample does not fit is refused (``too_many_qubits``) before allocating.
         threads: worker threads over batch chunks (default: CPU count).
-        chunk_size: samples per chunk.
+        chunk_size: samples per chunk (default: sized to the cache, 8-64).
     """
 
     name = "statevector"
 
     def __init__(self, dtype: type = np.complex128, shots: int | None = None, seed: int | None = None,
                  max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES, threads: int | None = None,
-                 chunk_size: int = DEFAULT_CHUNK):
+                 chunk_size: int | None = None):
         if np.dtype(dtype) not in _DTYPES:
             raise InvalidArgument(f"dtype must be complex128 or complex64, got {dtype!r}", code="invalid_parameters")
         self.dtype = np.dtype(dtype)
@@ -158,19 +162,25 @@ class StatevectorBackend(Backend):
         self.shots = None if shots is None else check_shots(shots)
         self.max_memory_bytes = int(max_memory_bytes)
         self.threads = max(1, threads or os.cpu_count() or 1)
-        self.chunk_size = max(1, int(chunk_size))
+        self.chunk_size = None if chunk_size is None else max(1, int(chunk_size))
         self._rng = np.random.default_rng(seed)
         self._pool: ThreadPoolExecutor | None = None
 
+    def __getstate__(self) -> dict:
+        # The thread pool cannot cross a process boundary (training runs in worker processes).
+        return {**self.__dict__, "_pool": None}
+
     # -- plumbing ------------------------------------------------------------------
     def _chunks(self, spec: CircuitSpec, batch: int, states_per_sample: int) -> list[tuple[int, int]]:
-        per_sample = spec.dim * 2 * np.dtype(self.real).itemsize * states_per_sample + spec.dim * 16
+        state_bytes = spec.dim * 2 * np.dtype(self.real).itemsize
+        per_sample = state_bytes * states_per_sample + spec.dim * 16
         if per_sample > self.max_memory_bytes:
             raise LimitExceeded(
                 f"{spec.n_qubits} qubits need {per_sample / 2**20:.0f} MiB per sample here, over the "
                 f"{self.max_memory_bytes / 2**20:.0f} MiB limit (max_memory_bytes)", code="too_many_qubits")
-        # Split even mid-size batches across the threads, but keep chunks long enough to vectorise.
-        size = min(self.chunk_size, max(_MIN_CHUNK, -(-batch // self.threads)))
+        size = self.chunk_size or min(_MAX_CHUNK, max(_MIN_CHUNK, _CHUNK_BYTES // state_bytes))
+        # Split even mid-size batches across the threads.
+        size = min(size, max(_MIN_CHUNK, -(-batch // self.threads)))
         size = max(1, min(size, self.max_memory_bytes // (per_sample * self.threads)))
         return [(b0, min(batch, b0 + size)) for b0 in range(0, batch, size)]
 

@@ -17,8 +17,8 @@ import numba as nb
 import numpy as np
 
 _JIT = dict(nogil=True, fastmath=True, cache=True)
-# Runs of at least this many floats are summed as slices (see cross_terms).
-_LONG_RUN = 128
+# Longest block of partial sums in cross_terms.
+_LONG_RUN = 256
 
 
 @nb.njit(**_JIT)
@@ -204,15 +204,15 @@ def cross_terms(lam, psi, n, out):
     Im D], so every single-qubit generator of a layer is read from one pass.
     """
     B = psi.shape[2]
-    # block = B * 2^j divides every long run s * B (s is a power of two too)
-    block = B
-    while 2 * block <= max(B, _LONG_RUN):
-        block *= 2
-    part = np.empty((3, block))
+    # block = B * 2^j divides every run s * B it is used on (s is a power of two too)
+    widest = B
+    while 2 * widest <= max(B, _LONG_RUN):
+        widest *= 2
+    part = np.empty((3, widest))
     for q in range(n):
         s = 1 << (n - 1 - q)
-        if s * B >= block:
-            _cross_long(lam[0], lam[1], psi[0], psi[1], s, block, part, out[q])
+        if s * B >= 16:
+            _cross_long(lam[0], lam[1], psi[0], psi[1], s, min(widest, s * B), part, out[q])
         else:
             _cross_short(lam[0], lam[1], psi[0], psi[1], s, out[q])
 

@@ -149,7 +149,7 @@ class TrimmedMean(_Robust):
 
     def trimmed(self, n: int) -> int:
         """Values dropped from each end of a coordinate's n values."""
-        return math.ceil(self.beta * n)
+        return math.ceil(self.beta * n - 1e-9)  # 0.3 * 10 is 3.0000000000000004 in floating point
 
     def check(self, n: int) -> None:
         k = self.trimmed(n)

@@ -146,9 +146,7 @@ class VectorIndex:
     def search(self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None,
                exclude: np.ndarray | None = None, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-k over live ids (or ``allowed`` ids). Scores are higher-is-better."""
-        # Per-thread OpenMP setting: a one-query search gains nothing from a thread team, and idle
-        # team members spin on the cores the event loop and other readers need.
-        faiss.omp_set_num_threads(1 if len(queries) < 16 else _CORES)
+        _threads_for(len(queries))
         with self.lock.read():
             selector = self._selector(allowed, exclude)
             if selector is None and ef is None:  # the hot path: no per-query parameter objects
@@ -182,22 +180,22 @@ class VectorIndex:
         out_i = np.full((len(queries), k), -1, dtype=np.int64)
         if not len(ids):
             return out_s, out_i
-        scores = self.similarity(queries, self.vectors(ids))
         kk = min(k, len(ids))
-        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-        for row in range(len(queries)):
-            order = top[row][np.argsort(-scores[row, top[row]], kind="stable")]
-            out_s[row, :kk] = scores[row, order]
-            out_i[row, :kk] = ids[order]
+        _threads_for(len(queries))
+        dist, pos = faiss.knn(queries, self.vectors(ids), kk, specs.faiss_metric(self.metric))
+        out_s[:, :kk] = -dist if self.metric == "l2" else dist
+        out_i[:, :kk] = ids[pos]
         return out_s, out_i
 
     def similarity(self, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         """Score matrix (queries × vectors) on prepared vectors, higher-is-better."""
-        if self.metric == "l2":
-            q2 = (queries * queries).sum(1)[:, None]
-            v2 = (vectors * vectors).sum(1)[None, :]
-            return -(q2 + v2 - 2.0 * queries @ vectors.T)
-        return queries @ vectors.T
+        # FAISS's SIMD kernels, not NumPy: multithreaded BLAS on tiny products stalls under load.
+        _threads_for(len(queries))
+        dist, pos = faiss.knn(queries, np.ascontiguousarray(vectors, dtype=np.float32), len(vectors),
+                              specs.faiss_metric(self.metric))
+        out = np.empty_like(dist)
+        np.put_along_axis(out, pos, dist, axis=1)
+        return -out if self.metric == "l2" else out
 
     # -- snapshots -------------------------------------------------------------
     def snapshot(self) -> tuple[int, np.ndarray, bytes]:
@@ -210,3 +208,9 @@ class VectorIndex:
                 data: bytes) -> VectorIndex:
         index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         return cls(dim, metric, spec, index=index, tombstones=set(int(t) for t in tombs), applied_seq=seq)
+
+
+def _threads_for(n_queries: int) -> None:
+    """Per-thread OpenMP setting: a one-query search gains nothing from a thread team, and idle
+    team members spin on the cores the event loop and other readers need."""
+    faiss.omp_set_num_threads(1 if n_queries < 16 else _CORES)

@@ -8,6 +8,7 @@ from qstore import Database
 
 from .auth import KeyRing
 from .config import ServerConfig
+from .job_kinds import builtin_kinds
 from .jobs import JobRegistry
 from .metrics import Metrics
 from .middleware import auth_middleware, error_middleware
@@ -28,7 +29,8 @@ async def open_database(app: web.Application) -> AsyncIterator[None]:
 async def run_jobs(app: web.Application) -> AsyncIterator[None]:
     """Job workers start after the database and stop (cancelled, drained) before it closes."""
     config = app[CONFIG]
-    jobs = JobRegistry(app[DB], config.job_kinds, config.job_workers)
+    kinds = builtin_kinds() if config.job_kinds is None else config.job_kinds
+    jobs = JobRegistry(app[DB], kinds, config.job_workers)
     app[JOBS] = jobs
     yield
     await jobs.close(timeout=config.shutdown_timeout)

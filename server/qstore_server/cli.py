@@ -11,7 +11,6 @@ from typing import Callable
 from aiohttp import web
 from qstore_client.protocol import Limits
 
-from .app import create_app
 from .config import DEFAULT_PORT, ServerConfig
 
 log = logging.getLogger("qstore_server")
@@ -79,6 +78,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
 async def serve(config: ServerConfig, ready: Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then drain requests, stop jobs and close the database."""
+    from .app import create_app  # the engine loads only once arguments and keys check out
+
     app = create_app(config)
     runner = web.AppRunner(app, handle_signals=False, access_log=log if config.access_log else None,
                            shutdown_timeout=config.shutdown_timeout)

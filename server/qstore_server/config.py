@@ -5,14 +5,13 @@ import argparse
 import ipaddress
 import os
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 from qstore_client.protocol import Limits
 
 from .jobs import JobKind
-from .job_kinds import builtin_kinds
 
 DEFAULT_PORT = 8470
 
@@ -44,7 +43,7 @@ class ServerConfig:
     tls_key: Path | None = None
     limits: Limits = Limits()
     job_workers: int = 2
-    job_kinds: tuple[JobKind, ...] = field(default_factory=builtin_kinds)
+    job_kinds: tuple[JobKind, ...] | None = None  # None: job_kinds.builtin_kinds()
     access_log: bool = False
     shutdown_timeout: float = 30.0
 

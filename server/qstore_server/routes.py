@@ -103,9 +103,25 @@ async def put_state(request: web.Request) -> web.Response:
     return reply(request, "put_state", await request.app[DB].put_state(args["id"], args["state"]))
 
 
+async def sweep(request: web.Request) -> web.Response:
+    return reply(request, "sweep", await request.app[DB].sweep())
+
+
 async def import_dataset(request: web.Request) -> web.Response:
     args = await read_args(request, "import_dataset")
     return reply(request, "import_dataset", describe(await request.app[DB].import_dataset(**args)), 201)
+
+
+async def list_datasets(request: web.Request) -> web.Response:
+    return reply(request, "list_datasets", await request.app[DB].list_datasets())
+
+
+async def dataset_info(request: web.Request) -> web.Response:
+    return reply(request, "dataset_info", await request.app[DB].dataset_info(request.match_info["name"]))
+
+
+async def load_dataset(request: web.Request) -> web.Response:
+    return reply(request, "load_dataset", await request.app[DB].load_dataset(request.match_info["name"]))
 
 
 async def save_checkpoint(request: web.Request) -> web.Response:
@@ -161,11 +177,12 @@ HANDLERS: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
     "health": health, "list_collections": list_collections, "create_collection": create_collection,
     "collection": collection, "drop_collection": drop_collection, "info": info, "count": count,
     **{op: collection_call(op) for op in ("upsert", "get", "delete", "query", "query_batch", "scroll",
-                                          "superpose", "entangle", "update", "correlation")},
+                                          "superpose", "entangle", "update", "correlation", "build_regions")},
     "measure": measure,
     "put_state": put_state,
     **{op: database_call(op) for op in ("get_state", "measure_state", "delete_state")},
-    "import_dataset": import_dataset, "save_checkpoint": save_checkpoint, "list_checkpoints": list_checkpoints,
+    "sweep": sweep, "import_dataset": import_dataset, "list_datasets": list_datasets,
+    "dataset_info": dataset_info, "load_dataset": load_dataset, "save_checkpoint": save_checkpoint, "list_checkpoints": list_checkpoints,
     "load_checkpoint": load_checkpoint, "delete_checkpoint": delete_checkpoint,
     "job_kinds": job_kinds, "start_job": start_job, "list_jobs": list_jobs, "job": job,
     "job_result": job_result, "cancel_job": cancel_job, "delete_job": delete_job,

@@ -23,7 +23,8 @@ def zoo_circuit() -> cirq.Circuit:
         cirq.CZ(q[0], q[1]) ** c, cirq.XX(q[1], q[2]) ** (a / 3),
         cirq.PhasedXPowGate(phase_exponent=b, exponent=c)(q[2]),
         cirq.FSimGate(theta=a, phi=c)(q[0], q[2]),
-        cirq.ISWAP(q[0], q[1]) ** 0.5, cirq.CCX(*q), cirq.MatrixGate(cirq.testing.random_unitary(4, random_state=1))(q[1], q[2]),
+        cirq.ISWAP(q[0], q[1]) ** 0.5, cirq.CCX(*q),
+        cirq.MatrixGate(cirq.testing.random_unitary(4, random_state=1))(q[1], q[2]),
         cirq.ZZ(q[0], q[2]) ** b, cirq.Y(q[1]) ** c,
     )
 

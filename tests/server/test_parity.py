@@ -220,12 +220,21 @@ async def test_import_dataset(db, name):
     page = await col.scroll(limit=30)
     assert [r.metadata["label"] for r in page.records] == y.tolist()
     assert np.allclose(np.stack([r.vector for r in page.records]), X.astype(np.float32))
+    assert name in await db.list_datasets()
+    info = await db.dataset_info(name)
+    assert (info["n"], info["n_features"], info["classes"]) == (30, 4, [0, 1, 2])
+    X_back, y_back = await db.load_dataset(name)
+    assert X_back.dtype == np.float64 and np.array_equal(X_back, X.astype(np.float32).astype(np.float64))
+    assert y_back.tolist() == y.tolist()
     with pytest.raises(InvalidArgument) as exc:
         await db.import_dataset(name + "x", X, y[:5])
     assert exc.value.code == "invalid_labels"
 
 
 async def test_checkpoints(db, name):
+    odd = await db.save_checkpoint({"run": name + "-odd"}, id=f"{name}/ü ?#..")
+    assert (await db.load_checkpoint(odd))["id"] == f"{name}/ü ?#.."
+    await db.delete_checkpoint(odd)
     doc = {"run": name, "epoch": 3, "params": np.linspace(0, 1, 6).reshape(2, 3), "metrics": {"loss": 0.25},
            "config_hash": "abc"}
     cid = await db.save_checkpoint(doc)
@@ -252,6 +261,8 @@ async def test_coherence_time_expires_records(db, name):
     assert (await col.get(["short"]))[0] is None
     assert ids_of(await col.query(x[0], top_k=2)) == ["long"]
     assert await col.count() == 1
+    await db.sweep()
+    assert await col.count() == 1 and (await col.info())["count"] == 1
 
 
 # ------------------------------------------------------------------ errors
@@ -318,6 +329,7 @@ async def workload(db: Any, name: str) -> list[Any]:
     q = unit_rows(4, seed=21)
     out.append([(h.id, h.score, h.metadata) for h in await col.query(q[0], top_k=7)])
     out.append([[(h.id, h.score) for h in hits] for hits in await col.query_batch(q, top_k=3, filter={"i": {"$lt": 30}})])
+    out.append(await col.build_regions(n_regions=4, seed=1))
     out.append([(h.id, h.score) for h in await col.query(q[1], top_k=6, tunneling=2.0, seed=5)])
     await col.superpose("sup", [(x[0], "a", 1.0), (x[1], "b", 1.0 + 1.0j), (x[2], "a", 0.5)])
     out.append([(h.id, h.score) for h in await col.query(x[1], top_k=3)])

@@ -1,0 +1,147 @@
+"""Shared data and real server nodes for the federated tests.
+
+Data: scikit-learn's breast-cancer set (standardised, PCA to 4 features, 70/30 split;
+``qstore.training.reference_datasets``). Nodes: ``python -m qstore_server`` subprocesses
+on free loopback ports, each holding disjoint shards of the training split as datasets
+``iid`` (a random quarter) and ``skew`` (label skew: Dirichlet(α=1) class proportions).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qstore.training.reference_datasets import load_reference
+from qstore_client import AsyncClient
+
+N_NODES = 4
+SKEW_ALPHA = 1.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    """One server subprocess on a free loopback port."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data_dir.with_suffix(".log")
+        self._log_file = open(self.log, "w")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QSTORE_")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "qstore_server", "--data-dir", str(data_dir), "--port", str(self.port),
+             "--host", "127.0.0.1"], stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
+
+    def wait_healthy(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                req = urllib.request.Request(self.url + "/v1/health", headers={"Accept": "application/json"})
+                with urllib.request.urlopen(req, timeout=1) as resp:
+                    if json.loads(resp.read())["result"]["status"] == "ok":
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.1)
+        raise RuntimeError(f"server not healthy after {timeout}s:\n{self.log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no goodbye, as a crashed machine."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log_file.close()
+
+
+def start_nodes(root: Path, n: int) -> list[Node]:
+    nodes = [Node(root / f"node{i}") for i in range(n)]  # start all, then wait: they boot in parallel
+    try:
+        for node in nodes:
+            node.wait_healthy()
+    except Exception:
+        for node in nodes:
+            node.stop()
+        raise
+    return nodes
+
+
+@dataclass
+class Split:
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    iid: list[np.ndarray]
+    skew: list[np.ndarray]
+
+
+def dirichlet_shards(y: np.ndarray, k: int, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """Label skew: each class's rows are divided among k shards in Dirichlet(alpha) proportions."""
+    shards: list[list[int]] = [[] for _ in range(k)]
+    for c in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == c))
+        cuts = (np.cumsum(rng.dirichlet([alpha] * k))[:-1] * len(rows)).astype(int)
+        for i, part in enumerate(np.split(rows, cuts)):
+            shards[i].extend(part.tolist())
+    return [np.array(sorted(s)) for s in shards]
+
+
+def make_split(n_shards: int, seed: int = 0) -> Split:
+    data = load_reference("breast-cancer")
+    # Servers store features as float32; every run here trains on exactly what they hold.
+    X_train = data.X_train.astype(np.float32).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    iid = np.array_split(rng.permutation(len(X_train)), n_shards)
+    skew = dirichlet_shards(data.y_train, n_shards, SKEW_ALPHA, rng)
+    return Split(X_train, data.y_train, data.X_test, data.y_test, iid, skew)
+
+
+@pytest.fixture(scope="session")
+def split() -> Split:
+    return make_split(N_NODES)
+
+
+async def import_shards(nodes: list[Node], split: Split) -> None:
+    for i, node in enumerate(nodes):
+        async with AsyncClient(node.url) as client:
+            for name in ("iid", "skew"):
+                rows = getattr(split, name)[i]
+                await client.import_dataset(name, split.X_train[rows], split.y_train[rows])
+
+
+@pytest.fixture(scope="session")
+def nodes(tmp_path_factory: pytest.TempPathFactory, split: Split):
+    """Four live servers, each with its disjoint `iid` and `skew` shards imported."""
+    started = start_nodes(tmp_path_factory.mktemp("federated-nodes"), N_NODES)
+    try:
+        asyncio.run(import_shards(started, split))
+        yield started
+    finally:
+        for node in started:
+            node.stop()

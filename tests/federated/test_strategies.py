@@ -1,0 +1,107 @@
+"""Aggregation rules on hand-made updates, and their tolerance conditions."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qstore.federated import (STRATEGIES, Coordinator, FedAvg, FedProx, Krum, LocalParticipant, Median, MultiKrum,
+                              TrimmedMean, make_strategy)
+from qstore_client import InvalidArgument
+
+G = np.zeros(3)
+
+
+def honest(rng: np.random.Generator, k: int) -> np.ndarray:
+    return np.array([1.0, -2.0, 0.5]) + rng.normal(0, 0.05, (k, 3))
+
+
+def test_fedavg_is_sample_weighted():
+    deltas = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    np.testing.assert_allclose(FedAvg().aggregate(G, deltas, np.array([30, 10]), 0), [0.75, 0.25, 0.0])
+
+
+def test_fedprox_aggregates_like_fedavg_and_carries_mu():
+    deltas = np.random.default_rng(0).normal(size=(4, 3))
+    counts = np.array([1, 2, 3, 4])
+    np.testing.assert_allclose(FedProx(0.1).aggregate(G, deltas, counts, 0), FedAvg().aggregate(G, deltas, counts, 0))
+    assert FedProx(0.1).mu == 0.1 and FedAvg().mu == 0.0
+
+
+@pytest.mark.parametrize("strategy", [Median(f=1), TrimmedMean(beta=0.2, f=1), Krum(f=1), MultiKrum(f=1)])
+@pytest.mark.parametrize("attack", ["huge", "flip"])
+def test_robust_strategies_ignore_one_attacker(strategy, attack):
+    rng = np.random.default_rng(1)
+    deltas = honest(rng, 6)
+    bad = np.full(3, 1e6) if attack == "huge" else -10 * deltas[0]
+    attacked = np.vstack([deltas, bad])
+    counts = np.array([10] * 6 + [10_000])                   # attackers also lie about counts
+    step = strategy.aggregate(G, attacked, counts, 0)
+    assert np.linalg.norm(step - deltas.mean(axis=0)) < 0.2
+    assert np.linalg.norm(FedAvg().aggregate(G, attacked, counts, 0) - deltas.mean(axis=0)) > 5
+
+
+def test_median_and_trimmed_mean_values():
+    deltas = np.array([[1.0], [2.0], [3.0], [4.0], [100.0]])
+    assert Median().aggregate(G[:1], deltas, np.ones(5), 0)[0] == 3.0
+    # beta=0.2 of 5 trims ceil(1.0)=1 from each end: mean of 2, 3, 4.
+    assert TrimmedMean(beta=0.2).aggregate(G[:1], deltas, np.ones(5), 0)[0] == pytest.approx(3.0)
+
+
+def test_krum_picks_the_most_central_update():
+    deltas = np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [0.1, 0.1], [5.0, 5.0]])
+    krum = Krum(f=1)
+    scores = krum.scores(deltas)
+    assert scores.argmax() == 4                               # the outlier scores worst
+    step = krum.aggregate(np.zeros(2), deltas, np.ones(5), 0)
+    assert any(np.array_equal(step, d) for d in deltas[:4])
+    multi = MultiKrum(f=1).aggregate(np.zeros(2), deltas, np.ones(5), 0)  # m = n - f = 4 best
+    np.testing.assert_allclose(multi, deltas[:4].mean(axis=0))
+
+
+@pytest.mark.parametrize("strategy, n, fails", [
+    (Krum(f=1), 4, True), (Krum(f=1), 5, False),            # Krum: n > 2f + 2
+    (Krum(f=2), 6, True), (Krum(f=2), 7, False),
+    (Median(f=1), 2, True), (Median(f=1), 3, False),         # median: n >= 2f + 1
+    (TrimmedMean(beta=0.25, f=1), 2, True),                  # k = 1, 2k < n fails
+    (TrimmedMean(beta=0.25, f=1), 3, False),
+    (TrimmedMean(beta=0.1, f=2), 10, True),                  # trims k=1 < f=2 per end
+    (TrimmedMean(beta=0.2, f=2), 10, False),
+    (MultiKrum(f=1, m=5), 5, True),                          # m must be <= n - f
+])
+def test_tolerance_conditions(strategy, n, fails):
+    if fails:
+        with pytest.raises(InvalidArgument) as exc:
+            strategy.check(n)
+        assert exc.value.code == "invalid_argument"
+        with pytest.raises(InvalidArgument):
+            strategy.aggregate(G, np.zeros((n, 3)), np.ones(n), 0)
+    else:
+        strategy.check(n)
+        assert strategy.min_updates() <= n
+
+
+def test_bad_strategy_options():
+    with pytest.raises(InvalidArgument) as exc:
+        make_strategy("fedmagic")
+    assert exc.value.code == "unknown_strategy"
+    for name, options in [("trimmed_mean", {"beta": 0.5}), ("trimmed_mean", {"beta": 0}), ("krum", {"f": -1}),
+                          ("fedprox", {"mu": -1.0}), ("median", {"beta": 0.1}), ("multi_krum", {"m": 0})]:
+        with pytest.raises(InvalidArgument) as exc:
+            make_strategy(name, **options)
+        assert exc.value.code == "invalid_argument", (name, options)
+    assert set(STRATEGIES) == {"fedavg", "fedprox", "circular", "median", "trimmed_mean", "krum", "multi_krum"}
+
+
+def test_coordinator_refuses_a_strategy_that_cannot_tolerate_f():
+    data = (np.random.default_rng(0).normal(size=(10, 4)), np.arange(10) % 2)
+    parts = [LocalParticipant(data, name=f"p{i}") for i in range(4)]
+    with pytest.raises(InvalidArgument) as exc:
+        Coordinator(parts, strategy="krum", min_participants=4)
+    assert exc.value.code == "invalid_argument" and "n > 2f + 2" in exc.value.message
+    with pytest.raises(InvalidArgument) as exc:
+        Coordinator(parts, strategy="median", strategy_options={"f": 2}, min_participants=4)
+    assert "2f + 1" in exc.value.message
+    with pytest.raises(InvalidArgument) as exc:
+        Coordinator(parts, strategy="no-such")
+    assert exc.value.code == "unknown_strategy"
+    Coordinator(parts, strategy="median", min_participants=3)   # f=1 needs 3: fine
