@@ -19,7 +19,10 @@ Usage: python benchmarks/gradients.py [--qubits 8 12] [--batches 1 64 256] ...
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import multiprocessing
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -46,13 +49,24 @@ def best_time(fn: Callable[[], object], repeats: int, budget_s: float) -> float:
     return best
 
 
-def pennylane_rows(n: int, layers: int, X: np.ndarray, theta: np.ndarray, grad_out: np.ndarray,
-                   repeats: int, budget_s: float) -> dict[str, float]:
-    try:
-        import pennylane as qml
-        from pennylane import numpy as pnp
-    except ImportError:
-        return {}
+PENNYLANE_METHODS = [("pennylane default.qubit backprop (broadcast)", "default.qubit", "backprop"),
+                     ("pennylane lightning.qubit adjoint", "lightning.qubit", "adjoint")]
+
+
+def pennylane_available() -> bool:
+    return importlib.util.find_spec("pennylane") is not None
+
+
+def _pennylane_time(device: str, method: str, n: int, layers: int, X: np.ndarray, theta: np.ndarray,
+                    grad_out: np.ndarray, repeats: int, budget_s: float, memory_gib: float) -> float:
+    """Seconds per gradient of one PennyLane configuration (runs in a child process)."""
+    import pennylane as qml
+    from pennylane import numpy as pnp
+
+    # Cap the address space: broadcast backprop on 12 qubits can ask for more memory than the machine has.
+    vm_kib = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmSize")))
+    limit = vm_kib * 1024 + int(memory_gib * 2 ** 30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     def circuit(x, t):
         for q in range(n):
@@ -67,20 +81,34 @@ def pennylane_rows(n: int, layers: int, X: np.ndarray, theta: np.ndarray, grad_o
                 qml.CNOT(wires=[q, q + 1])
         return [qml.expval(qml.PauliZ(q)) for q in range(n)]
 
-    rows = {}
+    # A batch of one goes in unbroadcast: PennyLane 0.45 mis-shapes size-1 broadcasts on 12 wires.
     x = pnp.array(X if X.shape[0] > 1 else X[0], requires_grad=False)
     g = grad_out.T if X.shape[0] > 1 else grad_out[0]
     t0 = pnp.array(theta, requires_grad=True)
-    devices = [("pennylane default.qubit backprop (broadcast)", "default.qubit", "backprop"),
-               ("pennylane lightning.qubit adjoint", "lightning.qubit", "adjoint")]
-    for label, device, method in devices:
-        try:
-            qnode = qml.QNode(circuit, qml.device(device, wires=n), diff_method=method, interface="autograd")
-        except Exception as exc:  # device plugin missing or incompatible
-            print(f"  skipping {label}: {exc}", file=sys.stderr)
-            continue
-        grad = qml.grad(lambda t, qnode=qnode: pnp.sum(pnp.stack(qnode(x, t)) * g))
-        rows[label] = best_time(lambda: grad(t0), repeats, budget_s) / X.shape[0]
+    qnode = qml.QNode(circuit, qml.device(device, wires=n), diff_method=method, interface="autograd")
+    grad = qml.grad(lambda t: pnp.sum(pnp.stack(qnode(x, t)) * g))
+    return best_time(lambda: grad(t0), repeats, budget_s)
+
+
+def pennylane_rows(n: int, layers: int, X: np.ndarray, theta: np.ndarray, grad_out: np.ndarray,
+                   args: argparse.Namespace) -> dict[str, float]:
+    """Per-sample seconds for each PennyLane method, each in a fresh, memory-capped process."""
+    rows = {}
+    ctx = multiprocessing.get_context("spawn")
+    for label, device, method in PENNYLANE_METHODS:
+        with ctx.Pool(1) as pool:
+            job = pool.apply_async(_pennylane_time, (device, method, n, layers, X, theta, grad_out,
+                                                     args.pl_repeats, args.budget, args.pl_memory_gib))
+            try:
+                rows[label] = job.get(timeout=args.pl_timeout) / X.shape[0]
+            except MemoryError:
+                print(f"  {label}, {n} qubits, batch {X.shape[0]}: over {args.pl_memory_gib} GiB, skipped",
+                      file=sys.stderr)
+            except multiprocessing.TimeoutError:
+                print(f"  {label}, {n} qubits, batch {X.shape[0]}: over {args.pl_timeout} s, skipped",
+                      file=sys.stderr)
+            except Exception as exc:  # a plugin missing or broken in this environment
+                print(f"  {label}: {type(exc).__name__}: {exc}, skipped", file=sys.stderr)
     return rows
 
 
@@ -106,8 +134,8 @@ def gradient_table(args: argparse.Namespace) -> list[tuple[int, int, str, float]
                               args.repeats, args.budget) / B,
                 f"cirq.Simulator parameter-shift ({few} samples)": cirq_time,
             }
-            if not args.no_pennylane:
-                rows.update(pennylane_rows(n, args.layers, X, theta, g, args.pl_repeats, args.budget))
+            if not args.no_pennylane and pennylane_available():
+                rows.update(pennylane_rows(n, args.layers, X, theta, g, args))
             for label, seconds in rows.items():
                 results.append((n, B, label, seconds * 1e6))
     return results
@@ -148,7 +176,26 @@ def print_table(title: str, rows: list[tuple[int, int, str, float]], reference: 
         group = [r for r in rows if r[0] == n and r[1] == B]
         base = next((r[3] for r in group if reference and r[2] == reference), group[0][3])
         for _, _, label, us in group:
-            print(f"| {n} | {B} | {label} | {us:,.1f} | {us / base:,.1f}x |")
+            print(f"| {n} | {B} | {label} | {_fmt(us)} | {_fmt(us / base)}x |")
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def print_summary(rows: list[tuple[int, int, str, float]]) -> None:
+    """Speed-up of Q-Store's adjoint over the fastest PennyLane row of each (qubits, batch)."""
+    lines = []
+    for n, B in dict.fromkeys((r[0], r[1]) for r in rows):
+        ours = next(r[3] for r in rows if r[:2] == (n, B) and r[2].startswith("qstore adjoint"))
+        theirs = [(r[3], r[2]) for r in rows if r[:2] == (n, B) and r[2].startswith("pennylane")]
+        if theirs:
+            best, label = min(theirs)
+            lines.append(f"- {n} qubits, batch {B}: {_fmt(ours)} us vs {_fmt(best)} us ({label}): "
+                         f"{best / ours:,.0f}x faster")
+    if lines:
+        print("\nQ-Store adjoint vs the fastest PennyLane method\n")
+        print("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,12 +210,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cirq-samples", type=int, default=1, help="samples for the cirq.Simulator row")
     parser.add_argument("--threads", type=int, default=None, help="statevector threads (default: all cores)")
     parser.add_argument("--no-pennylane", action="store_true", help="skip PennyLane rows")
+    parser.add_argument("--pl-memory-gib", type=float, default=4.0, help="memory cap per PennyLane run")
+    parser.add_argument("--pl-timeout", type=float, default=600.0, help="seconds before a PennyLane run is dropped")
     args = parser.parse_args(argv)
     print(f"Q-Store gradient benchmark: {args.layers} layers, linear CNOTs, <Z> on every qubit; "
           f"{os.cpu_count()} CPUs")
     rows = gradient_table(args)
     print_table("Per-sample gradient time (all parameters; Q-Store adjoint also returns input gradients)",
                 rows, "qstore adjoint (statevector)")
+    print_summary(rows)
     print_table("One fused RX·RY·RZ layer on every qubit (complex128)", kernel_table(args),
                 "rotation layer, numba kernel (1 thread)")
     return 0

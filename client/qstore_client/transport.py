@@ -9,17 +9,20 @@ difference between ~900 and ~1,150 sequential queries/s (benchmarks/SERVER.md).
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl as ssl_module
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Awaitable, TypeVar
+from typing import Awaitable, TypeVar
 from urllib.parse import urlsplit
 
 T = TypeVar("T")
 
 MAX_HEAD_BYTES = 64 * 1024
+# A connection idle longer than this is checked for a close before it is reused.
+STALE_CHECK_AFTER = 1.0
 
 
 class TransportError(Exception):
@@ -50,8 +53,22 @@ class Connection:
         self.reusable = True
 
     def alive(self, idle_timeout: float) -> bool:
-        return (not self.reader.at_eof() and not self.writer.is_closing()
-                and time.monotonic() - self.idle_since < idle_timeout)
+        idle = time.monotonic() - self.idle_since
+        if self.reader.at_eof() or self.writer.is_closing() or idle >= idle_timeout:
+            return False
+        # The loop may not have seen a close that arrived while it was busy elsewhere (say, a
+        # restarted server): an idle keep-alive connection with anything to read is finished.
+        return idle < STALE_CHECK_AFTER or not self._readable()
+
+    def _readable(self) -> bool:
+        sock = self.writer.get_extra_info("socket")
+        if sock is None:
+            return False
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([sock.fileno()], [], [], 0)[0])
 
     def close(self) -> None:
         self.reusable = False

@@ -13,7 +13,8 @@ from .jobs import JobRegistry
 from .metrics import Metrics
 from .middleware import auth_middleware, error_middleware
 from .routes import setup_routes
-from .state import CONFIG, DB, JOBS, KEYS, METRICS
+from .query_batching import QueryBatcher
+from .state import BATCHER, CONFIG, DB, JOBS, KEYS, METRICS
 
 
 async def open_database(app: web.Application) -> AsyncIterator[None]:
@@ -41,7 +42,8 @@ def create_app(config: ServerConfig) -> web.Application:
                           middlewares=[error_middleware, auth_middleware])
     app[CONFIG] = config
     app[KEYS] = KeyRing(config.api_keys, config.readonly_keys)
-    app[METRICS] = Metrics()
+    app[METRICS] = metrics = Metrics()
+    app[BATCHER] = QueryBatcher(metrics.query_batch.observe)
     app.cleanup_ctx.append(open_database)
     app.cleanup_ctx.append(run_jobs)
     setup_routes(app)

@@ -30,7 +30,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = KEY_HELP
     parser.add_argument("--data-dir", required=True, help="LMDB data directory (created if missing)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port, 0 for any free one (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help="TCP port, 0 for any free one (default: %(default)s)")
     auth = parser.add_argument_group("keys and TLS")
     auth.add_argument("--api-key-file", help="file of write API keys, added to QSTORE_API_KEY")
     auth.add_argument("--readonly-key-file", help="file of read-only API keys, added to QSTORE_READONLY_API_KEY")

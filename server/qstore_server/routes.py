@@ -14,7 +14,7 @@ from qstore_client.protocol import PREFIX, ROUTES
 
 from . import __version__
 from .middleware import require_write
-from .state import DB, JOBS, METRICS
+from .state import BATCHER, DB, JOBS, METRICS
 from .wire import read_args, reply
 
 
@@ -75,6 +75,12 @@ def collection_call(op: str) -> Callable[[web.Request], Awaitable[web.Response]]
 
     handler.__name__ = op
     return handler
+
+
+async def query(request: web.Request) -> web.Response:
+    col = await collection_of(request)
+    args = await read_args(request, "query")
+    return reply(request, "query", await request.app[BATCHER].query(col, args))
 
 
 async def measure(request: web.Request) -> web.Response:
@@ -176,13 +182,14 @@ async def delete_job(request: web.Request) -> web.Response:
 HANDLERS: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
     "health": health, "list_collections": list_collections, "create_collection": create_collection,
     "collection": collection, "drop_collection": drop_collection, "info": info, "count": count,
-    **{op: collection_call(op) for op in ("upsert", "get", "delete", "query", "query_batch", "scroll",
+    **{op: collection_call(op) for op in ("upsert", "get", "delete", "query_batch", "scroll",
                                           "superpose", "entangle", "update", "correlation", "build_regions")},
-    "measure": measure,
+    "query": query, "measure": measure,
     "put_state": put_state,
     **{op: database_call(op) for op in ("get_state", "measure_state", "delete_state")},
     "sweep": sweep, "import_dataset": import_dataset, "list_datasets": list_datasets,
-    "dataset_info": dataset_info, "load_dataset": load_dataset, "save_checkpoint": save_checkpoint, "list_checkpoints": list_checkpoints,
+    "dataset_info": dataset_info, "load_dataset": load_dataset,
+    "save_checkpoint": save_checkpoint, "list_checkpoints": list_checkpoints,
     "load_checkpoint": load_checkpoint, "delete_checkpoint": delete_checkpoint,
     "job_kinds": job_kinds, "start_job": start_job, "list_jobs": list_jobs, "job": job,
     "job_result": job_result, "cancel_job": cancel_job, "delete_job": delete_job,

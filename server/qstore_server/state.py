@@ -10,12 +10,14 @@ from .auth import KeyRing
 from .config import ServerConfig
 from .jobs import JobRegistry
 from .metrics import Metrics
+from .query_batching import QueryBatcher
 
 CONFIG = web.AppKey("config", ServerConfig)
 DB = web.AppKey("db", Database)
 JOBS = web.AppKey("jobs", JobRegistry)
 METRICS = web.AppKey("metrics", Metrics)
 KEYS = web.AppKey("keys", KeyRing)
+BATCHER = web.AppKey("batcher", QueryBatcher)
 
 # Per request: what the caller's key allows ("write" when auth is off).
 ACCESS = web.RequestKey("access", str)

@@ -18,6 +18,8 @@ import pytest
 
 WRITE_KEY = "test-write-key-0123456789"
 READ_KEY = "test-read-key-9876543210"
+# Test modules reach these through fixtures: `from conftest import` would pick up whichever
+# tests/*/conftest.py was imported last when the whole suite runs.
 
 
 def free_port() -> int:
@@ -30,9 +32,10 @@ class ServerProcess:
     """One server subprocess; `stop()` sends SIGTERM and returns the exit code."""
 
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None,
-                 write_key: str | None = None, read_key: str | None = None, https: bool = False):
+                 write_key: str | None = None, read_key: str | None = None, https: bool = False,
+                 port: int | None = None):
         self.data_dir = data_dir
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.port}"
         self.key = write_key
         self.read_key = read_key
@@ -74,6 +77,18 @@ class ServerProcess:
                 self.proc.wait()
         self._log_file.close()
         return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def server_process() -> type[ServerProcess]:
+    """The class, to start servers with other options (call `.stop()` when done)."""
+    return ServerProcess
+
+
+@pytest.fixture(scope="session")
+def keys() -> tuple[str, str]:
+    """(write key, read-only key) of the servers started with keys."""
+    return WRITE_KEY, READ_KEY
 
 
 @pytest.fixture(scope="session")

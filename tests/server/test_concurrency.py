@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import numpy as np
+from aiohttp.test_utils import TestServer
+from prometheus_client import generate_latest
 
-from qstore_client import AsyncClient
+from qstore_client import AsyncClient, InvalidArgument
+from qstore_server import ServerConfig, create_app
+from qstore_server.state import METRICS
 
 CLIENTS = 32
 SECONDS = 3.0
@@ -15,7 +20,7 @@ DIM = 16
 
 async def test_32_clients_mixed_upserts_and_queries(server, name):
     async with AsyncClient(server.url, api_key=server.key) as admin:
-        col = await admin.create_collection(name, dim=DIM, index={"type": "hnsw", "m": 16, "ef_construction": 64})
+        await admin.create_collection(name, dim=DIM, index={"type": "hnsw", "m": 16, "ef_construction": 64})
     acked: dict[str, np.ndarray] = {}
     queries = 0
     deadline = time.monotonic() + SECONDS
@@ -50,3 +55,33 @@ async def test_32_clients_mixed_upserts_and_queries(server, name):
             chunk = ids[start:start + 1000]
             for rid, rec in zip(chunk, await c.get(chunk)):
                 assert rec is not None and np.array_equal(rec.vector, acked[rid]), rid
+
+
+async def test_concurrent_queries_are_batched_with_identical_answers(tmp_path):
+    """Queries that pile up behind one in flight share a query_batch call; each still gets exactly
+    its own answer, and a bad one its own error."""
+    app = create_app(ServerConfig(data_dir=tmp_path / "data"))
+    x = np.random.default_rng(3).standard_normal((2000, DIM)).astype(np.float32)
+    qs = np.random.default_rng(4).standard_normal((96, DIM)).astype(np.float32)
+    async with TestServer(app, host="127.0.0.1") as srv:
+        async with AsyncClient(str(srv.make_url("")).rstrip("/")) as client:
+            col = await client.create_collection("b", dim=DIM, index={"type": "flat"})
+            await col.upsert([str(i) for i in range(len(x))], x, metadata=[{"even": i % 2 == 0} for i in range(len(x))])
+            flt = [None, {"even": True}]
+            expected = [await col.query(q, top_k=5, filter=flt[i % 2]) for i, q in enumerate(qs)]
+
+            async def one(i: int):
+                if i % 17 == 16:
+                    return await col.query(np.ones(DIM + 1), top_k=5)
+                return await col.query(qs[i], top_k=5, filter=flt[i % 2])
+
+            results = await asyncio.gather(*(one(i) for i in range(len(qs))), return_exceptions=True)
+    for i, got in enumerate(results):
+        if i % 17 == 16:
+            assert isinstance(got, InvalidArgument) and got.code == "dimension_mismatch"
+        else:
+            assert got == expected[i], i
+    text = generate_latest(app[METRICS].registry).decode()
+    single = float(re.search(r'qstore_query_batch_size_bucket\{le="1.0"\} (\S+)', text).group(1))
+    total = float(re.search(r"qstore_query_batch_size_count (\S+)", text).group(1))
+    assert total > single, "no query was batched"

@@ -128,7 +128,8 @@ async def test_cancel_before_start_and_failure(job_server):
     assert (await client.wait_job(waiting.id, timeout=10)).state == "cancelled"
     assert (await client.wait_job(waiting.id, timeout=10)).started_at is None
     failed = await client.wait_job((await client.start_job("fail")).id, timeout=10)
-    assert failed.state == "failed" and failed.error.code == "job_failed" and "ZeroDivisionError" in failed.error.message
+    assert failed.state == "failed" and failed.error.code == "job_failed"
+    assert "ZeroDivisionError" in failed.error.message
     with pytest.raises(QStoreError) as exc:
         await client.job_result(failed.id)
     assert exc.value.code == "job_failed"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import qstore
-from qstore_client import (AlreadyExists, AsyncClient, Hit, InvalidArgument, LimitExceeded, Measurement, NotFound,
+from qstore_client import (AlreadyExists, AsyncClient, Hit, InvalidArgument, Measurement, NotFound,
                            Page, QStoreError, Record)
 
 DIM = 8
@@ -328,7 +328,8 @@ async def workload(db: Any, name: str) -> list[Any]:
     col, ids, x, _ = await filled(db, name, n=60)
     q = unit_rows(4, seed=21)
     out.append([(h.id, h.score, h.metadata) for h in await col.query(q[0], top_k=7)])
-    out.append([[(h.id, h.score) for h in hits] for hits in await col.query_batch(q, top_k=3, filter={"i": {"$lt": 30}})])
+    batches = await col.query_batch(q, top_k=3, filter={"i": {"$lt": 30}})
+    out.append([[(h.id, h.score) for h in hits] for hits in batches])
     out.append(await col.build_regions(n_regions=4, seed=1))
     out.append([(h.id, h.score) for h in await col.query(q[1], top_k=6, tunneling=2.0, seed=5)])
     await col.superpose("sup", [(x[0], "a", 1.0), (x[1], "b", 1.0 + 1.0j), (x[2], "a", 0.5)])

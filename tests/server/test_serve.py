@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 
-from conftest import ServerProcess
-from qstore_client import AsyncClient, Forbidden, Unauthorized, Unavailable
+from qstore_client import AsyncClient, Forbidden, NotFound, Unauthorized, Unavailable
 from qstore_server import ServerConfig, create_app
 from qstore_server.cli import add_serve_parser, run_serve
 from qstore_server.state import METRICS
@@ -45,18 +44,18 @@ def test_refuses_remote_bind_without_a_key(tmp_path):
     assert not (tmp_path / "d").exists()  # refused before touching the data directory
 
 
-def test_remote_bind_with_explicit_opt_in(tmp_path):
-    srv = ServerProcess(tmp_path / "data", "--host", "0.0.0.0", "--allow-unauthenticated-remote")
+def test_remote_bind_with_explicit_opt_in(tmp_path, server_process):
+    srv = server_process(tmp_path / "data", "--host", "0.0.0.0", "--allow-unauthenticated-remote")
     try:
         assert f"listening on http://0.0.0.0:{srv.port}" in srv.log.read_text()
     finally:
         assert srv.stop() == 0
 
 
-async def test_key_files(tmp_path):
+async def test_key_files(tmp_path, server_process):
     (tmp_path / "keys").write_text("# write keys\nfirst-key\n\nsecond-key\n")
     (tmp_path / "ro").write_text("reader-key\n")
-    srv = ServerProcess(tmp_path / "data", "--api-key-file", str(tmp_path / "keys"),
+    srv = server_process(tmp_path / "data", "--api-key-file", str(tmp_path / "keys"),
                         "--readonly-key-file", str(tmp_path / "ro"))
     try:
         for key in ("first-key", "second-key"):
@@ -73,38 +72,38 @@ async def test_key_files(tmp_path):
         assert srv.stop() == 0
 
 
-async def test_graceful_shutdown_keeps_every_acknowledged_write(tmp_path):
+async def test_graceful_shutdown_keeps_every_acknowledged_write(tmp_path, server_process):
     data = tmp_path / "data"
-    srv = ServerProcess(data)
+    srv = server_process(data)
     x = np.random.default_rng(1).standard_normal((500, 8)).astype(np.float32)
     async with AsyncClient(srv.url) as client:
         col = await client.create_collection("keep", dim=8, index={"type": "hnsw"})
         await col.upsert([f"v{i}" for i in range(500)], x)
         await client.put_state("psi", np.array([0.6, 0.8j]))
-    assert srv.stop() == 0
-    log = srv.log.read_text()
-    assert log.count("listening on http://127.0.0.1:") == 1 and "database closed" in log
-    srv = ServerProcess(data)
-    try:
-        async with AsyncClient(srv.url) as client:
-            col = await client.collection("keep")
-            assert await col.count() == 500
+        assert srv.stop() == 0
+        log = srv.log.read_text()
+        assert log.count("listening on http://127.0.0.1:") == 1 and "database closed" in log
+        srv = server_process(data, port=srv.port)
+        try:
+            # The same client: its pooled connection died with the old process; a write still works.
+            await col.upsert(["after-restart"], x[:1])
+            assert await col.count() == 501
             assert (await col.query(x[123], top_k=1))[0].id == "v123"
             assert np.allclose(await client.get_state("psi"), [0.6, 0.8j])
-    finally:
-        assert srv.stop() == 0
+        finally:
+            assert srv.stop() == 0
     async with AsyncClient(srv.url, retries=1, backoff=0.01) as client:
         with pytest.raises(Unavailable):
             await client.list_collections()
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate")
-async def test_tls(tmp_path):
+async def test_tls(tmp_path, server_process):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True, timeout=60)
-    srv = ServerProcess(tmp_path / "data", "--tls-cert", str(cert), "--tls-key", str(key), https=True)
+    srv = server_process(tmp_path / "data", "--tls-cert", str(cert), "--tls-key", str(key), https=True)
     try:
         assert srv.url.startswith("https://") and "listening on https://" in srv.log.read_text()
         trust = ssl.create_default_context(cafile=str(cert))
@@ -128,7 +127,7 @@ async def test_metrics(tmp_path, name):
             await col.upsert(["a", "b", "c"], np.eye(3))
             await col.delete(["c"])
             await col.query(np.ones(3), top_k=2)
-            with pytest.raises(Exception):
+            with pytest.raises(NotFound):
                 await client.collection("missing")
             text = await client.metrics()
     assert 'qstore_requests_total{method="POST",route="query",status="200"} 1.0' in text

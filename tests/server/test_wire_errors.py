@@ -13,7 +13,6 @@ import msgpack
 import numpy as np
 import pytest
 
-from conftest import READ_KEY, WRITE_KEY, ServerProcess
 from qstore_client import AsyncClient
 
 DIM = 4
@@ -22,9 +21,12 @@ MP = "application/msgpack"
 JS = "application/json"
 
 
+WRITE_KEY, READ_KEY = "wire-write-key", "wire-read-key"
+
+
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory):
-    srv = ServerProcess(tmp_path_factory.mktemp("limited") / "data", *LIMITS, write_key=WRITE_KEY, read_key=READ_KEY)
+def limited(tmp_path_factory, server_process):
+    srv = server_process(tmp_path_factory.mktemp("limited") / "data", *LIMITS, write_key=WRITE_KEY, read_key=READ_KEY)
     yield srv
     assert srv.stop() == 0
 
