@@ -159,7 +159,7 @@ def kernel_table(args: argparse.Namespace) -> list[tuple[int, int, str, float]]:
         psi = (rng.normal(size=(B,) + (2,) * n) + 1j * rng.normal(size=(B,) + (2,) * n)).astype(np.complex128)
         per_sample = np.broadcast_to(mats.transpose(1, 0, 2, 3), (B, n, 2, 2))
         t_np = best_time(lambda: numpy_layer(psi, per_sample), args.repeats, args.budget)
-        chunk = 64
+        chunk = min(64, B)
         st = np.ascontiguousarray(np.stack([psi.real, psi.imag]).reshape(2, B, -1)[:, :chunk].transpose(0, 2, 1))
         kmats = np.ascontiguousarray(np.stack([mats.real, mats.imag]).transpose(0, 1, 3, 4, 2))
         t_nb = best_time(lambda: kernels.apply_layer(st, kmats), args.repeats * 10, args.budget)

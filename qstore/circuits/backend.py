@@ -10,7 +10,6 @@ differentiate exactly (statevector) also has ``vjp`` and ``jacobian``.
 from __future__ import annotations
 
 import abc
-import logging
 from typing import Any
 
 import numpy as np
@@ -18,8 +17,6 @@ from qstore_client.errors import InvalidArgument
 
 from .observables import ObservablesLike, ZObservables, z_observables
 from .spec import CircuitSpec
-
-log = logging.getLogger(__name__)
 
 
 class Backend(abc.ABC):

@@ -1,7 +1,6 @@
 """cirq simulators as a backend: the reference for correctness, and noisy simulation."""
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 
 import cirq
@@ -11,8 +10,6 @@ from qstore_client.errors import InvalidArgument
 from .backend import Backend, check_execute_args, check_shots
 from .observables import ZObservables, counts_from_indices
 from .spec import CircuitSpec
-
-log = logging.getLogger(__name__)
 
 MEASUREMENT_KEY = "m"
 NOISE_CHANNELS = ("depolarizing", "amplitude_damping")

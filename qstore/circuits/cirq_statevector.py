@@ -90,6 +90,7 @@ class CompiledCircuit:
         if parts is None:
             raise InvalidArgument(f"cannot differentiate {op}: its parameters are not EigenGate exponents "
                                   "and it does not decompose", code="invalid_parameters")
+        log.debug("differentiating %s through its decomposition %s", op, parts)
         for part in parts:
             self._add(part, index)
 

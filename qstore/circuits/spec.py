@@ -1,7 +1,6 @@
 """CircuitSpec: the model circuit every backend and gradient understands."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -13,8 +12,6 @@ from qstore_client.errors import InvalidArgument
 from .ansatz import ENTANGLEMENTS, entangler_pairs, layer_ops
 from .encodings import ENCODINGS, AmplitudeEncoding, AngleEncoding
 from .observables import ZObservables, z_observables
-
-log = logging.getLogger(__name__)
 
 # Index arithmetic uses int64 basis indices; backends apply tighter memory limits.
 MAX_SPEC_QUBITS = 62

@@ -182,6 +182,7 @@ class StatevectorBackend(Backend):
         # Split even mid-size batches across the threads.
         size = min(size, max(_MIN_CHUNK, -(-batch // self.threads)))
         size = max(1, min(size, self.max_memory_bytes // (per_sample * self.threads)))
+        log.debug("%d samples of %d qubits in chunks of %d on %d threads", batch, spec.n_qubits, size, self.threads)
         return [(b0, min(batch, b0 + size)) for b0 in range(0, batch, size)]
 
     def _map(self, fn, chunks: list[tuple[int, int]]) -> list:

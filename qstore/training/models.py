@@ -224,11 +224,46 @@ class Classifier(Model):
         return self.classes[self.predict_proba(X, params).argmax(axis=1)]
 
     def score(self, X: Any, y: Any, params: np.ndarray | None = None) -> float:
-        """Accuracy."""
-        return float(np.mean(self.predict(X, params) == np.asarray(y)))
+        """Accuracy; labels outside the model's classes are an error (``invalid_labels``), not a miss."""
+        targets = self.targets(y)
+        return float(np.mean(self.predict_proba(X, params).argmax(axis=1) == targets))
 
 
-class VQC(Classifier):
+class _Circuit:
+    """Circuit plumbing shared by VQC and VQCRegressor: a ``CircuitSpec`` whose input width
+    may be left open until the first training data, and the QNG metric of its angles."""
+
+    spec: CircuitSpec
+    runtime: Runtime
+    n_params: int
+
+    def _init_circuit(self, n_features: int | None, **circuit: Any) -> None:
+        self._circuit_args = circuit
+        self._declared_features = n_features
+        self.spec = CircuitSpec(**circuit, n_features=n_features)
+
+    @property
+    def n_circuit_params(self) -> int:
+        return self.spec.n_params
+
+    @property
+    def n_features(self) -> int | None:
+        return self._declared_features
+
+    def bind_features(self, n_features: int) -> None:
+        super().bind_features(n_features)                       # type: ignore[misc]
+        if self._declared_features is None:
+            self.spec = CircuitSpec(**self._circuit_args, n_features=n_features)
+            self._declared_features = n_features
+
+    def metric_tensor(self, X: np.ndarray, params: np.ndarray, kind: str) -> np.ndarray:
+        P = self.spec.n_params
+        g = np.eye(self.n_params)
+        g[:P, :P] = self.runtime.metric(self.spec, X, params[:P], kind)
+        return g
+
+
+class VQC(_Circuit, Classifier):
     """Variational quantum classifier.
 
     Features are scaled (``minmax`` to [0, 1] by default for angle encoding,
@@ -266,36 +301,19 @@ class VQC(Classifier):
         if len(readout) != n_out:
             raise InvalidArgument(f"{self.n_classes} classes need {n_out} readout qubits, got {readout}",
                                   code="invalid_argument")
-        self._circuit_args = dict(n_qubits=n_qubits, layers=layers, encoding=encoding,
-                                  entanglement=entanglement, reupload=bool(reupload), readout=readout)
-        self._declared_features = n_features
-        self.spec = CircuitSpec(**self._circuit_args, n_features=n_features)
+        self._init_circuit(n_features, n_qubits=n_qubits, layers=layers, encoding=encoding,
+                           entanglement=entanglement, reupload=bool(reupload), readout=readout)
         self.readout = _Readout(n_out)
-
-    # -- description ----------------------------------------------------------------
-    @property
-    def n_circuit_params(self) -> int:
-        return self.spec.n_params
 
     @property
     def n_params(self) -> int:
         return self.spec.n_params + 2 * self.readout.n
-
-    @property
-    def n_features(self) -> int | None:
-        return self._declared_features
 
     def config(self) -> dict[str, Any]:
         a = self._circuit_args
         return {"type": self.kind, "n_qubits": a["n_qubits"], "layers": a["layers"], "n_classes": self.n_classes,
                 "encoding": a["encoding"], "entanglement": a["entanglement"], "reupload": a["reupload"],
                 "n_features": self.n_features, "readout": list(a["readout"]), "scaling": self.scaler.kind}
-
-    def bind_features(self, n_features: int) -> None:
-        super().bind_features(n_features)
-        if self._declared_features is None:
-            self.spec = CircuitSpec(**self._circuit_args, n_features=n_features)
-            self._declared_features = n_features
 
     def init_params(self, rng: np.random.Generator) -> np.ndarray:
         theta = rng.uniform(-np.pi, np.pi, self.spec.n_params)
@@ -321,12 +339,6 @@ class VQC(Classifier):
         g = np.concatenate([g_theta, (d_s * z).sum(axis=0), d_s.sum(axis=0)])
         return Evaluation(loss, g, probs)
 
-    def metric_tensor(self, X: np.ndarray, params: np.ndarray, kind: str) -> np.ndarray:
-        P = self.spec.n_params
-        g = np.eye(self.n_params)
-        g[:P, :P] = self.runtime.metric(self.spec, X, params[:P], kind)
-        return g
-
     # -- inference ----------------------------------------------------------------------------
     def predict_proba(self, X: Any, params: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities (B, n_classes), columns in ``classes`` order."""
@@ -336,8 +348,7 @@ class VQC(Classifier):
         return softmax(self._logits(z, *self.readout.split(p, P)))
 
 
-
-class VQCRegressor(Model):
+class VQCRegressor(_Circuit, Model):
     """VQC regression: prediction = mean_y + std_y * (s ⟨Z_r⟩ + b), mean squared error.
 
     Targets are standardised with the training mean and standard deviation, so
@@ -353,36 +364,20 @@ class VQCRegressor(Model):
                  scaling: str | None = None):
         super().__init__(scaling or ("minmax" if encoding == "angle" else "none"))
         r = n_qubits - 1 if readout is None else int(readout)
-        self._circuit_args = dict(n_qubits=n_qubits, layers=layers, encoding=encoding,
-                                  entanglement=entanglement, reupload=bool(reupload), readout=(r,))
-        self._declared_features = n_features
-        self.spec = CircuitSpec(**self._circuit_args, n_features=n_features)
+        self._init_circuit(n_features, n_qubits=n_qubits, layers=layers, encoding=encoding,
+                           entanglement=entanglement, reupload=bool(reupload), readout=(r,))
         self.target_mean: float | None = None
         self.target_std: float = 1.0
 
     @property
-    def n_circuit_params(self) -> int:
-        return self.spec.n_params
-
-    @property
     def n_params(self) -> int:
         return self.spec.n_params + 2
-
-    @property
-    def n_features(self) -> int | None:
-        return self._declared_features
 
     def config(self) -> dict[str, Any]:
         a = self._circuit_args
         return {"type": self.kind, "n_qubits": a["n_qubits"], "layers": a["layers"], "encoding": a["encoding"],
                 "entanglement": a["entanglement"], "reupload": a["reupload"], "n_features": self.n_features,
                 "readout": a["readout"][0], "scaling": self.scaler.kind}
-
-    def bind_features(self, n_features: int) -> None:
-        super().bind_features(n_features)
-        if self._declared_features is None:
-            self.spec = CircuitSpec(**self._circuit_args, n_features=n_features)
-            self._declared_features = n_features
 
     def init_params(self, rng: np.random.Generator) -> np.ndarray:
         return np.concatenate([rng.uniform(-np.pi, np.pi, self.spec.n_params), [1.0, 0.0]])
@@ -425,12 +420,6 @@ class VQCRegressor(Model):
             return Evaluation(loss, None, pred)
         g_theta, _ = self.runtime.vjp(self.spec, X, params[:P], (d_pred * params[P])[:, None])
         return Evaluation(loss, np.concatenate([g_theta, [d_pred @ z, d_pred.sum()]]), pred)
-
-    def metric_tensor(self, X: np.ndarray, params: np.ndarray, kind: str) -> np.ndarray:
-        P = self.spec.n_params
-        g = np.eye(self.n_params)
-        g[:P, :P] = self.runtime.metric(self.spec, X, params[:P], kind)
-        return g
 
     def quality(self, outputs: np.ndarray, targets: np.ndarray) -> float:
         return r2_score(outputs, targets)   # R² is unchanged by the shared target standardisation

@@ -1,6 +1,7 @@
 """scikit-learn's bundled datasets, split 70/30 and reduced to a qubit-sized feature count.
 
-Used by the accuracy tests, the training benchmark and ``qstore train --sklearn``.
+Used by the accuracy tests and the training benchmark, which share ``RECIPES``: the
+model, epochs and batch size each dataset is trained with, and the test accuracy it must reach.
 Needs scikit-learn (the ``test`` / ``bench`` extras); nothing is downloaded: every
 dataset here ships inside scikit-learn or is generated.
 
@@ -15,7 +16,8 @@ Preprocessing is fitted on the training split only (no test leakage):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from qstore_client.errors import InvalidArgument
@@ -30,6 +32,29 @@ class ReferenceData:
     y_train: np.ndarray
     y_test: np.ndarray
     preprocessing: str
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one reference dataset is trained (Adam, statevector, adjoint) and the test accuracy it must reach."""
+
+    dataset: str
+    components: int | None
+    model: dict[str, Any] = field(hash=False)
+    epochs: int
+    batch_size: int
+    target: float
+    lr: float = 0.05
+
+
+RECIPES: dict[str, Recipe] = {r.dataset: r for r in (
+    Recipe("iris-binary", 4, {"type": "vqc", "n_qubits": 4, "layers": 2, "n_classes": 2}, 10, 16, 0.97),
+    Recipe("iris", 4, {"type": "vqc", "n_qubits": 4, "layers": 3, "n_classes": 3}, 40, 16, 0.90),
+    Recipe("breast-cancer", 6, {"type": "vqc", "n_qubits": 6, "layers": 3, "n_classes": 2}, 20, 32, 0.92),
+    Recipe("digits-01", 4, {"type": "vqc", "n_qubits": 4, "layers": 2, "n_classes": 2}, 10, 32, 0.98),
+    Recipe("moons", None, {"type": "vqc", "n_qubits": 2, "layers": 4, "n_classes": 2, "reupload": True},
+           40, 16, 0.95),
+)}
 
 
 def load_reference(name: str, components: int | None = 4, seed: int = 0, test_size: float = 0.3) -> ReferenceData:

@@ -102,6 +102,9 @@ class Trainer:
         if self.gradient == "adjoint" and not hasattr(self.backend, "vjp"):
             raise InvalidArgument(f"gradient 'adjoint' needs the statevector backend, not {self.backend.name!r}; "
                                   "use parameter-shift", code="unknown_gradient")
+        if self.optimizer.name == "qng" and not hasattr(self.backend, "metric_tensor"):
+            raise InvalidArgument(f"QNG needs the exact metric tensor of the statevector backend; backend "
+                                  f"{self.backend.name!r} has none", code="invalid_argument")
         model.runtime = Runtime(self.backend, self.gradient)
         self.batch_size = _positive_int(batch_size, "batch_size")
         self.seed = int(seed)

@@ -80,7 +80,8 @@ class TunnelingOptimizer(Optimizer):
         if int(jump_every) < 1 or not 0 <= jump_min <= jump_max:
             raise InvalidArgument("tunneling needs jump_every >= 1 and 0 <= jump_min <= jump_max",
                                   code="invalid_argument")
-        self.temperature, self.cooling, self.min_temperature = float(temperature), float(cooling), float(min_temperature)
+        self.temperature, self.cooling = float(temperature), float(cooling)
+        self.min_temperature = float(min_temperature)
         self.jump_every = int(jump_every)
         self.jump_min, self.jump_max = float(jump_min), float(jump_max)
         self.seed = int(seed)

@@ -12,8 +12,8 @@ from .job_kinds import builtin_kinds
 from .jobs import JobRegistry
 from .metrics import Metrics
 from .middleware import auth_middleware, error_middleware
-from .routes import setup_routes
 from .query_batching import QueryBatcher
+from .routes import setup_routes
 from .state import BATCHER, CONFIG, DB, JOBS, KEYS, METRICS
 
 

@@ -77,18 +77,21 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve(config: ServerConfig, ready: Callable[[str], None] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM, then drain requests, stop jobs and close the database."""
+async def serve(config: ServerConfig, ready: Callable[[str], None] | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or until `stop` is set, when given), then drain requests,
+    stop jobs and close the database. `ready(url)` runs once the socket accepts connections."""
     from .app import create_app  # the engine loads only once arguments and keys check out
 
     app = create_app(config)
     runner = web.AppRunner(app, handle_signals=False, access_log=log if config.access_log else None,
                            shutdown_timeout=config.shutdown_timeout)
     await runner.setup()  # opens the database: ready only after this
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     try:
         site = web.TCPSite(runner, config.host, config.port, ssl_context=config.ssl_context())
         await site.start()

@@ -54,8 +54,9 @@ def check_train(params: dict[str, Any]) -> None:
     """Refuse bad params when the job is started (cheap: nothing is simulated or read)."""
     p = _params(params)
     for key in _INTS:
-        if isinstance(p[key], bool) or not isinstance(p[key], int) or p[key] < (0 if key != "batch_size" else 1):
-            raise error("invalid_argument", f"train: {key} must be a {'positive' if key == 'batch_size' else 'non-negative'} integer")
+        least = 1 if key == "batch_size" else 0
+        if isinstance(p[key], bool) or not isinstance(p[key], int) or p[key] < least:
+            raise error("invalid_argument", f"train: {key} must be an integer >= {least}")
     for key in _TEXT:
         if p[key] is not None and not isinstance(p[key], str):
             raise error("invalid_argument", f"train: {key} must be a string")

@@ -120,8 +120,9 @@ def test_bad_api_key_is_a_backend_error(fake_ionq, rng) -> None:
 
 
 def test_concurrency_is_bounded(fake_ionq, rng) -> None:
+    fake_ionq.polls_to_complete = 4          # jobs stay open long enough to overlap
     X, theta = _batch(rng, 6)
-    _backend(fake_ionq, max_concurrent_jobs=2).expectations(SPEC, X, theta)
+    _backend(fake_ionq, max_concurrent_jobs=2, poll_interval=0.03).expectations(SPEC, X, theta)
     assert fake_ionq.created == 6
     assert fake_ionq.max_open == 2
 

@@ -91,6 +91,12 @@ def start_nodes(root: Path, n: int) -> list[Node]:
     return nodes
 
 
+@pytest.fixture
+def dead_url() -> str:
+    """A loopback URL nobody listens on: an unreachable participant."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
 @dataclass
 class Split:
     X_train: np.ndarray

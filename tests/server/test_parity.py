@@ -1,8 +1,9 @@
 """The parity contract: one suite, run on the embedded Database and on AsyncClient -> server.
 
 Every test takes `db`, which is either `qstore.Database` (embedded) or `qstore_client.AsyncClient`
-talking to a real `python -m qstore_server` subprocess. Both must pass identically; the last
-tests also run one seeded workload in both modes and compare the results value for value.
+talking to a real `python -m qstore_server` subprocess, in msgpack or in JSON. All must pass
+identically; the last test also runs one seeded workload in every mode and compares the results
+value for value.
 """
 from __future__ import annotations
 
@@ -19,14 +20,14 @@ from qstore_client import (AlreadyExists, AsyncClient, Hit, InvalidArgument, Mea
 DIM = 8
 
 
-@pytest.fixture(params=["embedded", "remote"])
+@pytest.fixture(params=["embedded", "remote", "remote-json"])
 async def db(request: pytest.FixtureRequest, tmp_path, server):
     if request.param == "embedded":
         database = await qstore.Database.open(str(tmp_path / "db"))
         yield database
         await database.close()
     else:
-        async with AsyncClient(server.url, api_key=server.key) as client:
+        async with AsyncClient(server.url, api_key=server.key, use_json=request.param == "remote-json") as client:
             yield client
 
 
@@ -359,10 +360,11 @@ async def workload(db: Any, name: str) -> list[Any]:
     return out
 
 
-async def test_seeded_workload_is_identical_across_modes(tmp_path, server, name):
+@pytest.mark.parametrize("use_json", [False, True], ids=["msgpack", "json"])
+async def test_seeded_workload_is_identical_across_modes(tmp_path, server, name, use_json):
     async with await qstore.Database.open(str(tmp_path / "embedded")) as embedded:
         local = await workload(embedded, name)
-    async with AsyncClient(server.url, api_key=server.key) as client:
+    async with AsyncClient(server.url, api_key=server.key, use_json=use_json) as client:
         remote = await workload(client, name)
     assert len(local) == len(remote)
     for i, (a, b) in enumerate(zip(local, remote)):

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import shutil
 import ssl
 import subprocess
 import sys
+from pathlib import Path
+from typing import AsyncIterator
 
 import numpy as np
 import pytest
@@ -13,7 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from qstore_client import AsyncClient, Forbidden, NotFound, Unauthorized, Unavailable
 from qstore_server import ServerConfig, create_app
-from qstore_server.cli import add_serve_parser, run_serve
+from qstore_server.cli import add_serve_arguments, add_serve_parser, run_serve, serve
 from qstore_server.state import METRICS
 
 
@@ -44,32 +48,50 @@ def test_refuses_remote_bind_without_a_key(tmp_path):
     assert not (tmp_path / "d").exists()  # refused before touching the data directory
 
 
-def test_remote_bind_with_explicit_opt_in(tmp_path, server_process):
-    srv = server_process(tmp_path / "data", "--host", "0.0.0.0", "--allow-unauthenticated-remote")
+def test_binding_rules():
+    data = Path("unused")
+    with pytest.raises(ValueError, match="QSTORE_API_KEY"):
+        ServerConfig(data_dir=data, host="0.0.0.0").check()
+    ServerConfig(data_dir=data, host="0.0.0.0", allow_unauthenticated_remote=True).check()
+    ServerConfig(data_dir=data, host="0.0.0.0", api_keys=frozenset({"k"})).check()
+    ServerConfig(data_dir=data, host="0.0.0.0", readonly_keys=frozenset({"k"})).check()
+    for host in ("127.0.0.1", "::1", "localhost", "127.8.9.10"):
+        ServerConfig(data_dir=data, host=host).check()
+    with pytest.raises(ValueError, match="both"):
+        ServerConfig(data_dir=data, tls_cert=Path("c.pem")).check()
+
+
+@contextlib.asynccontextmanager
+async def serving(config: ServerConfig) -> AsyncIterator[str]:
+    """`serve()` in this process until the block ends; yields its URL."""
+    stop, started = asyncio.Event(), asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve(config, ready=started.set_result, stop=stop))
+    url = await asyncio.wait_for(asyncio.shield(started), 60)
     try:
-        assert f"listening on http://0.0.0.0:{srv.port}" in srv.log.read_text()
+        yield url
     finally:
-        assert srv.stop() == 0
+        stop.set()
+        await task
 
 
-async def test_key_files(tmp_path, server_process):
+async def test_key_files(tmp_path):
     (tmp_path / "keys").write_text("# write keys\nfirst-key\n\nsecond-key\n")
     (tmp_path / "ro").write_text("reader-key\n")
-    srv = server_process(tmp_path / "data", "--api-key-file", str(tmp_path / "keys"),
-                        "--readonly-key-file", str(tmp_path / "ro"))
-    try:
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    args = parser.parse_args(["--data-dir", str(tmp_path / "data"), "--port", "0", "--api-key-file",
+                              str(tmp_path / "keys"), "--readonly-key-file", str(tmp_path / "ro")])
+    async with serving(ServerConfig.from_args(args, {})) as url:
         for key in ("first-key", "second-key"):
-            async with AsyncClient(srv.url, api_key=key) as client:
+            async with AsyncClient(url, api_key=key) as client:
                 await client.create_collection(key, dim=2)
-        async with AsyncClient(srv.url, api_key="reader-key") as client:
+        async with AsyncClient(url, api_key="reader-key") as client:
             assert await client.list_collections() == ["first-key", "second-key"]
             with pytest.raises(Forbidden):
                 await client.drop_collection("first-key")
-        async with AsyncClient(srv.url, api_key="# write keys") as client:
+        async with AsyncClient(url, api_key="# write keys") as client:
             with pytest.raises(Unauthorized):
                 await client.list_collections()
-    finally:
-        assert srv.stop() == 0
 
 
 async def test_graceful_shutdown_keeps_every_acknowledged_write(tmp_path, server_process):
@@ -98,24 +120,25 @@ async def test_graceful_shutdown_keeps_every_acknowledged_write(tmp_path, server
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate")
-async def test_tls(tmp_path, server_process):
+async def test_tls(tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True, timeout=60)
-    srv = server_process(tmp_path / "data", "--tls-cert", str(cert), "--tls-key", str(key), https=True)
-    try:
-        assert srv.url.startswith("https://") and "listening on https://" in srv.log.read_text()
+    config = ServerConfig(data_dir=tmp_path / "data", port=0, tls_cert=cert, tls_key=key)
+    async with serving(config) as url:
+        assert url.startswith("https://127.0.0.1:")
         trust = ssl.create_default_context(cafile=str(cert))
-        async with AsyncClient(srv.url, ssl=trust) as client:
+        async with AsyncClient(url, ssl=trust) as client:
             col = await client.create_collection("secure", dim=2)
             await col.upsert(["a"], np.array([[1.0, 0.0]]))
             assert await col.count() == 1
-        async with AsyncClient(srv.url, retries=0) as client:  # an untrusted certificate is refused
+        async with AsyncClient(url, retries=0) as client:  # an untrusted certificate is refused
             with pytest.raises(Unavailable):
                 await client.list_collections()
-    finally:
-        assert srv.stop() == 0
+        async with AsyncClient(url.replace("https", "http"), retries=0) as client:  # plain HTTP is not served
+            with pytest.raises(Unavailable):
+                await client.list_collections()
 
 
 async def test_metrics(tmp_path, name):

@@ -22,7 +22,8 @@ def _fd_grad(model, X, t, p, h=1e-6):
     for i in range(len(p)):
         e = np.zeros_like(p)
         e[i] = h
-        out[i] = (model.evaluate_batch(X, t, p + e, False).loss - model.evaluate_batch(X, t, p - e, False).loss) / (2 * h)
+        up, down = model.evaluate_batch(X, t, p + e, False), model.evaluate_batch(X, t, p - e, False)
+        out[i] = (up.loss - down.loss) / (2 * h)
     return out
 
 
