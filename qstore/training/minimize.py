@@ -138,7 +138,8 @@ def _compile(circuit: cirq.AbstractCircuit | CircuitSpec, symbols: Sequence[symp
 def minimize(circuit: cirq.AbstractCircuit | CircuitSpec, hamiltonian: PauliSumLike, params0: Any,
              optimizer: str | Optimizer = "adam", steps: int = 100, lr: float | None = None,
              symbols: Sequence[sympy.Symbol | str] | None = None, tol: float | None = None,
-             target: float | None = None, callback: Callable[[int, float, np.ndarray], None] | None = None,
+             target: float | None = None, target_tol: float = 1e-6,
+             callback: Callable[[int, float, np.ndarray], None] | None = None,
              **optimizer_options: Any) -> MinimizeResult:
     """Minimise <H> over the circuit's parameters.
 
@@ -151,7 +152,7 @@ def minimize(circuit: cirq.AbstractCircuit | CircuitSpec, hamiltonian: PauliSumL
         steps: maximum number of optimizer steps.
         lr: step size (default: the optimizer's).
         tol: stop when the energy changes by less than ``tol`` between steps.
-        target: stop once the energy is within ``tol`` (default 1e-9) of this value.
+        target: stop once the energy is within ``target_tol`` of this value.
         callback: ``callback(step, energy, params)`` before every step.
         optimizer_options: extra optimizer arguments (``lam``, ``metric``, ``momentum``, ``seed`` ...).
     """
@@ -164,7 +165,6 @@ def minimize(circuit: cirq.AbstractCircuit | CircuitSpec, hamiltonian: PauliSumL
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise InvalidArgument(f"steps must be a non-negative integer, got {steps!r}", code="invalid_argument")
     opt = get_optimizer(optimizer, lr, **optimizer_options)
-    stop_tol = 1e-9 if tol is None else tol
     energies: list[float] = []
     converged = False
     start = time.perf_counter()
@@ -177,7 +177,7 @@ def minimize(circuit: cirq.AbstractCircuit | CircuitSpec, hamiltonian: PauliSumL
         if callback is not None:
             callback(k, result.loss, params)
         params = result.params
-        if target is not None and abs(result.loss - target) <= stop_tol:
+        if target is not None and abs(result.loss - target) <= target_tol:
             converged = True
             break
         if tol is not None and len(energies) > 1 and abs(energies[-1] - energies[-2]) < tol:
@@ -189,7 +189,7 @@ def minimize(circuit: cirq.AbstractCircuit | CircuitSpec, hamiltonian: PauliSumL
     if isinstance(opt.state, TunnelingState) and opt.state.best_loss < best_energy:
         best_energy, best_params = opt.state.best_loss, opt.state.best_params.copy()
     if target is not None and not converged:
-        converged = abs(energy - target) <= stop_tol
+        converged = abs(energy - target) <= target_tol
     log.info("minimize: %d steps, %d evaluations, energy %.10g", len(energies), objective.evaluations, energy)
     return MinimizeResult(params, energy, best_params, float(best_energy), energies, len(energies),
                           objective.evaluations, converged, time.perf_counter() - start, opt.state_dict())

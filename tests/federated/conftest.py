@@ -151,3 +151,20 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, split: Split):
     finally:
         for node in started:
             node.stop()
+
+
+@pytest.fixture
+def spare(tmp_path: Path, split: Split):
+    """A fifth node holding the same `iid` shard as node 3, free to be killed or stopped."""
+    node = start_nodes(tmp_path, 1)[0]
+
+    async def load() -> None:
+        async with AsyncClient(node.url) as client:
+            await client.import_dataset("iid", split.X_train[split.iid[3]], split.y_train[split.iid[3]])
+    try:
+        asyncio.run(load())
+        yield node
+    finally:
+        if node.proc.poll() is None:
+            node.proc.send_signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+        node.stop()

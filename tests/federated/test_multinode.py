@@ -17,9 +17,10 @@ from aiohttp import ClientSession, web
 import qstore
 from qstore.federated import Coordinator
 from qstore.training import VQC, Trainer
+from qstore.training.data import DataSummary, FeatureStats
 from qstore_client import AsyncClient, InvalidArgument, Unavailable
 
-from conftest import Node, start_nodes  # noqa: I001  (tests/federated/conftest.py)
+from tests.federated.conftest import Node, start_nodes
 
 ROUNDS, EPOCHS, LR, BATCH = 20, 2, 0.05, 16
 
@@ -125,22 +126,7 @@ async def test_no_raw_data_sent(nodes, split):
                    for r in results)
 
 
-@pytest.fixture
-def spare(tmp_path, split):
-    """A fifth node holding the same shard as node 3, free to be killed."""
-    node = start_nodes(tmp_path, 1)[0]
-
-    async def load() -> None:
-        async with AsyncClient(node.url) as client:
-            await client.import_dataset("iid", split.X_train[split.iid[3]], split.y_train[split.iid[3]])
-    asyncio.run(load())
-    yield node
-    if node.proc.poll() is None:
-        node.proc.send_signal(signal.SIGCONT)
-    node.stop()
-
-
-async def kill_when_training(node: Node, killed: asyncio.Event) -> None:
+async def kill_when_training(node, killed: asyncio.Event) -> None:
     """SIGKILL `node` the moment a federated_fit job is running on it: mid-round, mid-training."""
     async with AsyncClient(node.url, retries=0) as client:
         while True:
@@ -206,12 +192,11 @@ async def test_remote_bad_input(nodes, split):
     with pytest.raises(Unavailable) as exc:
         await Coordinator([n.url for n in nodes], dataset="nope", rounds=1).run(VQC(4, 2, 2))
     assert "dataset 'nope'" in exc.value.message
-    # A model whose shape does not fit the data: the nodes refuse the task, the round is skipped.
-    model = VQC(4, 2, 2)
-    coord = Coordinator([n.url for n in nodes[:2]], dataset="iid", rounds=1)
-    await coord.run(model, validation=(split.X_test, split.y_test))
-    wrong = VQC(3, 1, 2, n_features=3)
-    wrong.scaler, wrong.classes, wrong.params = model.scaler, model.classes, np.zeros(wrong.n_params)
-    wrong.scaler.offset, wrong.scaler.scale = model.scaler.offset[:3], model.scaler.scale[:3]
+    # A model that does not fit the nodes' data: every node's job fails, no round can aggregate.
+    wrong = VQC(3, 1, 2, n_features=3)                        # fitted for 3 features; the nodes hold 4
+    stats = FeatureStats.of(split.X_train[:, :3])
+    wrong.scaler.fit(stats)
+    wrong.fit_targets(DataSummary.of(3, stats, split.y_train))
+    wrong.params = wrong.init_params(np.random.default_rng(0))
     with pytest.raises(Unavailable):
         await Coordinator([n.url for n in nodes[:2]], dataset="iid", rounds=1).run(wrong)

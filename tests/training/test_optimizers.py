@@ -115,7 +115,7 @@ def test_minimize_stops_at_a_target_and_validates_params() -> None:
 
     a = sympy.Symbol("a")
     result = minimize(cirq.Circuit(cirq.ry(a)(q)), [(1.0, "Z")], [0.3], optimizer="adam", lr=0.1, steps=1000,
-                      target=-1.0, tol=1e-6)
+                      target=-1.0, target_tol=1e-6)
     assert result.converged and result.steps < 1000
     with pytest.raises(InvalidArgument):
         minimize(cirq.Circuit(cirq.ry(a)(q)), [(1.0, "Z")], [0.3, 0.4])

@@ -35,7 +35,7 @@ async def test_training_on_cirq_with_parameter_shift_matches_the_statevector(ref
 
 
 def test_tunneling_advantage_holds_over_many_starts() -> None:
-    from test_tunneling import BUDGET, CIRCUIT, GLOBAL, H
+    from .test_tunneling import BUDGET, CIRCUIT, GLOBAL, H
 
     from qstore.training import minimize
 
