@@ -56,11 +56,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("names", nargs="*", help="benchmark names, e.g. vector_search (default: all)")
     p.set_defaults(func=bench)
 
-    try:
-        from qstore.training.command import add_train_parser
-    except ImportError:  # training engine not installed in this build
-        return
+    from qstore.federated.command import add_federate_parser
+    from qstore.training.command import add_train_parser
     add_train_parser(sub)
+    add_federate_parser(sub)
 
 
 async def import_file(args: argparse.Namespace) -> int:
