@@ -22,8 +22,8 @@ PAULI_Z = np.array([[1, 0], [0, -1]], dtype=np.complex128)
 def entangler_pairs(n_qubits: int, entanglement: str) -> list[tuple[int, int]]:
     """(control, target) pairs of one entangling block, in application order.
 
-    ``circular`` closes the ring with CNOT(n-1, 0) only for n > 2, because for two
-    qubits that gate would just undo part of the linear chain's pattern.
+    ``circular`` closes the ring with CNOT(n-1, 0) only for n > 2: on two qubits
+    the closing edge is the pair the chain already entangles.
     """
     if entanglement == "full":
         return [(i, j) for i in range(n_qubits) for j in range(i + 1, n_qubits)]

@@ -45,7 +45,12 @@ ProgressFn = Callable[[str, dict[str, Any]], None]
 
 @dataclass
 class RoundRecord:
-    """What one round did. `status` is ``aggregated`` or ``skipped`` (too few valid updates)."""
+    """What one round did. `status` is ``aggregated`` or ``skipped`` (too few valid updates).
+
+    `participants` are those whose updates were aggregated, `excluded` maps the others
+    (failed, late, malformed) to why; `local` holds their local metrics and
+    `train_seconds` their reported training time; `seconds` is the round's wall time.
+    """
 
     round: int
     status: str
@@ -59,6 +64,7 @@ class RoundRecord:
     seconds: float
     checkpoint: str | None = None
     local: dict[str, dict[str, float]] = field(default_factory=dict)
+    train_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -303,7 +309,8 @@ class Coordinator:
                              participants=[name for name, _ in updates], excluded=excluded,
                              samples=sum(u.n for _, u in updates), accuracy=accuracy, loss=loss,
                              epsilon=epsilon, seconds=time.monotonic() - start,
-                             local={name: u.metrics for name, u in updates})
+                             local={name: u.metrics for name, u in updates},
+                             train_seconds={name: u.seconds for name, u in updates})
         if status == "aggregated" and self.db is not None:
             record.checkpoint = await self._checkpoint(model, record)
         record.seconds = time.monotonic() - start

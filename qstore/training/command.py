@@ -13,6 +13,8 @@ from typing import Any
 
 from qstore_client.errors import QStoreError
 
+from .reference_datasets import REFERENCE_DATASETS
+
 log = logging.getLogger(__name__)
 
 
@@ -41,6 +43,10 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from this checkpoint id")
     p.add_argument("--validation", metavar="DATASET", help="dataset scored after every epoch")
     p.add_argument("--run", help="run name (checkpoint ids start with it)")
+    p.add_argument("--sklearn", metavar="NAME", choices=REFERENCE_DATASETS,
+                   help="import this scikit-learn reference dataset's 70%% training split as --dataset (if "
+                        "absent), and score its 30%% test split after training (needs scikit-learn): "
+                        + ", ".join(REFERENCE_DATASETS))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
     return p
@@ -68,6 +74,7 @@ async def train(args: argparse.Namespace) -> dict[str, Any]:
     from .trainer import Trainer
 
     async with await qstore.Database.open(args.data_dir) as db:
+        test = await _reference_split(db, args) if args.sklearn else None
         progress_bar = False if args.no_progress else None
         options = dict(backend=args.backend, progress_bar=progress_bar)
         if args.resume:
@@ -86,7 +93,22 @@ async def train(args: argparse.Namespace) -> dict[str, Any]:
                    metric: history.get(metric, [None])[-1], "checkpoints": trainer.checkpoints}
         if args.validation:
             summary[f"val_{metric}"] = history[f"val_{metric}"][-1]
+        if test is not None:
+            summary[f"test_{metric}"] = await trainer.evaluate(*test)
         return summary
+
+
+async def _reference_split(db: Any, args: argparse.Namespace) -> tuple[Any, Any]:
+    """Import the reference dataset's training split under ``--dataset`` (default: its name); the test split."""
+    from .reference_datasets import RECIPES, load_reference
+
+    recipe = RECIPES[args.sklearn]
+    data = load_reference(args.sklearn, recipe.components, seed=0)
+    args.dataset = args.dataset or args.sklearn
+    if args.dataset not in await db.list_datasets():
+        await db.import_dataset(args.dataset, data.X_train, data.y_train)
+        log.info("imported %s (%s) as dataset %s", args.sklearn, data.preprocessing, args.dataset)
+    return data.X_test, data.y_test
 
 
 def run_train(args: argparse.Namespace) -> int:

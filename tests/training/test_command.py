@@ -59,3 +59,13 @@ def test_train_help_lists_the_options(capsys) -> None:
     for flag in ("--data-dir", "--dataset", "--qubits", "--layers", "--epochs", "--lr", "--optimizer",
                  "--batch-size", "--seed"):
         assert flag in text
+
+
+def test_train_command_on_a_bundled_dataset(tmp_path, capsys) -> None:
+    path = str(tmp_path / "data")
+    args = _parser().parse_args(["train", "--data-dir", path, "--sklearn", "iris-binary", "--qubits", "4",
+                                 "--layers", "2", "--epochs", "5", "--batch-size", "16", "--no-progress"])
+    assert run_train(args) == 0
+    out = capsys.readouterr().out
+    test_line = next(line for line in out.splitlines() if line.startswith("test_accuracy"))
+    assert float(test_line.split()[1]) >= 0.97
