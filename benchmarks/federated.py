@@ -4,8 +4,8 @@
 
 For each node count N, starts N `python -m qstore_server` processes on loopback, imports
 a disjoint shard of scikit-learn's breast-cancer training split into each (standardised,
-PCA to 4 features; `iid` random shards or `skew` Dirichlet(1) label skew) and runs
-federated FedAvg of a 4-qubit, 2-layer VQC. One warm-up round first lets every node
+PCA to 4 features; `iid` random shards or `skew` Dirichlet(alpha) label skew) and runs
+federated rounds (FedAvg by default) of a 4-qubit, 2-layer VQC. One warm-up round first lets every node
 compile its simulator kernels. Per round: wall time, the slowest node's local training
 time (as it reports it), the rest (job start and polling over HTTP, aggregation,
 validation) and test accuracy. Centralised training on the union, with the same
@@ -67,13 +67,13 @@ def start_nodes(root: Path, n: int) -> tuple[list[subprocess.Popen], list[str]]:
     return procs, urls
 
 
-def shards(y: np.ndarray, n: int, partition: str, rng: np.random.Generator) -> list[np.ndarray]:
+def shards(y: np.ndarray, n: int, partition: str, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
     if partition == "iid":
         return np.array_split(rng.permutation(len(y)), n)
     parts: list[list[int]] = [[] for _ in range(n)]
     for c in np.unique(y):
         rows = rng.permutation(np.flatnonzero(y == c))
-        cuts = (np.cumsum(rng.dirichlet([1.0] * n))[:-1] * len(rows)).astype(int)
+        cuts = (np.cumsum(rng.dirichlet([alpha] * n))[:-1] * len(rows)).astype(int)
         for i, part in enumerate(np.split(rows, cuts)):
             parts[i].extend(part.tolist())
     return [np.array(sorted(p)) for p in parts]
@@ -84,11 +84,12 @@ async def federate(n: int, args: argparse.Namespace, X: np.ndarray, y: np.ndarra
     root = Path(tempfile.mkdtemp(prefix=f"qstore-fed{n}-"))
     procs, urls = start_nodes(root, n)
     try:
-        for url, rows in zip(urls, shards(y, n, args.partition, np.random.default_rng(args.seed))):
+        for url, rows in zip(urls, shards(y, n, args.partition, args.alpha, np.random.default_rng(args.seed))):
             async with AsyncClient(url) as client:
                 await client.import_dataset("local", X[rows], y[rows])
-        common = dict(local_epochs=args.local_epochs, lr=LR, batch_size=BATCH, seed=args.seed)
-        await Coordinator(urls, rounds=1, **common).run(VQC(4, 2, 2))           # warm-up: kernels compile
+        common = dict(local_epochs=args.local_epochs, lr=LR, batch_size=BATCH, seed=args.seed,
+                      strategy=args.strategy)
+        await Coordinator(urls, rounds=1, **common).run(VQC(4, 2, 2), validation=val)  # warm-up: kernels compile
         return await Coordinator(urls, rounds=args.rounds, **common).run(VQC(4, 2, 2), validation=val)
     finally:
         for proc in procs:
@@ -142,6 +143,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--local-epochs", type=int, default=2)
     ap.add_argument("--partition", choices=("iid", "skew"), default="iid")
+    ap.add_argument("--alpha", type=float, default=1.0, help="skew: Dirichlet concentration (smaller: harsher)")
+    ap.add_argument("--strategy", default="fedavg", help="aggregation strategy (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write every round record here")
     asyncio.run(run(ap.parse_args()))

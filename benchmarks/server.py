@@ -154,6 +154,8 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> Non
 def index_spec(args: argparse.Namespace) -> dict[str, Any]:
     if args.index == "flat":
         return {"type": "flat"}
+    if args.index == "ivf":
+        return {"type": "ivf", "nlist": args.nlist, "nprobe": args.nprobe}
     return {"type": "hnsw", "m": args.m, "ef_construction": args.ef_construction, "ef_search": args.ef_search}
 
 
@@ -201,10 +203,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=1000, help="vectors per upsert (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=10, help="results per query (default: %(default)s)")
-    parser.add_argument("--index", choices=["hnsw", "flat"], default="hnsw", help="index type (default: %(default)s)")
+    parser.add_argument("--index", choices=["hnsw", "ivf", "flat"], default="hnsw",
+                        help="index type (default: %(default)s)")
     parser.add_argument("--m", type=int, default=16, help="HNSW links per node (default: %(default)s)")
     parser.add_argument("--ef-construction", type=int, default=64, help="HNSW build beam (default: %(default)s)")
     parser.add_argument("--ef-search", type=int, default=32, help="HNSW search beam (default: %(default)s)")
+    parser.add_argument("--nlist", type=int, default=128, help="IVF lists (default: %(default)s)")
+    parser.add_argument("--nprobe", type=int, default=8, help="IVF lists searched (default: %(default)s)")
     return parser.parse_args(argv)
 
 
