@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_MEMORY_BYTES = 2 << 30
 # Chunks of about 512 KiB per state keep a chunk's working states near L2 and
 # still give the vector units runs of whole batches (measured best: 64 samples
-# at 8 qubits, 8-16 at 12; benchmarks/CIRCUITS.md).
+# at 8 qubits, 8-16 at 12; see the gradients section of benchmarks/README.md).
 _CHUNK_BYTES = 1 << 19
 _MAX_CHUNK = 64
 _MIN_CHUNK = 8

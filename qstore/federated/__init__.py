@@ -24,9 +24,9 @@ from .strategies import (STRATEGIES, CircularMean, FedAvg, FedProx, Krum, Median
                          make_strategy)
 
 __all__ = [
-    "Accountant", "CircularMean", "Coordinator", "DPConfig", "Executor", "FedAvg", "FedProx", "InProcessExecutor",
-    "Krum", "LocalParticipant", "Median", "MultiKrum", "Participant", "Proximal", "RayExecutor",
-    "RemoteParticipant", "RoundRecord", "RoundTask", "STRATEGIES", "Sampling", "Strategy", "Summary",
+    "STRATEGIES", "Accountant", "CircularMean", "Coordinator", "DPConfig", "Executor", "FedAvg", "FedProx",
+    "InProcessExecutor", "Krum", "LocalParticipant", "Median", "MultiKrum", "Participant", "Proximal",
+    "RayExecutor", "RemoteParticipant", "RoundRecord", "RoundTask", "Sampling", "Strategy", "Summary",
     "TrimmedMean", "Update", "circular_mean", "get_executor", "make_strategy", "train_local", "wrap",
     "wrapped_delta", "wrapped_delta_mean",
 ]

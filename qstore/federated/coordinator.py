@@ -10,8 +10,9 @@ holds a round past its deadline.
 
 Before the first round an unfitted classifier gets its feature scaling and classes
 from the participants' column statistics and label sets (``Summary``), exactly
-what centralised training on the union would fit; under DP, where those statistics
-would escape the accountant, they come from the coordinator's validation data.
+what centralised training on the union would fit (with a robust strategy, merged
+so that f liars cannot steer them); under DP, where those statistics would escape
+the accountant, they come from the coordinator's validation data.
 
 Every aggregated round's global model is checkpointed in ``db`` (an embedded
 ``qstore.Database`` or an ``AsyncClient``) as ``{run}-r{round:05d}``.
@@ -23,7 +24,8 @@ import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from qstore.training import Model
@@ -238,7 +240,7 @@ class Coordinator:
                                       "privacy accounting", code="invalid_argument")
             summary = Summary.of(np.asarray(validation[0], dtype=np.float64), np.asarray(validation[1]))
         else:
-            summary = Summary.merge(await self._summaries())
+            summary = Summary.merge(await self._summaries(), f=self.strategy.f)
         data = summary.data_summary()
         model.bind_features(data.n_features)
         if not model.scaler.fitted:
@@ -339,7 +341,7 @@ class Coordinator:
                 name = tasks[t].name
                 try:
                     update = self._validated(t.result(), model, r)
-                except Exception as exc:  # any failure of one participant excludes it, never the round
+                except Exception as exc:  # noqa: BLE001  any failure of one participant excludes it, never the round
                     excluded[name] = _reason(exc)
                     log.warning("round %d: participant %s left out: %s", r, name, excluded[name])
                     self._emit("reply", round=r, participant=name, ok=False)

@@ -28,7 +28,8 @@ import concurrent.futures
 import functools
 import logging
 import os
-from typing import Any, Callable, Protocol, TypeVar, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from qstore_client.errors import InvalidArgument, Unavailable
 

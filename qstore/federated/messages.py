@@ -200,14 +200,21 @@ class Summary:
         return cls(_int(doc["n"], f"{what}.n", 1), *columns, labels)
 
     @classmethod
-    def merge(cls, parts: list[Summary]) -> Summary:
-        """The statistics of the union of the parts' rows (pooled mean and variance)."""
+    def merge(cls, parts: list[Summary], f: int = 0) -> Summary:
+        """The statistics of the union of the parts' rows (pooled mean and variance).
+
+        With f > 0 (a Byzantine-robust run), no f parts can steer the result: each column's
+        minimum is the (f+1)-th smallest reported, its maximum the (f+1)-th largest, mean and
+        std the medians of the reports, and a label counts only if more than f parts hold it.
+        """
         if not parts:
             raise InvalidArgument("no participant summary to merge", code="unavailable")
         widths = {p.mean.shape for p in parts}
         if len(widths) != 1:
             raise InvalidArgument(f"participants hold different feature counts: {sorted(w[0] for w in widths)}",
                                   code="invalid_features")
+        if f > 0:
+            return cls._robust_merge(parts, f)
         n = np.array([p.n for p in parts], dtype=np.float64)
         means = np.stack([p.mean for p in parts])
         mean = n @ means / n.sum()
@@ -215,6 +222,17 @@ class Summary:
         labels = np.unique(np.concatenate([p.labels for p in parts]))
         return cls(int(n.sum()), np.min([p.minimum for p in parts], axis=0), np.max([p.maximum for p in parts], axis=0),
                    mean, np.sqrt(np.maximum(second - mean ** 2, 0.0)), labels)
+
+    @classmethod
+    def _robust_merge(cls, parts: list[Summary], f: int) -> Summary:
+        if len(parts) <= 2 * f:
+            raise InvalidArgument(f"{len(parts)} summaries cannot outvote f={f} Byzantine participants "
+                                  f"(needs more than {2 * f})", code="unavailable")
+        labels, counts = np.unique(np.concatenate([p.labels for p in parts]), return_counts=True)
+        return cls(int(np.median([p.n for p in parts]) * len(parts)),
+                   np.sort([p.minimum for p in parts], axis=0)[f], np.sort([p.maximum for p in parts], axis=0)[-f - 1],
+                   np.median([p.mean for p in parts], axis=0), np.median([p.std for p in parts], axis=0),
+                   labels[counts > f])
 
     def data_summary(self) -> DataSummary:
         """As the training engine's ``DataSummary`` (what ``Trainer`` learns in its first pass)."""

@@ -7,7 +7,7 @@ it for ``task.epochs`` epochs with the training engine's ``Trainer`` (FedProx ad
 μ/2·‖w − w_global‖² to every batch loss through ``Proximal``), and returns an
 ``Update``: the parameter delta (angle part wrapped into (−π, π]), the row count
 and local metrics. With local DP the delta is clipped and noised here, and the
-metrics, which would leak past the noise, are withheld.
+metrics and row count, which would leak past the noise, are withheld.
 
 ``Participant`` is what the coordinator talks to; ``LocalParticipant`` holds its
 data in this process (arrays or a dataset in an embedded database), and
@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from qstore.training import Trainer, model_from_config
-from qstore.training.optimizers import Objective, Optimizer, StepResult, get_optimizer
+from qstore.training import Model, Trainer, model_from_config
+from qstore.training.optimizers import Objective, Optimizer, StepResult
 from qstore_client.errors import InvalidArgument
 
 from .angles import wrap
@@ -86,33 +87,42 @@ class Proximal(Optimizer):
         return self.inner.apply_grad(grad, params, objective, loss)
 
 
-def train_local(task: RoundTask, X: np.ndarray, y: np.ndarray, progress: ProgressFn | None = None,
-                should_stop: Callable[[], bool] | None = None) -> Update:
-    """Train the task's global model on (X, y) and return the update (never the data)."""
-    start = time.perf_counter()
+def build_model(task: RoundTask) -> Model:
+    """The task's global model; refuses a config, state or parameter vector that do not fit together."""
     model = model_from_config(task.model)
-    model.load_state(task.state)
+    try:
+        model.load_state(task.state)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidArgument(f"the task's model state does not fit a {model.kind} model: {exc!r}",
+                              code="invalid_argument") from None
     if task.params.shape != (model.n_params,):
         raise InvalidArgument(f"global parameters have shape {task.params.shape}, the model needs "
                               f"({model.n_params},)", code="invalid_parameters")
     model.params = task.params.copy()
-    optimizer = get_optimizer(task.optimizer, task.lr)
+    return model
+
+
+def train_local(task: RoundTask, X: np.ndarray, y: np.ndarray, progress: ProgressFn | None = None,
+                should_stop: Callable[[], bool] | None = None) -> Update:
+    """Train the task's global model on (X, y) and return the update (never the data)."""
+    start = time.perf_counter()
+    model = build_model(task)
+    trainer = Trainer(None, model, optimizer=task.optimizer, lr=task.lr, backend=task.backend,
+                      gradient=task.gradient, batch_size=task.batch_size, seed=task.seed,
+                      run=f"federated-r{task.round}", progress_bar=False)
     if task.mu > 0:
-        optimizer = Proximal(optimizer, task.params, task.mu)
-    trainer = Trainer(None, model, optimizer=optimizer, backend=task.backend, gradient=task.gradient,
-                      batch_size=task.batch_size, seed=task.seed, run=f"federated-r{task.round}",
-                      progress_bar=False)
+        trainer.optimizer = Proximal(trainer.optimizer, task.params, task.mu)
     # A private event loop: this runs in a worker thread (job, executor) or a Ray task, never on a live loop.
     history = asyncio.run(trainer.fit((X, y), epochs=task.epochs, progress=progress, should_stop=should_stop))
     delta = model.params - task.params
     delta[:model.n_circuit_params] = wrap(delta[:model.n_circuit_params])
-    metrics: dict[str, float] = {}
     if task.local_dp:
         assert task.clip is not None and task.noise_multiplier is not None
-        delta = privatize(delta, task.clip, task.noise_multiplier)
-    else:
-        metrics = {k: float(v[-1]) for k, v in history.items() if k in ("loss", model.metric_name)}
-    return Update(round=task.round, delta=delta, n=int(len(X)), metrics=metrics,
+        # Metrics and the row count would leak past the noise: withheld (n=1 gives equal weights).
+        return Update(round=task.round, delta=privatize(delta, task.clip, task.noise_multiplier), n=1,
+                      seconds=time.perf_counter() - start)
+    metrics = {k: float(v[-1]) for k, v in history.items() if k in ("loss", model.metric_name)}
+    return Update(round=task.round, delta=delta, n=len(X), metrics=metrics,
                   seconds=time.perf_counter() - start)
 
 

@@ -19,7 +19,7 @@ a sum of updates by at most C.
     (replace-one neighbours, under which the sum's sensitivity is 2C; RDP only).
 
 * ``mode="local"`` (untrusted coordinator): each participant clips its own delta
-  and adds N(0, σ²C²·I) before sending; its local metrics are withheld. Nothing is
+  and adds N(0, σ²C²·I) before sending; its local metrics and row count are withheld. Nothing is
   hidden by sampling, so a participant's ε composes ``GaussianDpEvent(σ)`` over the
   rounds it actually took part in; the reported ε is the largest over participants.
 
@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import dp_accounting
 import numpy as np
@@ -202,8 +202,12 @@ class Accountant:
 
     def _calibrate(self, accountant: str, bracket: dp_accounting.BracketInterval) -> float:
         assert self.dp.target_epsilon is not None
-        make_accountant = (lambda: self.fresh(accountant))  # noqa: E731
-        make_event: Callable[[float], dp_accounting.DpEvent] = lambda s: self.event(s, self.rounds)  # noqa: E731
+        def make_accountant() -> dp_accounting.PrivacyAccountant:
+            return self.fresh(accountant)
+
+        def make_event(sigma: float) -> dp_accounting.DpEvent:
+            return self.event(sigma, self.rounds)
+
         return float(dp_accounting.calibrate_dp_mechanism(make_accountant, make_event, self.dp.target_epsilon,
                                                           self.dp.delta, bracket_interval=bracket, tol=1e-3))
 

@@ -75,13 +75,13 @@ class RemoteParticipant:
         try:
             await asyncio.wait_for(self._client.cancel_job(job_id), CANCEL_TIMEOUT_S)
             log.info("%s: cancelled abandoned job %s", self.url, job_id)
-        except Exception as exc:  # the node may be dead; that is why we gave up on it
+        except Exception as exc:  # noqa: BLE001  the node may be dead; that is why we gave up on it
             log.debug("%s: could not cancel job %s: %s", self.url, job_id, exc)
 
     async def _delete(self, job_id: str) -> None:
         try:
             await asyncio.wait_for(self._client.delete_job(job_id), CANCEL_TIMEOUT_S)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  tidying up only
             log.debug("%s: could not delete finished job %s: %s", self.url, job_id, exc)
 
     async def close(self) -> None:

@@ -42,6 +42,8 @@ class Strategy(abc.ABC):
     #: only composes with strategies that aggregate by (un)weighted sums
     sum_based: ClassVar[bool] = False
     mu: float = 0.0
+    #: Byzantine participants tolerated (robust strategies); pre-round statistics resist as many
+    f: int = 0
 
     def min_updates(self) -> int:
         """Fewest updates this strategy can aggregate safely."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from qstore.federated.messages import RoundTask, Summary
-from qstore.federated.participant import train_local
+from qstore.federated.participant import build_model, train_local
 from qstore.federated.remote import FIT_KIND, SUMMARY_KIND
 from qstore_client.errors import error
 
@@ -24,7 +24,7 @@ from .jobs import JobContext, JobKind
 
 
 def check_fit(params: dict[str, Any]) -> None:
-    RoundTask.from_wire(params)
+    build_model(RoundTask.from_wire(params))  # a model that cannot be built fails at start, not in the job
 
 
 def federated_fit(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:

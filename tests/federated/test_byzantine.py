@@ -1,8 +1,9 @@
 """One Byzantine participant among seven: FedAvg degrades, median, trimmed mean and Krum hold.
 
-The attacker is an outside actor: it trains honestly on its shard, then sends either a
-sign-flipped, tenfold update (pulling the model uphill) or a huge random one, and
-claims a large sample count to maximise its FedAvg weight.
+The attacker is an outside actor: it reports feature ranges a million times too wide
+before the first round (to squash everyone's scaled features), then trains honestly on
+its shard and sends either a sign-flipped, tenfold update (pulling the model uphill) or a
+huge random one, claiming a large sample count to maximise its FedAvg weight.
 """
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ class Byzantine:
         self.inner, self.attack, self.name = inner, attack, f"byzantine-{attack}"
 
     async def summary(self, dataset: str) -> Summary:
-        return await self.inner.summary(dataset)
+        honest = await self.inner.summary(dataset)
+        honest.minimum, honest.maximum = honest.minimum * 1e6, honest.maximum * 1e6
+        return honest
 
     async def fit(self, task: RoundTask) -> Update:
         update = await self.inner.fit(task)

@@ -6,6 +6,8 @@ q = 0.3 per round, with σ calibrated so that 30 rounds spend ε = 8 at δ = 1e-
 """
 from __future__ import annotations
 
+import itertools
+
 import dp_accounting
 import numpy as np
 import pytest
@@ -35,7 +37,7 @@ async def test_central_dp_at_epsilon_8(split):
         oracle.compose(dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), h.round)
         assert h.epsilon == pytest.approx(oracle.get_epsilon(1e-5), rel=1e-12)
     assert history[-1].epsilon == pytest.approx(8.0, abs=0.02)
-    assert all(a.epsilon < b.epsilon for a, b in zip(history, history[1:]))
+    assert all(a.epsilon < b.epsilon for a, b in itertools.pairwise(history))
     print(f"\ncentral DP, 100 participants, q={q}, sigma={sigma:.3f}, epsilon={history[-1].epsilon:.3f}: "
           f"accuracy {history[-1].accuracy:.4f}")
     assert history[-1].accuracy > 0.80                     # majority class alone scores 0.63
@@ -46,6 +48,7 @@ async def test_local_dp_withholds_metrics_and_accounts_per_participant(split):
                         min_participants=2, dp={"clip": 0.5, "target_epsilon": 8.0, "mode": "local"}, seed=1)
     history = await coord.run(VQC(4, 2, 2), validation=(split.X_test, split.y_test))
     assert all(metrics == {} for h in history for metrics in h.local.values())
+    assert all(h.samples == len(h.participants) for h in history)  # row counts withheld too
     most = max(coord.accountant.participation.values())
     oracle = rdp.RdpAccountant(list(RDP_ORDERS))
     oracle.compose(dp_accounting.GaussianDpEvent(coord.accountant.sigma), most)

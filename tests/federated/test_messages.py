@@ -73,3 +73,18 @@ def test_summary_merge_equals_the_union():
     with pytest.raises(InvalidArgument) as exc:
         Summary.merge([parts[0], Summary.of(X[:, :3], y)])
     assert exc.value.code == "invalid_features"
+
+
+def test_robust_merge_outvotes_f_liars():
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(0, 1, (400, 3)), rng.integers(0, 2, 400)
+    honest = [Summary.of(X[s], y[s]) for s in np.array_split(np.arange(400), 4)]
+    liar = Summary(10, np.full(3, -1e9), np.full(3, 1e9), np.full(3, 1e9), np.full(3, 1e9), np.array([0, 1, 7]))
+    merged = Summary.merge([*honest, liar], f=1)
+    assert merged.minimum.min() > -5 and merged.maximum.max() < 5 and np.abs(merged.mean).max() < 0.5
+    np.testing.assert_array_equal(merged.labels, [0, 1])     # label 7 came from one participant only
+    naive = Summary.merge([*honest, liar])
+    assert naive.maximum.max() == 1e9 and 7 in naive.labels
+    with pytest.raises(InvalidArgument) as exc:
+        Summary.merge([honest[0], liar], f=1)
+    assert exc.value.code == "unavailable"

@@ -20,8 +20,6 @@ from qstore.training import VQC, Trainer
 from qstore.training.data import DataSummary, FeatureStats
 from qstore_client import AsyncClient, InvalidArgument, Unavailable
 
-from tests.federated.conftest import Node, start_nodes
-
 ROUNDS, EPOCHS, LR, BATCH = 20, 2, 0.05, 16
 
 
@@ -181,7 +179,12 @@ async def test_remote_bad_input(nodes, split):
     async with AsyncClient(nodes[0].url) as client:
         for params, code in [({"round": 1}, "missing_field"),
                              ({"round": 1, "params": [1.0], "model": {}, "state": {}, "rows": []}, "unknown_field"),
-                             ({"round": 1, "params": "zeros", "model": {}, "state": {}}, "invalid_argument")]:
+                             ({"round": 1, "params": "zeros", "model": {}, "state": {}}, "invalid_argument"),
+                             ({"round": 1, "params": [0.0] * 3, "model": {"type": "vqc", "n_qubits": 2, "layers": 1},
+                               "state": {"scaler": {"kind": "minmax", "offset": None, "scale": None}}},
+                              "invalid_parameters"),
+                             ({"round": 1, "params": [0.0], "model": {"type": "qnn"}, "state": {}},
+                              "invalid_argument")]:
             with pytest.raises(InvalidArgument) as exc:
                 await client.start_job("federated_fit", params)
             assert exc.value.code == code

@@ -1,6 +1,8 @@
 """ε accounting against dp_accounting itself, calibration, clipping and the noise actually added."""
 from __future__ import annotations
 
+import itertools
+
 import dp_accounting
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ def spend(accountant: Accountant, rounds: int) -> float:
     if rounds > 10:
         return accountant.epsilon_for(accountant.sigma, rounds)
     spent = [accountant.spend(["a"]) for _ in range(rounds)]
-    assert all(a < b for a, b in zip(spent, spent[1:]))     # every round costs
+    assert all(a < b for a, b in itertools.pairwise(spent))     # every round costs
     return spent[-1]
 
 

@@ -10,7 +10,7 @@ import pytest
 from qstore.federated import (Coordinator, LocalParticipant, Proximal, RoundTask, Summary, Update, make_strategy,
                               train_local)
 from qstore.training import VQC
-from qstore.training.optimizers import get_optimizer
+from qstore.training.optimizers import StepResult, get_optimizer
 from qstore.training.trainer import BatchObjective
 from qstore_client import InvalidArgument, Unavailable
 
@@ -185,7 +185,7 @@ def test_proximal_objective_adds_mu_times_the_distance(split):
 
         def step(self, obj, params):
             captured["value"] = obj.value_and_grad(params)
-            return None
+            return StepResult(params, *captured["value"])
 
     Proximal(Spy(), anchor, mu=0.5).step(objective, w)
     loss, grad = captured["value"]
