@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from qstore.training.data import DataSummary, FeatureStats
-from qstore_client.errors import InvalidArgument
+from qstore_client.errors import InvalidArgument, Unavailable
 
 
 def _fail(what: str, why: str, code: str = "invalid_argument") -> InvalidArgument:
@@ -208,7 +208,7 @@ class Summary:
         std the medians of the reports, and a label counts only if more than f parts hold it.
         """
         if not parts:
-            raise InvalidArgument("no participant summary to merge", code="unavailable")
+            raise Unavailable("no participant summary to merge", code="unavailable")
         widths = {p.mean.shape for p in parts}
         if len(widths) != 1:
             raise InvalidArgument(f"participants hold different feature counts: {sorted(w[0] for w in widths)}",
@@ -226,7 +226,7 @@ class Summary:
     @classmethod
     def _robust_merge(cls, parts: list[Summary], f: int) -> Summary:
         if len(parts) <= 2 * f:
-            raise InvalidArgument(f"{len(parts)} summaries cannot outvote f={f} Byzantine participants "
+            raise Unavailable(f"{len(parts)} summaries cannot outvote f={f} Byzantine participants "
                                   f"(needs more than {2 * f})", code="unavailable")
         labels, counts = np.unique(np.concatenate([p.labels for p in parts]), return_counts=True)
         return cls(int(np.median([p.n for p in parts]) * len(parts)),

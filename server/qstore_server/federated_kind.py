@@ -17,6 +17,7 @@ from typing import Any
 
 from qstore.federated.messages import RoundTask, Summary
 from qstore.federated.participant import build_model, train_local
+from qstore.training.optimizers import get_optimizer
 from qstore.federated.remote import FIT_KIND, SUMMARY_KIND
 from qstore_client.errors import error
 
@@ -24,7 +25,10 @@ from .jobs import JobContext, JobKind
 
 
 def check_fit(params: dict[str, Any]) -> None:
-    build_model(RoundTask.from_wire(params))  # a model that cannot be built fails at start, not in the job
+    """A task whose model or optimizer cannot be built fails at start, not later in the job."""
+    task = RoundTask.from_wire(params)
+    build_model(task)
+    get_optimizer(task.optimizer, task.lr)
 
 
 def federated_fit(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:

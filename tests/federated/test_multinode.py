@@ -176,15 +176,16 @@ async def test_stalled_participant_round_closes_at_deadline(nodes, split, spare)
 
 
 async def test_remote_bad_input(nodes, split):
+    fit_params = {"round": 1, "params": [0.0] * 8, "model": {"type": "vqc", "n_qubits": 2, "layers": 1},
+                  "state": {"scaler": {"kind": "minmax", "offset": None, "scale": None}}}
     async with AsyncClient(nodes[0].url) as client:
         for params, code in [({"round": 1}, "missing_field"),
                              ({"round": 1, "params": [1.0], "model": {}, "state": {}, "rows": []}, "unknown_field"),
                              ({"round": 1, "params": "zeros", "model": {}, "state": {}}, "invalid_argument"),
-                             ({"round": 1, "params": [0.0] * 3, "model": {"type": "vqc", "n_qubits": 2, "layers": 1},
-                               "state": {"scaler": {"kind": "minmax", "offset": None, "scale": None}}},
-                              "invalid_parameters"),
+                             ({**fit_params, "params": [0.0] * 3}, "invalid_parameters"),
                              ({"round": 1, "params": [0.0], "model": {"type": "qnn"}, "state": {}},
-                              "invalid_argument")]:
+                              "invalid_argument"),
+                             ({**fit_params, "optimizer": "lbfgs"}, "unknown_optimizer")]:
             with pytest.raises(InvalidArgument) as exc:
                 await client.start_job("federated_fit", params)
             assert exc.value.code == code
