@@ -102,7 +102,7 @@ def check_top_k(top_k: Any) -> int:
     if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k <= 0:
         raise InvalidArgument(f"top_k must be a positive integer, got {top_k!r}", "invalid_top_k")
     if top_k > MAX_TOP_K:
-        raise LimitExceeded(f"top_k {top_k} is above the limit of {MAX_TOP_K}", "invalid_top_k")
+        raise InvalidArgument(f"top_k {top_k} is above the limit of {MAX_TOP_K}", "invalid_top_k")
     return int(top_k)
 
 

@@ -11,7 +11,7 @@ from functools import cached_property
 
 import cirq
 import numpy as np
-from qstore_client.errors import InvalidArgument
+from qstore_client.errors import BackendError, InvalidArgument
 
 ObservablesLike = Sequence[int | Sequence[int]]
 
@@ -57,8 +57,8 @@ class ZObservables:
         out = np.zeros((len(counts), len(self.terms)))
         for b, table in enumerate(counts):
             if not table:
-                raise InvalidArgument("no measurement counts to estimate expectations from",
-                                      code="backend_error")
+                raise BackendError("no measurement counts to estimate expectations from",
+                                   code="backend_error")
             index = np.array([int(k, 2) for k in table], dtype=np.int64)
             weight = np.array(list(table.values()), dtype=np.float64)
             signs = 1.0 - 2.0 * _parity(index[None, :] & self.masks[:, None])
