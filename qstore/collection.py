@@ -12,6 +12,7 @@ import heapq
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ import numpy as np
 from qstore import records, validation
 from qstore.errors import InvalidArgument, NotFound
 from qstore.index import IndexSpec, VectorIndex, compile_filter
-from qstore.index.rwlock import RWLock
+from qstore.index.rwlock import RWLock, WouldBlock
 from qstore.index.snapshot import read_snapshot, write_snapshot
 from qstore.records import Entry
 from qstore.storage import WriteContext, codec
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 EXACT_SEARCH_MAX = 4096
 EXACT_SEARCH_SHARE = 0.10
 SNAPSHOT_EVERY = 20_000  # vector changes between background snapshots
+# A plain one-vector search that lately took less than this runs on the caller's thread:
+# handing it to a reader thread and back costs about as much (100-150 µs here).
+INLINE_SEARCH_MAX = 200e-6
 
 
 class Collection:
@@ -60,6 +64,7 @@ class Collection:
         self._expiry_heap: list[tuple[float, str]] = []
         self._expired: dict[str, Entry] = {}
         self._expiry_lock = threading.Lock()
+        self._search_cost = 0.0  # moving average of a plain one-vector search, seconds
         self._unsnapshotted = 0
         self._snapshot_thread: threading.Thread | None = None
         self.snapshot_seq = 0
@@ -421,7 +426,14 @@ class Collection:
                 await self.build_regions()
             return await self._storage.run(tunnel.search, self, q[0], top_k, pred, context, t, seed,
                                            per_region, self._now())
-        return (await self._storage.run(self._search_sync, q, top_k, pred, context, ef, self._now()))[0]
+        now = self._now()
+        if pred is None and context is None and ef is None and not self._superposed \
+                and self._search_cost < INLINE_SEARCH_MAX:
+            try:
+                return self._search_sync(q, top_k, None, None, None, now, wait=False)[0]
+            except WouldBlock:  # a write is being applied: wait for it on a reader thread
+                pass
+        return (await self._storage.run(self._search_sync, q, top_k, pred, context, ef, now))[0]
 
     async def query_batch(self, vectors: Any, top_k: int = 10,
                           filter: dict[str, Any] | None = None) -> list[list[Hit]]:
@@ -445,18 +457,23 @@ class Collection:
         return arr[~np.isin(arr, hidden)] if hidden is not None and len(arr) else arr
 
     def _search_sync(self, q: np.ndarray, k: int, pred: Any, context: str | None, ef: int | None,
-                     now: float) -> list[list[Hit]]:
-        with self._lock.read():
+                     now: float, wait: bool = True) -> list[list[Hit]]:
+        start = time.perf_counter()
+        with self._lock.read(wait):
             due = self._due(now)
             allowed = self.candidates(pred, context, due)
             kk = k * min(self._max_branches, 8) if self._superposed else k
-            scores, iids = self._raw_search(q, kk, allowed, self._hidden_iids(due) if allowed is None else None, ef)
-            return [self._rank(q[r], scores[r], iids[r], k, context, due) for r in range(len(q))]
+            scores, iids = self._raw_search(q, kk, allowed, self._hidden_iids(due) if allowed is None else None,
+                                            ef, wait)
+            hits = [self._rank(q[r], scores[r], iids[r], k, context, due) for r in range(len(q))]
+        if len(q) == 1 and allowed is None and ef is None:
+            self._search_cost += 0.1 * (time.perf_counter() - start - self._search_cost)
+        return hits
 
     def _raw_search(self, q: np.ndarray, k: int, allowed: np.ndarray | None, hidden: np.ndarray | None,
-                    ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+                    ef: int | None, wait: bool = True) -> tuple[np.ndarray, np.ndarray]:
         if allowed is None:
-            return self.index.search(q, k, exclude=hidden, ef=ef)
+            return self.index.search(q, k, exclude=hidden, ef=ef, wait=wait)
         live = max(self.index.size, 1)
         if len(allowed) <= EXACT_SEARCH_MAX or len(allowed) <= EXACT_SEARCH_SHARE * live:
             return self.index.exact_search(q, k, allowed)

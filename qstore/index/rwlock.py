@@ -6,6 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
+class WouldBlock(Exception):
+    """A non-waiting ``read(wait=False)`` found a writer holding or awaiting the lock."""
+
+
 class RWLock:
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -14,9 +18,11 @@ class RWLock:
         self._waiting_writers = 0
 
     @contextmanager
-    def read(self) -> Iterator[None]:
+    def read(self, wait: bool = True) -> Iterator[None]:
         with self._cond:
             while self._writing or self._waiting_writers:
+                if not wait:
+                    raise WouldBlock
                 self._cond.wait()
             self._readers += 1
         try:

@@ -144,10 +144,12 @@ class VectorIndex:
 
     # -- search (read threads) -------------------------------------------------
     def search(self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None,
-               exclude: np.ndarray | None = None, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate top-k over live ids (or ``allowed`` ids). Scores are higher-is-better."""
+               exclude: np.ndarray | None = None, ef: int | None = None,
+               wait: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-k over live ids (or ``allowed`` ids). Scores are higher-is-better.
+        With ``wait=False`` it raises WouldBlock rather than wait for a writer."""
         _threads_for(len(queries))
-        with self.lock.read():
+        with self.lock.read(wait):
             selector = self._selector(allowed, exclude)
             if selector is None and ef is None:  # the hot path: no per-query parameter objects
                 dist, ids = self._index.search(queries, k)
