@@ -3,7 +3,7 @@
 Every mutation goes through ``_commit_docs`` inside a group-commit transaction: it
 rewrites record documents, the internal-id map, the expiry table and the change
 sequence, then registers ``_apply`` to update the index and the in-memory summaries
-after the commit. The quantum primitives (``qstore.states``) build documents and call
+after the commit (on the storage's applier thread; reads wait for it). The quantum primitives (``qstore.states``) build documents and call
 the same path, so "commit, then index" is decided in exactly one place.
 """
 from __future__ import annotations
@@ -67,6 +67,7 @@ class Collection:
         self._search_cost = 0.0  # moving average of a plain one-vector search, seconds
         self._unsnapshotted = 0
         self._snapshot_thread: threading.Thread | None = None
+        self._snapshot_lock = threading.Lock()  # the background snapshot and close() share one temp file
         self.snapshot_seq = 0
         self.dropped = False
 
@@ -218,8 +219,10 @@ class Collection:
         raw = ctx.get("records", codec.record_key(self.cid, rid))
         return codec.unpack(raw) if raw else None
 
-    def _commit_docs(self, ctx: WriteContext, docs: dict[str, dict[str, Any] | None]) -> None:
-        """Write (or delete, for None) whole record documents; index them after the commit."""
+    def _commit_docs(self, ctx: WriteContext, docs: dict[str, dict[str, Any] | None],
+                     olds: dict[str, dict[str, Any] | None] | None = None) -> None:
+        """Write (or delete, for None) whole record documents; index them after the commit.
+        ``olds`` are the current documents when the caller has just read them in this ``ctx``."""
         from qstore.states import entanglement  # groups refer back to records
 
         add_ids: list[int] = []
@@ -228,7 +231,7 @@ class Collection:
         updates: dict[str, Entry | None] = {}
         for rid, doc in docs.items():
             key = codec.record_key(self.cid, rid)
-            old = self._read_doc(ctx, rid)
+            old = olds[rid] if olds is not None else self._read_doc(ctx, rid)
             if old is None and doc is None:
                 continue
             if old is not None:
@@ -256,7 +259,7 @@ class Collection:
         vecs = self.index.prepare(np.stack(add_vecs)) if add_vecs else np.empty((0, self.dim), np.float32)
         ids = np.array(add_ids, np.int64)
         gone = np.array(removed, np.int64)
-        ctx.after_commit(lambda: self._apply(seq, ids, vecs, gone, updates))
+        ctx.apply_later(lambda: self._apply(seq, ids, vecs, gone, updates))
 
     def _apply(self, seq: int, ids: np.ndarray, vecs: np.ndarray, removed: np.ndarray,
                updates: dict[str, Entry | None]) -> None:
@@ -276,18 +279,20 @@ class Collection:
     def snapshot(self) -> None:
         """Persist the index atomically with the last sequence number it contains."""
         try:
-            os.makedirs(os.path.dirname(self.snapshot_path), exist_ok=True)
-            self.index.wait_for_rebuild()
-            pending = self._unsnapshotted
-            seq, tombs, data = self.index.snapshot()
-            if not self.dropped:
-                write_snapshot(self.snapshot_path, seq, tombs, data)
-                self.snapshot_seq = seq
-                self._unsnapshotted -= pending
+            with self._snapshot_lock:
+                os.makedirs(os.path.dirname(self.snapshot_path), exist_ok=True)
+                self.index.wait_for_rebuild()
+                pending = self._unsnapshotted
+                seq, tombs, data = self.index.snapshot()
+                if not self.dropped:
+                    write_snapshot(self.snapshot_path, seq, tombs, data)
+                    self.snapshot_seq = seq
+                    self._unsnapshotted -= pending
         except Exception:
             log.exception("snapshot of %s failed; the change sequence still covers it", self.name)
         finally:
-            self._snapshot_thread = None
+            if threading.current_thread() is self._snapshot_thread:
+                self._snapshot_thread = None
 
     def _expiry_for(self, coherence_time: Any) -> float | None:
         t = validation.check_coherence_time(coherence_time)
@@ -310,16 +315,15 @@ class Collection:
         vecs = validation.check_vectors(vectors, self.dim, metric=self.metric, n=len(ids))
         mds = validation.check_metadata_list(metadata, len(ids))
         expires = self._expiry_for(coherence_time)
-        for md in mds:
-            codec.pack(md)  # fail here, not in the writer, on anything msgpack rejects
+        codec.pack(mds)  # fail here, not in the writer, on anything msgpack rejects
 
         def write(ctx: WriteContext) -> int:
             iids = self._alloc(ctx, len(ids))
-            docs = {}
-            for rid, iid, vec, md in zip(ids, iids, vecs, mds):
-                old = self._read_doc(ctx, rid)
-                docs[rid] = records.make_doc([(iid, vec, None, 1.0)], md, expires, (old["v"] + 1) if old else 1)
-            self._commit_docs(ctx, docs)
+            olds = {rid: self._read_doc(ctx, rid) for rid in ids}
+            docs = {rid: records.make_doc([(iid, vec, None, 1.0)], md, expires,
+                                          (olds[rid]["v"] + 1) if olds[rid] else 1)
+                    for rid, iid, vec, md in zip(ids, iids, vecs, mds)}
+            self._commit_docs(ctx, docs, olds)
             return len(ids)
 
         return await self._write(write)
@@ -361,6 +365,7 @@ class Collection:
 
     async def count(self) -> int:
         self._check_open()
+        await self._storage.settle()
         due = self._due(self._now())
         gone = sum(1 for e in due.values() if self._view(e, True) is None)
         return len(self._entries) - gone
@@ -422,13 +427,14 @@ class Collection:
         from qstore.states import tunneling as tunnel
         if tunneling is not None and tunnel.check_strength(tunneling) > 0:
             t = float(tunneling)
+            await self._storage.settle()
             if tunnel.stale(self):
                 await self.build_regions()
             return await self._storage.run(tunnel.search, self, q[0], top_k, pred, context, t, seed,
                                            per_region, self._now())
         now = self._now()
         if pred is None and context is None and ef is None and not self._superposed \
-                and self._search_cost < INLINE_SEARCH_MAX:
+                and self._search_cost < INLINE_SEARCH_MAX and self._storage.settled:
             try:
                 return self._search_sync(q, top_k, None, None, None, now, wait=False)[0]
             except WouldBlock:  # a write is being applied: wait for it on a reader thread

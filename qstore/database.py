@@ -76,6 +76,7 @@ class Database:
                 await self._sweeper
             except (asyncio.CancelledError, Exception):
                 pass
+        await self._storage.settle()
         loop = asyncio.get_running_loop()
         for col in self._collections.values():
             if col._unsnapshotted or col.snapshot_seq == 0:
@@ -179,10 +180,13 @@ class Database:
 
     async def _prune_changes(self) -> None:
         """Drop the change sequence that every snapshot already contains."""
-        dirty = [c.snapshot_seq for c in self._collections.values() if c.index.applied_seq > c.snapshot_seq]
-        upto = min(dirty) if dirty else self._storage.last_seq
 
         def write(ctx: WriteContext) -> None:
+            # In the writer thread, once every earlier batch is in its index: nothing committed
+            # can be missing from both the snapshots and the indexes while the bound is taken.
+            self._storage.wait_applied()
+            dirty = [c.snapshot_seq for c in self._collections.values() if c.index.applied_seq > c.snapshot_seq]
+            upto = min(dirty) if dirty else self._storage.last_seq
             cur = ctx.cursor("changes")
             while cur.first() and codec.read_u64(cur.key()) <= upto:
                 cur.delete()

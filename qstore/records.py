@@ -54,9 +54,8 @@ def make_doc(branches: list[tuple[int, np.ndarray, str | None, complex]], metada
 
 def doc_entry(doc: dict[str, Any]) -> Entry:
     b = doc["b"]
-    amps = np.array([complex(x[3], x[4]) for x in b])
     return Entry(np.array([x[0] for x in b], dtype=np.int64), tuple(x[2] for x in b),
-                 np.abs(amps) ** 2, doc["m"], doc["e"], doc["v"])
+                 np.array([x[3] * x[3] + x[4] * x[4] for x in b]), doc["m"], doc["e"], doc["v"])
 
 
 def doc_branches(doc: dict[str, Any]) -> list[Branch]:

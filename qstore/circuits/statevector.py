@@ -371,3 +371,17 @@ def _tile(mats: np.ndarray, reps: int) -> np.ndarray:
 
 def _normalised(probs: np.ndarray) -> np.ndarray:
     return probs / probs.sum(axis=1, keepdims=True)
+
+
+def _load_kernels() -> None:
+    """Numba loads a kernel's cached machine code (or compiles it) at its first call while holding
+    the GIL (~120 ms here). Doing that at import keeps it out of the first training batch, where it
+    would stall an event loop serving requests beside the trainer."""
+    spec = CircuitSpec(2, 1)
+    backend = StatevectorBackend()
+    X, theta = np.full((1, 2), 0.5), np.zeros(spec.n_params)
+    backend.vjp(spec, X, theta, np.ones((1, 2)))
+    backend.metric_tensor(spec, X, theta)
+
+
+_load_kernels()

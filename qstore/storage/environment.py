@@ -2,9 +2,14 @@
 
 Every mutation goes through ``Storage.write(fn)``: ``fn(ctx)`` runs inside a nested
 transaction of a shared batch transaction, so a failing call changes nothing while its
-neighbours in the batch still commit. Only after the batch commits (fsync when
-``sync=True``) do the ``after_commit`` hooks update in-memory state such as FAISS
-indexes, and only then are the callers' awaits resolved: an acknowledged write is durable.
+neighbours in the batch still commit. The callers' awaits resolve only after the batch
+commits (fsync when ``sync=True``): an acknowledged write is durable.
+
+In-memory state derived from a batch (FAISS indexes) is updated by ``apply_later`` hooks on
+a separate applier thread, so one batch's indexing overlaps the next batch's LMDB work.
+Every read through ``read``/``run`` first waits for the hooks of the writes acknowledged
+before it, so a caller always reads its own writes; at most ``MAX_APPLY_LAG`` batches may
+wait for indexing before writers are held back.
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ TABLES = (
 )
 LAST_SEQ_KEY = b"last_seq"
 MAX_BATCH = 512
+MAX_APPLY_LAG = 2  # committed batches whose index work may still be running
 
 
 class _ResizeGate:
@@ -79,6 +85,7 @@ class WriteContext:
         self.txn = txn
         self.seq = seq
         self._hooks: list[Callable[[], None]] = []
+        self._deferred: list[Callable[[], None]] = []
 
     def get(self, table: str, key: bytes) -> bytes | None:
         return self.txn.get(key, db=self.storage.tables[table])
@@ -99,7 +106,13 @@ class WriteContext:
         return self.seq
 
     def after_commit(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` in the writer thread after the commit, before the caller is answered."""
         self._hooks.append(hook)
+
+    def apply_later(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` on the applier thread after the commit, in commit order. The caller is
+        answered at the commit; every read issued afterwards waits for the hook (read-your-writes)."""
+        self._deferred.append(hook)
 
 
 class _Job:
@@ -128,8 +141,15 @@ class Storage:
         self.last_seq = codec.read_u64(raw) if raw else 0
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="qstore-writer", daemon=True)
+        # Deferred hooks (FAISS adds) run on their own thread so the next batch's LMDB work
+        # overlaps this batch's indexing; the bound makes writers wait when indexing lags.
+        self._applies: queue.Queue[list[Callable[[], None]] | None] = queue.Queue(maxsize=MAX_APPLY_LAG)
+        self._applier = threading.Thread(target=self._apply_loop, name="qstore-applier", daemon=True)
+        self._queued = self._applied = 0  # batches handed to / finished by the applier
+        self._applied_cond = threading.Condition()
         self._closed = False
         self._writer.start()
+        self._applier.start()
 
     # -- reads -------------------------------------------------------------
     def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
@@ -141,12 +161,34 @@ class Storage:
             self._gate.leave()
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(txn, *args)`` in a read transaction on the thread pool."""
-        return await asyncio.get_running_loop().run_in_executor(self.pool, self.read_sync, fn, *args)
+        """Run ``fn(txn, *args)`` in a read transaction on the thread pool, once every write
+        acknowledged before this call has been applied."""
+        return await self.run(self.read_sync, fn, *args)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run CPU work (a FAISS search, a simulation) off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        """Run CPU work (a FAISS search, a simulation) off the event loop, once every write
+        acknowledged before this call has been applied."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self._after, self._queued, fn, args)
+
+    def _after(self, target: int, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        self.wait_applied(target)
+        return fn(*args)
+
+    @property
+    def settled(self) -> bool:
+        """True when no acknowledged write is still waiting for its deferred hooks."""
+        return self._applied >= self._queued
+
+    def wait_applied(self, target: int | None = None) -> None:
+        target = self._queued if target is None else target
+        if self._applied < target:
+            with self._applied_cond:
+                self._applied_cond.wait_for(lambda: self._applied >= target)
+
+    async def settle(self) -> None:
+        """Wait until every write acknowledged so far has been applied."""
+        if not self.settled:
+            await self.run(int)
 
     def get(self, txn: lmdb.Transaction, table: str, key: bytes) -> bytes | None:
         return txn.get(key, db=self.tables[table])
@@ -186,6 +228,7 @@ class Storage:
         while True:
             outcomes: list[tuple[bool, Any]] = []
             hooks: list[Callable[[], None]] = []
+            deferred: list[Callable[[], None]] = []
             seq = self.last_seq
             txn = self.env.begin(write=True)
             try:
@@ -204,6 +247,7 @@ class Storage:
                     child.commit()
                     seq = ctx.seq
                     hooks.extend(ctx._hooks)
+                    deferred.extend(ctx._deferred)
                     outcomes.append((True, result))
                 if seq != self.last_seq:
                     txn.put(LAST_SEQ_KEY, codec.u64(seq), db=self.tables["meta"])
@@ -219,15 +263,21 @@ class Storage:
                 txn.abort()
                 log.exception("write batch failed")
                 outcomes = [(False, exc)] * len(batch)
-                hooks = []
+                hooks, deferred = [], []
                 break
-        for hook in hooks:
-            try:
-                hook()
-            except Exception:  # durable already; replay on the next open repairs derived state
-                log.exception("post-commit hook failed")
+        _run_hooks(hooks)
+        if deferred:
+            self._queued += 1  # before answering: a read issued after the answer must wait for it
+            self._applies.put(deferred)
         for job, (ok, value) in zip(batch, outcomes):
             job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+
+    def _apply_loop(self) -> None:
+        while (hooks := self._applies.get()) is not None:
+            _run_hooks(hooks)
+            with self._applied_cond:
+                self._applied += 1
+                self._applied_cond.notify_all()
 
     def close(self) -> None:
         if self._closed:
@@ -235,9 +285,19 @@ class Storage:
         self._closed = True
         self._queue.put(None)
         self._writer.join()
+        self._applies.put(None)
+        self._applier.join()
         self.pool.shutdown(wait=True)
         self.env.sync(True)
         self.env.close()
+
+
+def _run_hooks(hooks: list[Callable[[], None]]) -> None:
+    for hook in hooks:
+        try:
+            hook()
+        except Exception:  # durable already; replay on the next open repairs derived state
+            log.exception("post-commit hook failed")
 
 
 def _settle(fut: asyncio.Future, ok: bool, value: Any) -> None:

@@ -90,6 +90,7 @@ async def test_collections_list_drop_and_persist(tmp_path, rng):
             await col.delete([f"{kind}{i}" for i in range(0, 300, 3)])
         ivf = await db.create_collection("ivf", dim=16, index={"type": "ivf", "nlist": 4, "train_size": 200})
         await ivf.upsert([f"v{i}" for i in range(300)], X)
+        await db._storage.settle()  # acknowledged at commit; the index catches up just after
         assert ivf.index.trained
         gone = await db.create_collection("gone", dim=4)
         await gone.upsert(["x"], np.ones((1, 4)))
@@ -156,35 +157,3 @@ async def test_background_snapshots_prune_the_change_sequence(tmp_path, rng):
                 break
         assert col.snapshot_seq > 0 and left < 8
 
-
-async def test_query_never_waits_for_a_writer_on_the_event_loop(db, rng):
-    """Cheap searches run on the loop, but one that meets a write in progress goes to a reader
-    thread: the loop keeps ticking and the answer is still exact."""
-    import asyncio
-    import threading
-    import time
-
-    col = await db.create_collection("w", dim=16, index={"type": "hnsw", "m": 16})
-    X = unit(rng, 200, 16)
-    await col.upsert([str(i) for i in range(200)], X)
-    assert [h.id for h in await col.query(X[3], top_k=1)] == ["3"]  # inline, uncontended
-    held, release = threading.Event(), threading.Event()
-
-    def writer():
-        with col._lock.write():
-            held.set()
-            release.wait(5)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    held.wait(5)
-    loop = asyncio.get_running_loop()
-    loop.call_later(0.3, release.set)
-    ticks, start = 0, time.perf_counter()
-    task = asyncio.ensure_future(col.query(X[5], top_k=1))
-    while not task.done():
-        await asyncio.sleep(0.01)
-        ticks += 1
-    thread.join()
-    assert [h.id for h in task.result()] == ["5"]
-    assert time.perf_counter() - start >= 0.25 and ticks >= 10  # it waited, the loop did not

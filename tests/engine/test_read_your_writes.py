@@ -1,0 +1,80 @@
+"""A write is answered at its commit; the index work runs just after on the applier thread.
+Reads issued after the answer wait for it, and cheap searches never stall the event loop."""
+import asyncio
+import threading
+import time
+
+from qstore.storage.environment import MAX_APPLY_LAG
+from tests.engine.test_crud import unit
+
+
+class Held:
+    """Hold a collection's summary lock from another thread: the applier waits for it."""
+
+    def __init__(self, lock, mode: str):
+        self.lock, self.mode = lock, mode
+        self.held, self.release = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._hold)
+
+    def _hold(self) -> None:
+        with getattr(self.lock, self.mode)():
+            self.held.set()
+            self.release.wait(10)
+
+    def __enter__(self) -> "Held":
+        self.thread.start()
+        assert self.held.wait(5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release.set()
+        self.thread.join()
+
+
+async def test_reads_wait_for_the_index_work_of_acknowledged_writes(db, rng):
+    col = await db.create_collection("r", dim=16, index={"type": "hnsw", "m": 16})
+    X = unit(rng, 40, 16)
+    await col.upsert([str(i) for i in range(20)], X[:20])
+    with Held(col._lock, "read") as hold:
+        await col.upsert(["new"], X[30:31])  # durable and answered while its index work waits
+        assert col.index.size == 20 and not db._storage.settled
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.2, hold.release.set)
+        start = time.perf_counter()
+        hits = await col.query(X[30], top_k=1)
+        assert time.perf_counter() - start >= 0.15  # it waited for the index
+    assert hits[0].id == "new"
+    assert await col.count() == 21 and col.index.size == 21
+
+
+async def test_writers_wait_when_indexing_falls_behind(db, rng):
+    col = await db.create_collection("b", dim=16, index={"type": "flat"})
+    X = unit(rng, 10, 16)
+    with Held(col._lock, "read"):
+        writes = []
+        for i in range(6):  # one batch each
+            writes.append(asyncio.ensure_future(col.upsert([f"w{i}"], X[i:i + 1])))
+            await asyncio.wait(writes[-1:], timeout=0.2)
+        # one in the applier, MAX_APPLY_LAG queued behind it, the rest held back
+        assert [w.done() for w in writes] == [True] * (1 + MAX_APPLY_LAG) + [False] * (5 - MAX_APPLY_LAG)
+    assert await asyncio.gather(*writes) == [1] * 6
+    assert await col.count() == 6
+    assert {h.id for h in await col.query(X[0], top_k=6)} == {f"w{i}" for i in range(6)}
+
+
+async def test_query_never_waits_for_a_writer_on_the_event_loop(db, rng):
+    """Cheap searches run on the loop, but one that meets a write in progress goes to a reader
+    thread: the loop keeps ticking and the answer is still exact."""
+    col = await db.create_collection("w", dim=16, index={"type": "hnsw", "m": 16})
+    X = unit(rng, 200, 16)
+    await col.upsert([str(i) for i in range(200)], X)
+    assert [h.id for h in await col.query(X[3], top_k=1)] == ["3"]  # inline, uncontended
+    with Held(col._lock, "write") as hold:
+        asyncio.get_running_loop().call_later(0.3, hold.release.set)
+        ticks, start = 0, time.perf_counter()
+        task = asyncio.ensure_future(col.query(X[5], top_k=1))
+        while not task.done():
+            await asyncio.sleep(0.01)
+            ticks += 1
+    assert [h.id for h in task.result()] == ["5"]
+    assert time.perf_counter() - start >= 0.25 and ticks >= 10  # it waited, the loop did not
