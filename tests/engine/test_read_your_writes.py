@@ -35,6 +35,7 @@ async def test_reads_wait_for_the_index_work_of_acknowledged_writes(db, rng):
     col = await db.create_collection("r", dim=16, index={"type": "hnsw", "m": 16})
     X = unit(rng, 40, 16)
     await col.upsert([str(i) for i in range(20)], X[:20])
+    assert await col.count() == 20  # a read: waits for the index work
     with Held(col._lock, "read") as hold:
         await col.upsert(["new"], X[30:31])  # durable and answered while its index work waits
         assert col.index.size == 20 and not db._storage.settled
