@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from qstore.errors import InvalidArgument, LimitExceeded
+from qstore.errors import InvalidArgument
 
 MAX_ID_BYTES = 256
 MAX_TOP_K = 10_000

@@ -8,15 +8,7 @@ on free loopback ports, each holding disjoint shards of the training split as da
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,62 +17,14 @@ import pytest
 from qstore.training.reference_datasets import load_reference
 from qstore_client import AsyncClient
 
+from tests.servers import ServerProcess, free_port
+
 N_NODES = 4
 SKEW_ALPHA = 1.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Node:
-    """One server subprocess on a free loopback port."""
-
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data_dir.with_suffix(".log")
-        self._log_file = open(self.log, "w")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("QSTORE_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qstore_server", "--data-dir", str(data_dir), "--port", str(self.port),
-             "--host", "127.0.0.1"], stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
-
-    def wait_healthy(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                req = urllib.request.Request(self.url + "/v1/health", headers={"Accept": "application/json"})
-                with urllib.request.urlopen(req, timeout=1) as resp:
-                    if json.loads(resp.read())["result"]["status"] == "ok":
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
-        raise RuntimeError(f"server not healthy after {timeout}s:\n{self.log.read_text()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no goodbye, as a crashed machine."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log_file.close()
-
-
-def start_nodes(root: Path, n: int) -> list[Node]:
-    nodes = [Node(root / f"node{i}") for i in range(n)]  # start all, then wait: they boot in parallel
+def start_nodes(root: Path, n: int) -> list[ServerProcess]:
+    nodes = [ServerProcess(root / f"node{i}", wait=False) for i in range(n)]  # they boot in parallel
     try:
         for node in nodes:
             node.wait_healthy()
@@ -133,7 +77,7 @@ def split() -> Split:
     return make_split(N_NODES)
 
 
-async def import_shards(nodes: list[Node], split: Split) -> None:
+async def import_shards(nodes: list[ServerProcess], split: Split) -> None:
     for i, node in enumerate(nodes):
         async with AsyncClient(node.url) as client:
             for name in ("iid", "skew"):
