@@ -1,4 +1,5 @@
-"""The client stands alone: aiohttp, msgpack and numpy only, never the engine or its native libraries."""
+"""The client stands alone: msgpack and numpy only (its HTTP is asyncio streams), never the engine or
+its native libraries."""
 from __future__ import annotations
 
 import subprocess
@@ -11,7 +12,8 @@ import pytest
 
 
 REPO = Path(__file__).resolve().parents[2]
-ENGINE_ONLY = ["faiss", "cirq", "cirq_ionq", "lmdb", "qstore", "qstore_server", "numba", "prometheus_client"]
+ENGINE_ONLY = ["faiss", "cirq", "cirq_ionq", "lmdb", "qstore", "qstore_server", "numba", "prometheus_client",
+               "aiohttp"]
 
 CLIENT_SCRIPT = """
 import sys
@@ -68,17 +70,17 @@ def test_client_works_with_the_engine_unimportable(server, name, tmp_path):
     assert "client alone OK" in out.stdout
 
 
-def test_client_package_declares_only_its_three_dependencies():
+def test_client_package_declares_only_its_two_dependencies():
     meta = tomllib.loads((REPO / "client" / "pyproject.toml").read_text())
     deps = sorted(d.split(">")[0].split("=")[0].split("<")[0].strip() for d in meta["project"]["dependencies"])
-    assert deps == ["aiohttp", "msgpack", "numpy"]
+    assert deps == ["msgpack", "numpy"]
     sources = list((REPO / "client" / "qstore_client").glob("*.py"))
     assert {p.name for p in sources} >= {"__init__.py", "client.py", "protocol.py", "errors.py", "types.py"}
     for path in sources:
         imports = [line.split()[1] for line in path.read_text().splitlines()
                    if line.startswith(("import ", "from ")) and not line.startswith("from .")]
         roots = {i.split(".")[0] for i in imports}
-        allowed = {"__future__", "aiohttp", "msgpack", "numpy", "asyncio", "base64", "collections", "dataclasses",
+        allowed = {"__future__", "msgpack", "numpy", "asyncio", "base64", "collections", "dataclasses",
                    "json", "math", "select", "ssl", "sys", "time", "typing", "urllib"}
         assert roots <= allowed, (path.name, roots - allowed)
 
@@ -93,7 +95,7 @@ def test_pip_install_client_alone_into_a_clean_venv(tmp_path, server, name):
                              capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr
     frozen = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True).stdout.lower()
-    assert not any(mod in frozen for mod in ("faiss", "cirq", "lmdb", "prometheus"))
+    assert not any(mod in frozen for mod in ("faiss", "cirq", "lmdb", "prometheus", "aiohttp"))
     script = tmp_path / "client_alone.py"
     script.write_text(CLIENT_SCRIPT)
     out = subprocess.run([str(python), str(script), server.url, name, ",".join(ENGINE_ONLY), server.key],
