@@ -3,8 +3,9 @@
 Every mutation goes through ``_commit_docs`` inside a group-commit transaction: it
 rewrites record documents, the internal-id map, the expiry table and the change
 sequence, then registers ``_apply`` to update the index and the in-memory summaries
-after the commit (on the storage's applier thread; reads wait for it). The quantum primitives (``qstore.states``) build documents and call
-the same path, so "commit, then index" is decided in exactly one place.
+after the commit (on the storage's applier thread; reads wait for it). The quantum
+primitives (``qstore.states``) build documents and call the same path, so "commit,
+then index" is decided in exactly one place.
 """
 from __future__ import annotations
 
