@@ -69,6 +69,7 @@ async def run_workload(col: Any, concurrent_cols: list[Any], x: np.ndarray, quer
     t = time.perf_counter()
     for start in range(0, len(x), batch):
         await col.upsert(ids[start:start + batch], x[start:start + batch])
+    await col.count()  # a read waits for the index work still running after the last acks
     res.insert_rate = len(x) / (time.perf_counter() - t)
 
     for q in queries[:50]:  # warm-up: connections, caches, lazy index state

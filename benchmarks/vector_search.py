@@ -37,6 +37,7 @@ def recall(found: list[list[int]], truth: np.ndarray) -> float:
 
 def raw_faiss(kind: str, X: np.ndarray, Q: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
     spec = IndexSpec.parse(INDEXES[kind])
+    faiss.omp_set_num_threads(CORES)
     t0 = time.perf_counter()
     if kind == "flat":
         index = faiss.IndexFlatIP(X.shape[1])
@@ -69,6 +70,7 @@ async def qstore_run(kind: str, X: np.ndarray, Q: np.ndarray, truth: np.ndarray)
             t0 = time.perf_counter()
             for s in range(0, len(X), 1000):
                 await col.upsert(ids[s:s + 1000], X[s:s + 1000])
+            await col.count()  # a read waits for the index work still running after the last acks
             insert = len(X) / (time.perf_counter() - t0)
             found = []
             t0 = time.perf_counter()

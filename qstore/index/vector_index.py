@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import faiss
 import numpy as np
@@ -148,8 +150,7 @@ class VectorIndex:
                wait: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-k over live ids (or ``allowed`` ids). Scores are higher-is-better.
         With ``wait=False`` it raises WouldBlock rather than wait for a writer."""
-        _threads_for(len(queries))
-        with self.lock.read(wait):
+        with self.lock.read(wait), _threads_for(len(queries)):
             selector = self._selector(allowed, exclude)
             if selector is None and ef is None:  # the hot path: no per-query parameter objects
                 dist, ids = self._index.search(queries, k)
@@ -183,8 +184,9 @@ class VectorIndex:
         if not len(ids):
             return out_s, out_i
         kk = min(k, len(ids))
-        _threads_for(len(queries))
-        dist, pos = faiss.knn(queries, self.vectors(ids), kk, specs.faiss_metric(self.metric))
+        vecs = self.vectors(ids)
+        with _threads_for(len(queries)):
+            dist, pos = faiss.knn(queries, vecs, kk, specs.faiss_metric(self.metric))
         out_s[:, :kk] = -dist if self.metric == "l2" else dist
         out_i[:, :kk] = ids[pos]
         return out_s, out_i
@@ -192,9 +194,9 @@ class VectorIndex:
     def similarity(self, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         """Score matrix (queries × vectors) on prepared vectors, higher-is-better."""
         # FAISS's SIMD kernels, not NumPy: multithreaded BLAS on tiny products stalls under load.
-        _threads_for(len(queries))
-        dist, pos = faiss.knn(queries, np.ascontiguousarray(vectors, dtype=np.float32), len(vectors),
-                              specs.faiss_metric(self.metric))
+        with _threads_for(len(queries)):
+            dist, pos = faiss.knn(queries, np.ascontiguousarray(vectors, dtype=np.float32), len(vectors),
+                                  specs.faiss_metric(self.metric))
         out = np.empty_like(dist)
         np.put_along_axis(out, pos, dist, axis=1)
         return -out if self.metric == "l2" else out
@@ -212,7 +214,14 @@ class VectorIndex:
         return cls(dim, metric, spec, index=index, tombstones=set(int(t) for t in tombs), applied_seq=seq)
 
 
-def _threads_for(n_queries: int) -> None:
+@contextmanager
+def _threads_for(n_queries: int) -> Iterator[None]:
     """Per-thread OpenMP setting: a one-query search gains nothing from a thread team, and idle
-    team members spin on the cores the event loop and other readers need."""
+    team members spin on the cores the event loop and other readers need. The caller's own
+    setting comes back afterwards (searches may run on the caller's thread)."""
+    before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1 if n_queries < 16 else _CORES)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
