@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -426,14 +427,14 @@ class Collection:
             raise InvalidArgument("context must be a string", "invalid_argument")
         if ef is not None and (not isinstance(ef, int) or isinstance(ef, bool) or ef < 1):
             raise InvalidArgument("ef must be a positive integer", "invalid_argument")
-        from qstore.states import tunneling as tunnel
-        if tunneling is not None and tunnel.check_strength(tunneling) > 0:
-            t = float(tunneling)
-            await self._storage.settle()
-            if tunnel.stale(self):
-                await self.build_regions()
-            return await self._storage.run(tunnel.search, self, q[0], top_k, pred, context, t, seed,
-                                           per_region, self._now())
+        if tunneling is not None:
+            from qstore.states import tunneling as tunnel
+            if tunnel.check_strength(tunneling) > 0:
+                await self._storage.settle()
+                if tunnel.stale(self):
+                    await self.build_regions()
+                return await self._storage.run(tunnel.search, self, q[0], top_k, pred, context, float(tunneling),
+                                               seed, per_region, self._now())
         now = self._now()
         if pred is None and context is None and ef is None and not self._superposed \
                 and self._search_cost < INLINE_SEARCH_MAX and self._storage.settled:
@@ -516,8 +517,9 @@ class Collection:
                 for rid, ids, probs in mixed:
                     seen[rid] = float(np.dot(probs, sims[at:at + len(ids)]))
                     at += len(ids)
-        ranked = sorted(seen.items(), key=lambda kv: -kv[1])[:k]
-        return [Hit(rid, float(s), dict(self._entries[rid].metadata)) for rid, s in ranked]
+        ranked = sorted(seen.items(), key=itemgetter(1), reverse=True)[:k]  # stable: ties keep FAISS's order
+        entries = self._entries
+        return [Hit(rid, s, dict(entries[rid].metadata)) for rid, s in ranked]
 
     # ------------------------------------------------------------------ quantum primitives
     async def build_regions(self, n_regions: int | None = None, seed: int = 0) -> int:

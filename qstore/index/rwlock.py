@@ -17,21 +17,10 @@ class RWLock:
         self._writing = False
         self._waiting_writers = 0
 
-    @contextmanager
-    def read(self, wait: bool = True) -> Iterator[None]:
-        with self._cond:
-            while self._writing or self._waiting_writers:
-                if not wait:
-                    raise WouldBlock
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+    def read(self, wait: bool = True) -> _Shared:
+        """``with lock.read():`` shares the lock; ``read(wait=False)`` raises WouldBlock
+        instead of waiting for a writer. (A class, not a generator: searches take it per call.)"""
+        return _Shared(self, wait)
 
     @contextmanager
     def write(self) -> Iterator[None]:
@@ -47,3 +36,26 @@ class RWLock:
             with self._cond:
                 self._writing = False
                 self._cond.notify_all()
+
+
+class _Shared:
+    __slots__ = ("lock", "wait")
+
+    def __init__(self, lock: RWLock, wait: bool):
+        self.lock, self.wait = lock, wait
+
+    def __enter__(self) -> None:
+        lock = self.lock
+        with lock._cond:
+            while lock._writing or lock._waiting_writers:
+                if not self.wait:
+                    raise WouldBlock
+                lock._cond.wait()
+            lock._readers += 1
+
+    def __exit__(self, *exc: object) -> None:
+        lock = self.lock
+        with lock._cond:
+            lock._readers -= 1
+            if not lock._readers and lock._waiting_writers:
+                lock._cond.notify_all()

@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import faiss
 import numpy as np
@@ -214,14 +212,21 @@ class VectorIndex:
         return cls(dim, metric, spec, index=index, tombstones=set(int(t) for t in tombs), applied_seq=seq)
 
 
-@contextmanager
-def _threads_for(n_queries: int) -> Iterator[None]:
+class _threads_for:
     """Per-thread OpenMP setting: a one-query search gains nothing from a thread team, and idle
     team members spin on the cores the event loop and other readers need. The caller's own
     setting comes back afterwards (searches may run on the caller's thread)."""
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1 if n_queries < 16 else _CORES)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
+
+    __slots__ = ("n", "before")
+
+    def __init__(self, n_queries: int):
+        self.n = 1 if n_queries < 16 else _CORES
+
+    def __enter__(self) -> None:
+        self.before = faiss.omp_get_max_threads()
+        if self.before != self.n:
+            faiss.omp_set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.before != self.n:
+            faiss.omp_set_num_threads(self.before)
