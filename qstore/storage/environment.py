@@ -188,7 +188,7 @@ class Storage:
     async def settle(self) -> None:
         """Wait until every write acknowledged so far has been applied."""
         if not self.settled:
-            await self.run(int)
+            await asyncio.get_running_loop().run_in_executor(self.pool, self.wait_applied, self._queued)
 
     def get(self, txn: lmdb.Transaction, table: str, key: bytes) -> bytes | None:
         return txn.get(key, db=self.tables[table])
