@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from .api import BranchSpec, Filter, Metadata
 from .errors import QStoreError, error
 from .protocol import JSON, MSGPACK, OPS, PREFIX, ROUTES, error_from_body, loads
 from .transport import Pool, Reply, TransportError
@@ -142,7 +145,7 @@ class AsyncClient:
     async def list_collections(self) -> list[str]:
         return await self._call("list_collections")
 
-    async def create_collection(self, name: str, dim: int, metric: str = "cosine", index: dict | None = None,
+    async def create_collection(self, name: str, dim: int, metric: str = "cosine", index: dict[str, Any] | None = None,
                                 coherence_time: float | None = None, on_decohere: str = "delete") -> "Collection":
         desc = await self._call("create_collection", dict(name=name, dim=dim, metric=metric, index=index,
                                                           coherence_time=coherence_time, on_decohere=on_decohere))
@@ -151,11 +154,11 @@ class AsyncClient:
     async def collection(self, name: str) -> "Collection":
         return Collection(self, await self._call("collection", params={"name": name}))
 
-    async def drop_collection(self, name: str) -> Any:
-        return await self._call("drop_collection", params={"name": name})
+    async def drop_collection(self, name: str) -> None:
+        await self._call("drop_collection", params={"name": name})
 
-    async def put_state(self, id: str, vec: np.ndarray) -> Any:
-        return await self._call("put_state", dict(id=id, state=vec))
+    async def put_state(self, id: str, statevector: ArrayLike) -> None:
+        await self._call("put_state", dict(id=id, state=statevector))
 
     async def get_state(self, id: str) -> np.ndarray:
         return await self._call("get_state", dict(id=id))
@@ -164,16 +167,16 @@ class AsyncClient:
                             seed: int | None = None) -> dict[str, int]:
         return await self._call("measure_state", dict(id=id, shots=shots, qubits=qubits, seed=seed))
 
-    async def delete_state(self, id: str) -> Any:
-        return await self._call("delete_state", dict(id=id))
+    async def delete_state(self, id: str) -> None:
+        await self._call("delete_state", dict(id=id))
 
-    async def import_dataset(self, name: str, X: np.ndarray, y: np.ndarray) -> "Collection":
+    async def import_dataset(self, name: str, X: ArrayLike, y: ArrayLike) -> "Collection":
         return Collection(self, await self._call("import_dataset", dict(name=name, X=X, y=y)))
 
     async def list_datasets(self) -> list[str]:
         return await self._call("list_datasets")
 
-    async def dataset_info(self, name: str) -> dict:
+    async def dataset_info(self, name: str) -> dict[str, Any]:
         return await self._call("dataset_info", params={"name": name})
 
     async def load_dataset(self, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -183,17 +186,17 @@ class AsyncClient:
         """Remove decohered records now instead of at the background sweeper's next pass."""
         return await self._call("sweep")
 
-    async def save_checkpoint(self, doc: dict, id: str | None = None) -> str:
+    async def save_checkpoint(self, doc: dict[str, Any], id: str | None = None) -> str:
         return await self._call("save_checkpoint", dict(checkpoint=doc, id=id))
 
-    async def list_checkpoints(self, run: str | None = None) -> list[dict]:
+    async def list_checkpoints(self, run: str | None = None) -> list[dict[str, Any]]:
         return await self._call("list_checkpoints", query={"run": run} if run is not None else None)
 
-    async def load_checkpoint(self, id: str) -> dict:
+    async def load_checkpoint(self, id: str) -> dict[str, Any]:
         return await self._call("load_checkpoint", params={"id": id})
 
-    async def delete_checkpoint(self, id: str) -> Any:
-        return await self._call("delete_checkpoint", params={"id": id})
+    async def delete_checkpoint(self, id: str) -> None:
+        await self._call("delete_checkpoint", params={"id": id})
 
     # ------------------------------------------------------------------ jobs
 
@@ -246,38 +249,39 @@ class Collection:
     async def _call(self, name: str, args: dict[str, Any] | None = None, read: bool | None = None) -> Any:
         return await self._client._call(name, args, params=self._params, read=read)
 
-    async def info(self) -> dict:
+    async def info(self) -> dict[str, Any]:
         return await self._call("info")
 
     async def count(self) -> int:
         return await self._call("count")
 
-    async def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict | None] | None = None,
-                     coherence_time: float | None = None) -> Any:
+    async def upsert(self, ids: Sequence[str], vectors: ArrayLike, metadata: Sequence[Metadata | None] | None = None,
+                     coherence_time: float | None = None) -> int:
         return await self._call("upsert", dict(ids=ids, vectors=vectors, metadata=metadata,
                                                 coherence_time=coherence_time))
 
     async def get(self, ids: Sequence[str]) -> list[Record | None]:
         return await self._call("get", dict(ids=ids))
 
-    async def delete(self, ids: Sequence[str]) -> Any:
+    async def delete(self, ids: Sequence[str]) -> int:
         return await self._call("delete", dict(ids=ids))
 
-    async def query(self, vector: np.ndarray, top_k: int = 10, filter: dict | None = None, context: str | None = None,
+    async def query(self, vector: ArrayLike, top_k: int = 10, filter: Filter | None = None, context: str | None = None,
                     tunneling: float | None = None, seed: int | None = None, ef: int | None = None,
                     per_region: int | None = None) -> list[Hit]:
         return await self._call("query", dict(vector=vector, top_k=top_k, filter=filter, context=context,
                                                tunneling=tunneling, seed=seed, ef=ef, per_region=per_region))
 
-    async def query_batch(self, vectors: np.ndarray, top_k: int = 10, filter: dict | None = None) -> list[list[Hit]]:
+    async def query_batch(self, vectors: ArrayLike, top_k: int = 10,
+                          filter: Filter | None = None) -> list[list[Hit]]:
         return await self._call("query_batch", dict(vectors=vectors, top_k=top_k, filter=filter))
 
-    async def scroll(self, limit: int = 100, cursor: str | None = None, filter: dict | None = None) -> Page:
+    async def scroll(self, limit: int = 100, cursor: str | None = None, filter: Filter | None = None) -> Page:
         return await self._call("scroll", dict(limit=limit, cursor=cursor, filter=filter))
 
-    async def superpose(self, id: str, branches: Iterable[tuple], metadata: dict | None = None,
-                        coherence_time: float | None = None) -> Any:
-        return await self._call("superpose", dict(id=id, branches=branches, metadata=metadata,
+    async def superpose(self, id: str, branches: Sequence[BranchSpec], metadata: Metadata | None = None,
+                        coherence_time: float | None = None) -> None:
+        await self._call("superpose", dict(id=id, branches=branches, metadata=metadata,
                                                    coherence_time=coherence_time))
 
     async def measure(self, id: str, context: str | None = None, collapse: bool = False,
@@ -285,11 +289,11 @@ class Collection:
         return await self._call("measure", dict(id=id, context=context, collapse=collapse, seed=seed),
                                 read=not collapse)
 
-    async def entangle(self, group: str, ids: Sequence[str], strength: float = 1.0) -> Any:
-        return await self._call("entangle", dict(group=group, ids=ids, strength=strength))
+    async def entangle(self, group: str, ids: Sequence[str], strength: float = 1.0) -> None:
+        await self._call("entangle", dict(group=group, ids=ids, strength=strength))
 
-    async def update(self, id: str, vector: np.ndarray) -> Any:
-        return await self._call("update", dict(id=id, vector=vector))
+    async def update(self, id: str, vector: ArrayLike) -> None:
+        await self._call("update", dict(id=id, vector=vector))
 
     async def correlation(self, id_a: str, id_b: str) -> float:
         return await self._call("correlation", dict(id_a=id_a, id_b=id_b))

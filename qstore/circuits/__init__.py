@@ -13,8 +13,8 @@ entangler) + <Z> readout.
   sympy parameters. Input symbols are the encoding gates' angles
   (``spec.encode(X)``); ``spec.resolver(angles_row, theta_row)`` binds a row.
 
-Backends (``get_backend(name, **options)``)
---------------------------------------------
+Backends (``get_backend(name, **options)``, in ``registry``)
+-------------------------------------------------------------
 ``"statevector"`` (default, ``StatevectorBackend``), ``"cirq"``,
 ``"cirq-density-matrix"`` (``CirqBackend``, optional ``noise``), ``"ionq"``
 (``IonQBackend``). All of them:
@@ -27,6 +27,8 @@ Backends (``get_backend(name, **options)``)
 * ``backend.execute(spec, angles, theta, observables)``: the same on encoded
   input angles; what gradient transforms call.
 
+Capabilities are declared, never probed: ``supports_adjoint`` (``vjp``,
+``jacobian``), ``supports_metric`` (``metric_tensor``), ``supports_shots``.
 Statevector extras (exact, adjoint method):
 
 * ``sv.vjp(spec, X, theta, grad_out, observables=None, inputs=True)
@@ -48,8 +50,8 @@ method ``adjoint`` (statevector), ``parameter-shift``, ``finite-diff``
 ``parameter_shift``, ``finite_differences`` and ``spsa`` return
 ``(Evaluations, postprocess)`` and never run anything themselves.
 
-Arbitrary cirq circuits (VQE)
------------------------------
+Arbitrary cirq circuits (``compiled_circuit``, a NumPy simulator; VQE is ``qstore.vqe``)
+------------------------------------------------------------------------------------
 ``expectation_pauli_sum(state, terms)``, ``CompiledCircuit(circuit, symbols)``
 with ``.states``, ``.expectation`` and ``.value_and_grad`` (adjoint), and
 ``pauli_sum_value_and_grad(circuit, symbols, values, hamiltonian)``. Terms are
@@ -60,20 +62,29 @@ Errors are ``qstore_client.errors`` classes with codes ``unknown_backend``,
 ``unknown_gradient``, ``budget_exceeded``, ``job_failed``, ``job_timeout`` and
 ``backend_error``.
 """
-from .backend import Backend, backend_names, get_backend
+from .backend import Backend, require_metric
 from .cirq_backend import CirqBackend
-from .cirq_statevector import CompiledCircuit, pauli_sum_value_and_grad, simulate
-from .gradients import (GRADIENT_METHODS, Evaluations, finite_differences, gradient_method, jacobian,
-                        parameter_shift, spsa, vjp)
+from .compiled_circuit import CompiledCircuit, pauli_sum_value_and_grad, simulate
+from .gradients import (
+                        GRADIENT_METHODS,
+                        Evaluations,
+                        finite_differences,
+                        gradient_method,
+                        jacobian,
+                        parameter_shift,
+                        spsa,
+                        vjp,
+)
 from .metric import fubini_study_metric
 from .observables import PauliTerms, ZObservables, expectation_pauli_sum, pauli_terms, z_observables
+from .registry import backend_names, get_backend
 from .spec import CircuitSpec
-from .statevector import StatevectorBackend
+from .statevector import StatevectorBackend, warm_up
 
 __all__ = [
     "Backend", "CircuitSpec", "CirqBackend", "CompiledCircuit", "Evaluations", "GRADIENT_METHODS",
     "PauliTerms", "StatevectorBackend", "ZObservables", "backend_names", "expectation_pauli_sum",
     "finite_differences", "fubini_study_metric", "get_backend", "gradient_method", "jacobian",
-    "parameter_shift", "pauli_sum_value_and_grad", "pauli_terms", "simulate", "spsa", "vjp",
-    "z_observables",
+    "parameter_shift", "pauli_sum_value_and_grad", "pauli_terms", "require_metric", "simulate", "spsa", "vjp",
+    "warm_up", "z_observables",
 ]

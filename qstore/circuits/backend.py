@@ -1,19 +1,26 @@
-"""The backend interface and ``get_backend``.
+"""The backend interface and the capabilities a backend declares.
 
 A backend runs a batch of the spec's circuits. It implements two methods over
 resolved inputs, ``execute`` (Z expectations) and ``counts`` (shot counts); the
 public ``expectations`` and ``sample`` validate features and parameters, encode
 them, and call those. Gradients are separate transforms (``gradients``) that
-only call ``execute``, so they work on every backend; a backend that can
-differentiate exactly (statevector) also has ``vjp`` and ``jacobian``.
+only call ``execute``, so they work on every backend.
+
+What else a backend can do it declares as class attributes, never found by
+probing: ``supports_adjoint`` (exact ``vjp`` and ``jacobian``),
+``supports_metric`` (exact ``states`` and ``metric_tensor``),
+and ``supports_shots`` (shot-sampled expectations and ``sample``). The rules built on them live in one place
+each: ``gradients.gradient_method`` (adjoint) and ``require_metric`` (QNG).
+Backends are built by name in ``registry``.
 """
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from qstore_client.errors import InvalidArgument
+
+from qstore.errors import QStoreError, error
 
 from .observables import ObservablesLike, ZObservables, z_observables
 from .spec import CircuitSpec
@@ -25,6 +32,10 @@ class Backend(abc.ABC):
     name: str = "backend"
     #: shots per expectation estimate; None means exact expectations
     shots: int | None = None
+
+    supports_adjoint: ClassVar[bool] = False
+    supports_metric: ClassVar[bool] = False
+    supports_shots: ClassVar[bool] = True
 
     @abc.abstractmethod
     def execute(self, spec: CircuitSpec, angles: np.ndarray, theta: np.ndarray,
@@ -52,6 +63,22 @@ class Backend(abc.ABC):
         X, theta, _ = self.prepare(spec, X, theta, None)
         return self.counts(spec, spec.encoder.angles(X), theta, check_shots(shots), seed)
 
+    # -- exact methods, for backends that declare them ------------------------------------
+    def vjp(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, grad_out: np.ndarray,
+            observables: ObservablesLike | ZObservables | None = None, inputs: bool = True
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Adjoint vector-Jacobian product of ``expectations`` (``supports_adjoint``)."""
+        raise _unsupported(self, "adjoint gradients")
+
+    def jacobian(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray,
+                 observables: ObservablesLike | ZObservables | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Adjoint per-sample Jacobians (``supports_adjoint``)."""
+        raise _unsupported(self, "adjoint gradients")
+
+    def metric_tensor(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, kind: str = "full") -> np.ndarray:
+        """Exact Fubini–Study metric (B, P, P) (``supports_metric``)."""
+        raise _unsupported(self, "the exact metric tensor")
+
     @staticmethod
     def prepare(spec: CircuitSpec, X: np.ndarray, theta: np.ndarray,
                 observables: ObservablesLike | ZObservables | None
@@ -63,42 +90,23 @@ class Backend(abc.ABC):
         return X, theta, obs
 
 
+def _unsupported(backend: Backend, what: str) -> QStoreError:
+    return error("invalid_argument", f"backend {backend.name!r} does not compute {what}")
+
+
+def require_metric(backend: Backend) -> None:
+    """QNG's rule: it needs the exact metric tensor, which only some backends compute."""
+    if not backend.supports_metric:
+        raise error("invalid_argument", f"QNG needs the exact metric tensor of the statevector backend; backend "
+                                        f"{backend.name!r} has none")
+
+
 def check_shots(shots: Any) -> int:
     if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1:
-        raise InvalidArgument(f"shots must be a positive integer, got {shots!r}", code="invalid_parameters")
+        raise error("invalid_parameters", f"shots must be a positive integer, got {shots!r}")
     return int(shots)
 
 
 def check_execute_args(spec: CircuitSpec, angles: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     angles = spec.check_angles(angles)
     return angles, spec.check_params(theta, angles.shape[0])
-
-
-def backend_names() -> tuple[str, ...]:
-    return ("statevector", "cirq", "cirq-density-matrix", "ionq")
-
-
-def get_backend(name: str = "statevector", **options: Any) -> Backend:
-    """Build a backend by name.
-
-    * ``statevector``: ``StatevectorBackend(dtype=np.complex128, shots=None, seed=None, ...)``
-    * ``cirq``: ``CirqBackend(shots=None, seed=None)`` on ``cirq.Simulator``
-    * ``cirq-density-matrix``: ``CirqBackend(density_matrix=True, noise=..., ...)``
-    * ``ionq``: ``IonQBackend(api_key=..., remote_host=..., target=..., budget_usd=...)``
-    """
-    if name == "statevector":
-        from .statevector import StatevectorBackend as cls
-    elif name == "cirq":
-        from .cirq_backend import CirqBackend as cls
-    elif name == "cirq-density-matrix":
-        from .cirq_backend import CirqBackend as cls
-        options = {"density_matrix": True, **options}
-    elif name == "ionq":
-        from .ionq_backend import IonQBackend as cls
-    else:
-        raise InvalidArgument(f"unknown backend {name!r}; choose one of {', '.join(backend_names())}",
-                              code="unknown_backend")
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        raise InvalidArgument(f"bad options for backend {name!r}: {exc}", code="invalid_parameters") from None

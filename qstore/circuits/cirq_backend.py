@@ -5,7 +5,8 @@ from collections.abc import Mapping, Sequence
 
 import cirq
 import numpy as np
-from qstore_client.errors import InvalidArgument
+
+from qstore.errors import error
 
 from .backend import Backend, check_execute_args, check_shots
 from .observables import ZObservables, counts_from_indices
@@ -36,14 +37,13 @@ def noise_model(noise: Mapping[str, float] | cirq.NoiseModel | None) -> cirq.Noi
         return noise
     unknown = set(noise) - set(NOISE_CHANNELS)
     if unknown:
-        raise InvalidArgument(f"unknown noise channels {sorted(unknown)}; use {NOISE_CHANNELS}",
-                              code="invalid_parameters")
+        raise error("invalid_parameters", f"unknown noise channels {sorted(unknown)}; use {NOISE_CHANNELS}")
     channels: list[cirq.Gate] = []
     for name, make in (("depolarizing", cirq.depolarize), ("amplitude_damping", cirq.amplitude_damp)):
         if name in noise:
             p = float(noise[name])
             if not 0.0 <= p <= 1.0:
-                raise InvalidArgument(f"{name} probability must be in [0, 1], got {p}", code="invalid_parameters")
+                raise error("invalid_parameters", f"{name} probability must be in [0, 1], got {p}")
             if p > 0:
                 channels.append(make(p))
     return ChannelsAfterEachMoment(channels) if channels else None
@@ -64,8 +64,8 @@ class CirqBackend(Backend):
                  shots: int | None = None, seed: int | None = None):
         self.noise = noise_model(noise)
         if self.noise is not None and not density_matrix:
-            raise InvalidArgument("noise needs the density-matrix simulator: use backend 'cirq-density-matrix'",
-                                  code="invalid_parameters")
+            raise error("invalid_parameters",
+                        "noise needs the density-matrix simulator: use backend 'cirq-density-matrix'")
         self.density_matrix = density_matrix
         self.name = "cirq-density-matrix" if density_matrix else "cirq"
         self.shots = None if shots is None else check_shots(shots)

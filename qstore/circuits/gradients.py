@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from qstore_client.errors import InvalidArgument
+
+from qstore.errors import error
 
 from .backend import Backend
 from .observables import ObservablesLike, ZObservables
@@ -127,7 +128,7 @@ def spsa(spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, inputs: bool = Tru
     estimates of different samples are independent.
     """
     if int(draws) < 1 or not c > 0:
-        raise InvalidArgument("spsa needs draws >= 1 and c > 0", code="invalid_parameters")
+        raise error("invalid_parameters", "spsa needs draws >= 1 and c > 0")
     X = spec.check_features(X)
     B, P, F = X.shape[0], spec.n_params, (spec.n_features if inputs else 0)
     theta_rows = _rows(spec.check_params(theta, B), B)
@@ -154,12 +155,15 @@ def spsa(spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, inputs: bool = Tru
 _TRANSFORMS = {"parameter-shift": parameter_shift, "finite-diff": finite_differences, "spsa": spsa}
 
 
-def gradient_method(name: str) -> str:
-    """Canonical method name, or ``unknown_gradient``."""
+def gradient_method(name: str, backend: Backend | None = None) -> str:
+    """Canonical method name, or ``unknown_gradient``: for an unknown name, or for
+    ``adjoint`` on a ``backend`` that does not declare ``supports_adjoint``."""
     method = _ALIASES.get(name, name)
     if method not in GRADIENT_METHODS:
-        raise InvalidArgument(f"unknown gradient {name!r}; choose one of {', '.join(GRADIENT_METHODS)}",
-                              code="unknown_gradient")
+        raise error("unknown_gradient", f"unknown gradient {name!r}; choose one of {', '.join(GRADIENT_METHODS)}")
+    if method == "adjoint" and backend is not None and not backend.supports_adjoint:
+        raise error("unknown_gradient", f"gradient 'adjoint' needs the statevector backend, not {backend.name!r}; "
+                                        "use parameter-shift")
     return method
 
 
@@ -171,12 +175,9 @@ def jacobian(backend: Backend, spec: CircuitSpec, X: np.ndarray, theta: np.ndarr
     ``options`` go to the transform (``step`` for finite-diff; ``draws``, ``c``,
     ``seed`` for spsa).
     """
-    method = gradient_method(method)
+    method = gradient_method(method, backend)
     X, theta, obs = backend.prepare(spec, X, theta, observables)
     if method == "adjoint":
-        if not hasattr(backend, "jacobian"):
-            raise InvalidArgument(f"gradient 'adjoint' needs the statevector backend, not {backend.name!r}; "
-                                  "use parameter-shift", code="unknown_gradient")
         jac_theta, jac_x = backend.jacobian(spec, X, theta, obs)
         return jac_theta, (jac_x if inputs else None)
     evals, postprocess = _TRANSFORMS[method](spec, X, theta, inputs=inputs, **options)
@@ -192,16 +193,13 @@ def vjp(backend: Backend, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, g
     Returns (grad_theta, grad_X): grad_theta is (P,) summed over the batch when
     theta is (P,), or (B, P) for per-sample theta; grad_X is (B, F) or None.
     """
-    method = gradient_method(method)
+    method = gradient_method(method, backend)
     X, theta, obs = backend.prepare(spec, X, theta, observables)
     grad_out = np.asarray(grad_out, dtype=np.float64)
     if grad_out.shape != (X.shape[0], len(obs)) or not np.all(np.isfinite(grad_out)):
-        raise InvalidArgument(f"grad_out must be finite with shape {(X.shape[0], len(obs))}, got {grad_out.shape}",
-                              code="invalid_parameters")
+        raise error("invalid_parameters",
+                    f"grad_out must be finite with shape {(X.shape[0], len(obs))}, got {grad_out.shape}")
     if method == "adjoint":
-        if not hasattr(backend, "vjp"):
-            raise InvalidArgument(f"gradient 'adjoint' needs the statevector backend, not {backend.name!r}; "
-                                  "use parameter-shift", code="unknown_gradient")
         return backend.vjp(spec, X, theta, grad_out, obs, inputs=inputs)
     jac_theta, jac_x = jacobian(backend, spec, X, theta, obs, method, inputs, **options)
     g_theta = np.einsum("bk,bkp->bp", grad_out, jac_theta)

@@ -19,11 +19,12 @@ import cirq
 import cirq_ionq
 import numpy as np
 from cirq_ionq import ionq_exceptions
-from qstore_client.errors import BackendError, InvalidArgument
+
+from qstore.errors import error
 
 from .backend import Backend, check_execute_args, check_shots
-from .observables import ZObservables
 from .ionq_pricing import IonQPricing, default_pricing
+from .observables import ZObservables
 from .spec import CircuitSpec
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,10 @@ class IonQBackend(Backend):
                  max_retry_seconds: float = 120.0, seed: int | None = None):
         api_key = api_key or os.environ.get("IONQ_API_KEY")
         if not api_key:
-            raise InvalidArgument("IonQ needs an API key: pass api_key= or set IONQ_API_KEY",
-                                  code="invalid_parameters")
+            raise error("invalid_parameters", "IonQ needs an API key: pass api_key= or set IONQ_API_KEY")
         if max_concurrent_jobs < 1 or poll_interval <= 0 or job_timeout <= 0 or budget_usd < 0:
-            raise InvalidArgument("max_concurrent_jobs >= 1, poll_interval > 0, job_timeout > 0 and "
-                                  "budget_usd >= 0 are required", code="invalid_parameters")
+            raise error("invalid_parameters", "max_concurrent_jobs >= 1, poll_interval > 0, job_timeout > 0 and "
+                                              "budget_usd >= 0 are required")
         self.target = target
         self.shots = check_shots(shots)
         self.budget_usd = float(budget_usd)
@@ -103,10 +103,9 @@ class IonQBackend(Backend):
     def _reserve(self, cost: float) -> None:
         with self._lock:
             if self.spent_usd + cost > self.budget_usd + 1e-9:
-                raise BackendError(
-                    f"IonQ batch would cost about ${cost:.2f} on {self.target!r}; with ${self.spent_usd:.2f} "
-                    f"already committed that exceeds the ${self.budget_usd:.2f} budget (budget_usd)",
-                    code="budget_exceeded")
+                raise error("budget_exceeded",
+                            f"IonQ batch would cost about ${cost:.2f} on {self.target!r}; with ${self.spent_usd:.2f} "
+                            f"already committed that exceeds the ${self.budget_usd:.2f} budget (budget_usd)")
             self.spent_usd += cost
 
     # -- jobs ---------------------------------------------------------------------------
@@ -135,17 +134,18 @@ class IonQBackend(Backend):
             while (status := job.status()) not in cirq_ionq.Job.TERMINAL_STATES:
                 if time.monotonic() > deadline:
                     self._cancel(job)
-                    raise BackendError(f"IonQ job {job.job_id()} still {status!r} after {self.job_timeout:.0f} s; "
-                                       "cancelled (job_timeout)", code="job_timeout")
+                    raise error("job_timeout",
+                                f"IonQ job {job.job_id()} still {status!r} after {self.job_timeout:.0f} s; "
+                                "cancelled (job_timeout)")
                 time.sleep(self.poll_interval)
             if status != "completed":
-                raise BackendError(f"IonQ job {job.job_id()} {status}: {self._failure(job)}", code="job_failed")
+                raise error("job_failed", f"IonQ job {job.job_id()} {status}: {self._failure(job)}")
             result = job.results(timeout_seconds=max(1, int(self.job_timeout)), polling_seconds=1)
         except ionq_exceptions.IonQException as exc:
-            raise BackendError(f"IonQ API error: {exc}", code="backend_error") from None
+            raise error("backend_error", f"IonQ API error: {exc}") from None
         except TimeoutError as exc:
-            raise BackendError(f"IonQ API kept failing (429/5xx or unreachable) after retries: {exc}",
-                               code="backend_error") from None
+            raise error("backend_error",
+                        f"IonQ API kept failing (429/5xx or unreachable) after retries: {exc}") from None
         result = result[0] if isinstance(result, list) else result
         if isinstance(result, cirq_ionq.SimulatorResult):
             # The cloud simulator returns exact probabilities; draw the shots here.

@@ -11,7 +11,8 @@ from functools import cached_property
 
 import cirq
 import numpy as np
-from qstore_client.errors import BackendError, InvalidArgument
+
+from qstore.errors import error
 
 ObservablesLike = Sequence[int | Sequence[int]]
 
@@ -57,8 +58,7 @@ class ZObservables:
         out = np.zeros((len(counts), len(self.terms)))
         for b, table in enumerate(counts):
             if not table:
-                raise BackendError("no measurement counts to estimate expectations from",
-                                   code="backend_error")
+                raise error("backend_error", "no measurement counts to estimate expectations from")
             index = np.array([int(k, 2) for k in table], dtype=np.int64)
             weight = np.array(list(table.values()), dtype=np.float64)
             signs = 1.0 - 2.0 * _parity(index[None, :] & self.masks[:, None])
@@ -70,18 +70,17 @@ def z_observables(observables: ObservablesLike | ZObservables, n_qubits: int) ->
     """Normalise ``[0, 2, (1, 3)]``-style specs (an int is Z on that qubit) and validate them."""
     if isinstance(observables, ZObservables):
         if observables.n_qubits != n_qubits:
-            raise InvalidArgument(f"observables are for {observables.n_qubits} qubits, circuit has {n_qubits}",
-                                  code="invalid_parameters")
+            raise error("invalid_parameters",
+                        f"observables are for {observables.n_qubits} qubits, circuit has {n_qubits}")
         return observables
     terms = []
     for item in observables:
         term = (int(item),) if isinstance(item, (int, np.integer)) else tuple(int(q) for q in item)
         if not term or len(set(term)) != len(term) or any(not 0 <= q < n_qubits for q in term):
-            raise InvalidArgument(f"observable {item!r} must name distinct qubits in [0, {n_qubits})",
-                                  code="invalid_parameters")
+            raise error("invalid_parameters", f"observable {item!r} must name distinct qubits in [0, {n_qubits})")
         terms.append(term)
     if not terms:
-        raise InvalidArgument("at least one observable is needed", code="invalid_parameters")
+        raise error("invalid_parameters", "at least one observable is needed")
     return ZObservables(tuple(terms), n_qubits)
 
 
@@ -140,8 +139,7 @@ def pauli_terms(terms: PauliSumLike, n_qubits: int, qubits: Sequence[cirq.Qid] |
             paulis = {}
             for qubit, pauli in ps.items():
                 if qubit not in order:
-                    raise InvalidArgument(f"Pauli term acts on {qubit}, not among the circuit's qubits",
-                                          code="invalid_parameters")
+                    raise error("invalid_parameters", f"Pauli term acts on {qubit}, not among the circuit's qubits")
                 paulis[order.index(qubit)] = str(pauli)
             rows.append((complex(ps.coefficient), paulis))
     else:
@@ -149,23 +147,20 @@ def pauli_terms(terms: PauliSumLike, n_qubits: int, qubits: Sequence[cirq.Qid] |
             try:
                 coef, spec = item
             except (TypeError, ValueError):
-                raise InvalidArgument(f"Pauli term {item!r} must be (coefficient, paulis)",
-                                      code="invalid_parameters") from None
+                raise error("invalid_parameters", f"Pauli term {item!r} must be (coefficient, paulis)") from None
             if isinstance(spec, str):
                 if len(spec) != n_qubits:
-                    raise InvalidArgument(f"Pauli string {spec!r} must have {n_qubits} letters",
-                                          code="invalid_parameters")
+                    raise error("invalid_parameters", f"Pauli string {spec!r} must have {n_qubits} letters")
                 spec = {q: p for q, p in enumerate(spec)}
             rows.append((complex(coef), {int(q): str(p).upper() for q, p in dict(spec).items()}))
     coefs, xs, zs = [], [], []
     for coef, paulis in rows:
         if abs(coef.imag) > 1e-12:
-            raise InvalidArgument(f"coefficient {coef} is not real: the sum must be Hermitian",
-                                  code="invalid_parameters")
+            raise error("invalid_parameters", f"coefficient {coef} is not real: the sum must be Hermitian")
         x = z = 0
         for q, p in paulis.items():
             if not 0 <= q < n_qubits or p not in ("I", "X", "Y", "Z"):
-                raise InvalidArgument(f"bad Pauli {p!r} on qubit {q}", code="invalid_parameters")
+                raise error("invalid_parameters", f"bad Pauli {p!r} on qubit {q}")
             bit = 1 << (n_qubits - 1 - q)
             x |= bit if p in ("X", "Y") else 0
             z |= bit if p in ("Z", "Y") else 0
@@ -183,9 +178,9 @@ def expectation_pauli_sum(state: np.ndarray, terms: PauliSumLike | PauliTerms,
     psi = psi[None, :] if single else psi
     n = psi.shape[1].bit_length() - 1
     if psi.ndim != 2 or psi.shape[1] != 1 << n:
-        raise InvalidArgument(f"state length must be a power of two, got {psi.shape}", code="invalid_state")
+        raise error("invalid_state", f"state length must be a power of two, got {psi.shape}")
     h = terms if isinstance(terms, PauliTerms) else pauli_terms(terms, n, qubits)
     if h.n_qubits != n:
-        raise InvalidArgument(f"Hamiltonian is on {h.n_qubits} qubits, state on {n}", code="invalid_parameters")
+        raise error("invalid_parameters", f"Hamiltonian is on {h.n_qubits} qubits, state on {n}")
     values = np.einsum("bi,bi->b", psi.conj(), h.apply(psi)).real
     return float(values[0]) if single else values

@@ -7,7 +7,8 @@ from functools import cached_property
 import cirq
 import numpy as np
 import sympy
-from qstore_client.errors import InvalidArgument
+
+from qstore.errors import error
 
 from .ansatz import ENTANGLEMENTS, entangler_pairs, layer_ops
 from .encodings import ENCODINGS, AmplitudeEncoding, AngleEncoding
@@ -44,25 +45,23 @@ class CircuitSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_qubits, (int, np.integer)) or not 1 <= self.n_qubits <= MAX_SPEC_QUBITS:
-            raise InvalidArgument(f"n_qubits must be an integer in [1, {MAX_SPEC_QUBITS}], got {self.n_qubits!r}",
-                                  code="invalid_parameters")
+            raise error("invalid_parameters",
+                        f"n_qubits must be an integer in [1, {MAX_SPEC_QUBITS}], got {self.n_qubits!r}")
         if not isinstance(self.layers, (int, np.integer)) or self.layers < 1:
-            raise InvalidArgument(f"layers must be a positive integer, got {self.layers!r}", code="invalid_parameters")
+            raise error("invalid_parameters", f"layers must be a positive integer, got {self.layers!r}")
         if self.encoding not in ENCODINGS:
-            raise InvalidArgument(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}",
-                                  code="invalid_parameters")
+            raise error("invalid_parameters", f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
         if self.entanglement not in ENTANGLEMENTS:
-            raise InvalidArgument(f"entanglement must be one of {ENTANGLEMENTS}, got {self.entanglement!r}",
-                                  code="invalid_parameters")
+            raise error("invalid_parameters", f"entanglement must be one of {ENTANGLEMENTS}, got {self.entanglement!r}")
         if self.reupload and self.encoding == "amplitude":
-            raise InvalidArgument("data re-uploading needs angle encoding: amplitude state preparation "
-                                  "only works from |0...0>", code="invalid_parameters")
+            raise error("invalid_parameters", "data re-uploading needs angle encoding: amplitude state preparation "
+                                              "only works from |0...0>")
         limit = self.n_qubits if self.encoding == "angle" else 1 << min(self.n_qubits, 62)
         if self.n_features is None:
             object.__setattr__(self, "n_features", limit)
         elif not isinstance(self.n_features, (int, np.integer)) or not 1 <= self.n_features <= limit:
-            raise InvalidArgument(f"{self.encoding} encoding on {self.n_qubits} qubits takes 1..{limit} "
-                                  f"features, got n_features={self.n_features!r}", code="invalid_features")
+            raise error("invalid_features", f"{self.encoding} encoding on {self.n_qubits} qubits takes 1..{limit} "
+                                            f"features, got n_features={self.n_features!r}")
         readout = tuple(range(self.n_qubits)) if self.readout is None else tuple(int(q) for q in self.readout)
         z_observables(readout, self.n_qubits)
         object.__setattr__(self, "readout", readout)
@@ -102,17 +101,15 @@ class CircuitSpec:
         try:
             X = np.asarray(X, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise InvalidArgument(f"features must be numeric: {exc}", code="invalid_features") from None
+            raise error("invalid_features", f"features must be numeric: {exc}") from None
         if X.ndim == 1:
             X = X[None, :]
         if X.ndim != 2 or X.shape[1] != self.n_features or X.shape[0] == 0:
-            raise InvalidArgument(f"features must have shape (batch, {self.n_features}), got {X.shape}",
-                                  code="invalid_features")
+            raise error("invalid_features", f"features must have shape (batch, {self.n_features}), got {X.shape}")
         if not np.all(np.isfinite(X)):
-            raise InvalidArgument("features contain NaN or Inf", code="invalid_features")
+            raise error("invalid_features", "features contain NaN or Inf")
         if self.encoding == "amplitude" and np.any(np.all(X == 0, axis=1)):
-            raise InvalidArgument("amplitude encoding cannot normalise an all-zero feature row",
-                                  code="invalid_features")
+            raise error("invalid_features", "amplitude encoding cannot normalise an all-zero feature row")
         return X
 
     def check_params(self, theta: np.ndarray, batch: int) -> np.ndarray:
@@ -120,22 +117,23 @@ class CircuitSpec:
         try:
             theta = np.asarray(theta, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise InvalidArgument(f"parameters must be numeric: {exc}", code="invalid_parameters") from None
+            raise error("invalid_parameters", f"parameters must be numeric: {exc}") from None
         ok = theta.shape == (self.n_params,) or theta.shape == (batch, self.n_params)
         if not ok:
-            raise InvalidArgument(f"parameters must have shape ({self.n_params},) or ({batch}, {self.n_params}), "
-                                  f"got {theta.shape}", code="invalid_parameters")
+            raise error("invalid_parameters",
+                        f"parameters must have shape ({self.n_params},) or ({batch}, {self.n_params}), "
+                        f"got {theta.shape}")
         if not np.all(np.isfinite(theta)):
-            raise InvalidArgument("parameters contain NaN or Inf", code="invalid_parameters")
+            raise error("invalid_parameters", "parameters contain NaN or Inf")
         return theta
 
     def check_angles(self, angles: np.ndarray) -> np.ndarray:
         angles = np.asarray(angles, dtype=np.float64)
         if angles.ndim != 2 or angles.shape[1] != self.n_inputs:
-            raise InvalidArgument(f"input angles must have shape (batch, {self.n_inputs}), got {angles.shape}",
-                                  code="invalid_features")
+            raise error("invalid_features",
+                        f"input angles must have shape (batch, {self.n_inputs}), got {angles.shape}")
         if not np.all(np.isfinite(angles)):
-            raise InvalidArgument("input angles contain NaN or Inf", code="invalid_features")
+            raise error("invalid_features", "input angles contain NaN or Inf")
         return angles
 
     def encode(self, X: np.ndarray) -> np.ndarray:

@@ -6,8 +6,10 @@ How a call runs:
   fused into one 2x2 matrix; a CNOT entangler is one permutation of basis states;
 * the first layer on |0...0> with angle encoding is a product state, built
   directly; amplitude encoding builds its state directly from the gate angles;
-* the batch is split into chunks run on a thread pool (kernels release the GIL),
-  which also bounds working memory (``max_memory_bytes``).
+* the batch is split into chunks run on an executor (kernels release the GIL),
+  which also bounds working memory (``max_memory_bytes``). The executor is
+  passed in, by default the process's compute pool from ``qstore.runtime``;
+  the backend owns no threads.
 
 The adjoint gradient keeps the state after every layer, sends the cotangent
 ``lambda = sum_k g_k O_k psi`` back through the circuit, and reads all 3n (or 4n
@@ -17,13 +19,14 @@ with encoding gates) derivatives of a layer from one 2x2 overlap per qubit
 from __future__ import annotations
 
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from qstore_client.errors import InvalidArgument, LimitExceeded
+
+from qstore import runtime
+from qstore.errors import error
 
 from . import statevector_kernels as kern
 from .ansatz import entangler_permutation, generator_axes, pauli_matrix
@@ -146,38 +149,41 @@ class StatevectorBackend(Backend):
         seed: seeds the shot sampler.
         max_memory_bytes: working-memory bound per call; a circuit whose single
             sample does not fit is refused (``too_many_qubits``) before allocating.
-        threads: worker threads over batch chunks (default: CPU count).
+        threads: batch chunks run at once (default: the executor's workers).
         chunk_size: samples per chunk (default: sized to the cache, 8-64).
+        executor: runs the chunks (default: ``qstore.runtime.compute_pool()``).
     """
 
     name = "statevector"
+    supports_adjoint = True
+    supports_metric = True
 
     def __init__(self, dtype: type = np.complex128, shots: int | None = None, seed: int | None = None,
                  max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES, threads: int | None = None,
-                 chunk_size: int | None = None):
+                 chunk_size: int | None = None, executor: Executor | None = None):
         if np.dtype(dtype) not in _DTYPES:
-            raise InvalidArgument(f"dtype must be complex128 or complex64, got {dtype!r}", code="invalid_parameters")
+            raise error("invalid_parameters", f"dtype must be complex128 or complex64, got {dtype!r}")
         self.dtype = np.dtype(dtype)
         self.real = _DTYPES[self.dtype]
         self.shots = None if shots is None else check_shots(shots)
         self.max_memory_bytes = int(max_memory_bytes)
-        self.threads = max(1, threads or os.cpu_count() or 1)
+        self.threads = max(1, threads or runtime.config().compute_threads)
         self.chunk_size = None if chunk_size is None else max(1, int(chunk_size))
         self._rng = np.random.default_rng(seed)
-        self._pool: ThreadPoolExecutor | None = None
+        self._executor = executor
 
     def __getstate__(self) -> dict:
-        # The thread pool cannot cross a process boundary (training runs in worker processes).
-        return {**self.__dict__, "_pool": None}
+        # An executor cannot cross a process boundary; the receiving process uses its own pool.
+        return {**self.__dict__, "_executor": None}
 
     # -- plumbing ------------------------------------------------------------------
     def _chunks(self, spec: CircuitSpec, batch: int, states_per_sample: int) -> list[tuple[int, int]]:
         state_bytes = spec.dim * 2 * np.dtype(self.real).itemsize
         per_sample = state_bytes * states_per_sample + spec.dim * 16
         if per_sample > self.max_memory_bytes:
-            raise LimitExceeded(
-                f"{spec.n_qubits} qubits need {per_sample / 2**20:.0f} MiB per sample here, over the "
-                f"{self.max_memory_bytes / 2**20:.0f} MiB limit (max_memory_bytes)", code="too_many_qubits")
+            raise error("too_many_qubits",
+                        f"{spec.n_qubits} qubits need {per_sample / 2**20:.0f} MiB per sample here, over the "
+                        f"{self.max_memory_bytes / 2**20:.0f} MiB limit (max_memory_bytes)")
         size = self.chunk_size or min(_MAX_CHUNK, max(_MIN_CHUNK, _CHUNK_BYTES // state_bytes))
         # Split even mid-size batches across the threads.
         size = min(size, max(_MIN_CHUNK, -(-batch // self.threads)))
@@ -188,9 +194,8 @@ class StatevectorBackend(Backend):
     def _map(self, fn, chunks: list[tuple[int, int]]) -> list:
         if len(chunks) == 1 or self.threads == 1:
             return [fn(b0, b1) for b0, b1 in chunks]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="qstore-sv")
-        return list(self._pool.map(lambda c: fn(*c), chunks))
+        executor = self._executor or runtime.compute_pool()
+        return list(executor.map(lambda c: fn(*c), chunks))
 
     def _program(self, spec: CircuitSpec, angles: np.ndarray, theta: np.ndarray, states_per_sample: int,
                  real: type | None = None) -> tuple[_Program, list[tuple[int, int]]]:
@@ -283,8 +288,7 @@ class StatevectorBackend(Backend):
         each layer; ``diag`` only the diagonal (both still returned as (B, P, P)).
         """
         if kind not in METRIC_KINDS:
-            raise InvalidArgument(f"metric kind must be one of {METRIC_KINDS}, got {kind!r}",
-                                  code="invalid_parameters")
+            raise error("invalid_parameters", f"metric kind must be one of {METRIC_KINDS}, got {kind!r}")
         psi, derivs = self.state_derivatives(spec, X, theta)
         return fubini_study_metric(psi, derivs, kind, block=3 * spec.n_qubits)
 
@@ -301,8 +305,8 @@ class StatevectorBackend(Backend):
         X, theta, obs = self.prepare(spec, X, theta, observables)
         grad_out = np.asarray(grad_out, dtype=np.float64)
         if grad_out.shape != (X.shape[0], len(obs)) or not np.all(np.isfinite(grad_out)):
-            raise InvalidArgument(f"grad_out must be finite with shape {(X.shape[0], len(obs))}, "
-                                  f"got {grad_out.shape}", code="invalid_parameters")
+            raise error("invalid_parameters", f"grad_out must be finite with shape {(X.shape[0], len(obs))}, "
+                                              f"got {grad_out.shape}")
         g_theta, g_x = self._adjoint(spec, X, theta, obs, grad_out[None], inputs)
         return (g_theta[0] if theta.ndim == 2 else g_theta[0].sum(axis=0)), (g_x[0] if inputs else None)
 
@@ -349,9 +353,9 @@ class StatevectorBackend(Backend):
     def _check_output(self, spec: CircuitSpec, batch: int, per_sample_states: int) -> None:
         need = batch * per_sample_states * spec.dim * 16
         if need > self.max_memory_bytes:
-            raise LimitExceeded(f"the result needs {need / 2**20:.0f} MiB, over the {self.max_memory_bytes / 2**20:.0f}"
-                                f" MiB limit (max_memory_bytes); use fewer qubits or a smaller batch",
-                                code="too_many_qubits")
+            raise error("too_many_qubits",
+                        f"the result needs {need / 2**20:.0f} MiB, over the {self.max_memory_bytes / 2**20:.0f}"
+                        f" MiB limit (max_memory_bytes); use fewer qubits or a smaller batch")
 
 
 @lru_cache(maxsize=64)
@@ -373,15 +377,22 @@ def _normalised(probs: np.ndarray) -> np.ndarray:
     return probs / probs.sum(axis=1, keepdims=True)
 
 
-def _load_kernels() -> None:
-    """Numba loads a kernel's cached machine code (or compiles it) at its first call while holding
-    the GIL (~120 ms here). Doing that at import keeps it out of the first training batch, where it
-    would stall an event loop serving requests beside the trainer."""
+_warm = False
+
+
+def warm_up() -> None:
+    """Load the kernels' cached machine code (or compile it), once per process.
+
+    Numba does that at a kernel's first call while holding the GIL (~120 ms here, seconds when
+    compiling). The trainer calls this before its first batch, and the server in a thread once
+    it listens, so that it never stalls an event loop serving requests beside the trainer.
+    """
+    global _warm
+    if _warm:
+        return
     spec = CircuitSpec(2, 1)
-    backend = StatevectorBackend()
+    backend = StatevectorBackend(threads=1)
     X, theta = np.full((1, 2), 0.5), np.zeros(spec.n_params)
     backend.vjp(spec, X, theta, np.ones((1, 2)))
     backend.metric_tensor(spec, X, theta)
-
-
-_load_kernels()
+    _warm = True

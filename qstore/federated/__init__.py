@@ -11,22 +11,46 @@ participants), ``remote`` (participants behind a Q-Store server), ``messages`` (
 travels), ``strategies`` (aggregation), ``angles`` (circular statistics), ``privacy``
 (clipping, noise, ε accounting), ``sampling``, ``executors`` (threads or Ray),
 ``command`` (``qstore federate``).
-"""
-from .angles import circular_mean, wrap, wrapped_delta, wrapped_delta_mean
-from .coordinator import Coordinator, RoundRecord
-from .executors import Executor, InProcessExecutor, RayExecutor, get_executor
-from .messages import RoundTask, Summary, Update
-from .participant import LocalParticipant, Participant, Proximal, train_local
-from .privacy import Accountant, DPConfig
-from .remote import RemoteParticipant
-from .sampling import Sampling
-from .strategies import (STRATEGIES, CircularMean, FedAvg, FedProx, Krum, Median, MultiKrum, Strategy, TrimmedMean,
-                         make_strategy)
 
-__all__ = [
-    "STRATEGIES", "Accountant", "CircularMean", "Coordinator", "DPConfig", "Executor", "FedAvg", "FedProx",
-    "InProcessExecutor", "Krum", "LocalParticipant", "Median", "MultiKrum", "Participant", "Proximal",
-    "RayExecutor", "RemoteParticipant", "RoundRecord", "RoundTask", "Sampling", "Strategy", "Summary",
-    "TrimmedMean", "Update", "circular_mean", "get_executor", "make_strategy", "train_local", "wrap",
-    "wrapped_delta", "wrapped_delta_mean",
-]
+The names below load their module on first use (``qstore.lazy``).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from qstore.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .angles import circular_mean, wrap, wrapped_delta, wrapped_delta_mean
+    from .coordinator import Coordinator, RoundRecord
+    from .executors import Executor, InProcessExecutor, RayExecutor, get_executor
+    from .messages import RoundTask, Summary, Update
+    from .participant import LocalParticipant, Participant, Proximal, train_local
+    from .privacy import Accountant, DPConfig
+    from .remote import RemoteParticipant
+    from .sampling import Sampling
+    from .strategies import (
+        STRATEGIES,
+        CircularMean,
+        FedAvg,
+        FedProx,
+        Krum,
+        Median,
+        MultiKrum,
+        Strategy,
+        TrimmedMean,
+        make_strategy,
+    )
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "angles": ("circular_mean", "wrap", "wrapped_delta", "wrapped_delta_mean"),
+    "coordinator": ("Coordinator", "RoundRecord"),
+    "executors": ("Executor", "InProcessExecutor", "RayExecutor", "get_executor"),
+    "messages": ("RoundTask", "Summary", "Update"),
+    "participant": ("LocalParticipant", "Participant", "Proximal", "train_local"),
+    "privacy": ("Accountant", "DPConfig"),
+    "remote": ("RemoteParticipant",),
+    "sampling": ("Sampling",),
+    "strategies": ("STRATEGIES", "CircularMean", "FedAvg", "FedProx", "Krum", "Median", "MultiKrum", "Strategy",
+                   "TrimmedMean", "make_strategy"),
+})

@@ -16,7 +16,8 @@ for differential privacy, which is why FedAvg uses them.
 from __future__ import annotations
 
 import numpy as np
-from qstore_client.errors import InvalidArgument
+
+from qstore.errors import error
 
 TWO_PI = 2.0 * np.pi
 
@@ -32,8 +33,7 @@ def weights_or_uniform(weights: np.ndarray | None, k: int) -> np.ndarray:
     """Normalised non-negative weights for k items (uniform when None)."""
     w = np.ones(k) if weights is None else np.asarray(weights, dtype=np.float64)
     if w.shape != (k,) or np.any(w < 0) or not np.isfinite(w).all() or w.sum() <= 0:
-        raise InvalidArgument(f"weights must be {k} non-negative finite numbers with a positive sum",
-                              code="invalid_argument")
+        raise error("invalid_argument", f"weights must be {k} non-negative finite numbers with a positive sum")
     return w / w.sum()
 
 

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qstore_client.errors import QStoreError
 from tqdm import tqdm
+
+from qstore.errors import QStoreError
 
 from .sampling import SCHEMES
 from .strategies import STRATEGIES

@@ -23,13 +23,15 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from qstore.training import Model
-from qstore_client.errors import InvalidArgument, QStoreError, Unavailable
+from qstore_client.api import QStoreAPI
+
+from qstore.errors import InvalidArgument, QStoreError, error
+from qstore.training.models import Model
 
 from .angles import wrap
 from .messages import RoundTask, Summary, Update
@@ -74,13 +76,13 @@ class RoundRecord:
 
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InvalidArgument(f"{name} must be a positive integer, got {value!r}", code="invalid_argument")
+        raise error("invalid_argument", f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
 def _positive(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-        raise InvalidArgument(f"{name} must be a positive number, got {value!r}", code="invalid_argument")
+        raise error("invalid_argument", f"{name} must be a positive number, got {value!r}")
     return float(value)
 
 
@@ -115,7 +117,7 @@ class Coordinator:
                  dp: DPConfig | dict[str, Any] | None = None, seed: int = 0, *, sampling: str = "fixed",
                  strategy_options: dict[str, Any] | None = None, target_updates: int | None = None,
                  optimizer: str = "adam", lr: float = 0.05, batch_size: int = 16, backend: str = "statevector",
-                 gradient: str = "adjoint", db: Any = None, api_key: str | None = None, run: str | None = None,
+                 gradient: str = "adjoint", db: QStoreAPI | None = None, api_key: str | None = None, run: str | None = None,
                  progress: ProgressFn | None = None):
         self.participants, self._owned = self._participants(participants, api_key)
         self.dataset = dataset
@@ -136,9 +138,9 @@ class Coordinator:
         self._check_feasible()
         self.dp = DPConfig.of(dp)
         if self.dp is not None and self.dp.mode == "central" and not self.strategy.sum_based:
-            raise InvalidArgument(f"central DP noise is calibrated to a sum of clipped updates; strategy "
-                                  f"{self.strategy.describe()} is not a sum (use fedavg or fedprox, or dp mode "
-                                  f"'local')", code="invalid_argument")
+            raise error("invalid_argument", f"central DP noise is calibrated to a sum of clipped updates; strategy "
+                                            f"{self.strategy.describe()} is not a sum (use fedavg or fedprox, or dp mode "
+                                            f"'local')")
         self.accountant = None if self.dp is None else Accountant(self.dp, self.sampling, self.rounds)
 
     # -- setup ---------------------------------------------------------------------------
@@ -146,43 +148,39 @@ class Coordinator:
     def _participants(items: Sequence[str | Participant], api_key: str | None
                       ) -> tuple[list[Participant], list[Participant]]:
         if isinstance(items, (str, bytes)) or not items:
-            raise InvalidArgument("participants must be a non-empty list of URLs or Participant objects",
-                                  code="invalid_argument")
+            raise error("invalid_argument", "participants must be a non-empty list of URLs or Participant objects")
         out: list[Participant] = []
         owned: list[Participant] = []
         for item in items:
             if isinstance(item, str):
                 if not item.startswith(("http://", "https://")):
-                    raise InvalidArgument(f"participant {item!r} is not an http(s) URL", code="invalid_argument")
+                    raise error("invalid_argument", f"participant {item!r} is not an http(s) URL")
                 p = RemoteParticipant(item, api_key=api_key)
                 owned.append(p)
             elif isinstance(item, Participant):
                 p = item
             else:
-                raise InvalidArgument(f"participant {item!r} is neither a URL nor a Participant",
-                                      code="invalid_argument")
+                raise error("invalid_argument", f"participant {item!r} is neither a URL nor a Participant")
             out.append(p)
         names = [p.name for p in out]
         if len(set(names)) != len(names):
-            raise InvalidArgument(f"participants must be distinct; repeated: "
-                                  f"{sorted({n for n in names if names.count(n) > 1})}", code="invalid_argument")
+            raise error("invalid_argument", f"participants must be distinct; repeated: "
+                                            f"{sorted({n for n in names if names.count(n) > 1})}")
         return out, owned
 
     def _check_feasible(self) -> None:
         n = len(self.participants)
         if self.min_participants > n:
-            raise InvalidArgument(f"min_participants={self.min_participants} exceeds the {n} participants",
-                                  code="invalid_argument")
+            raise error("invalid_argument", f"min_participants={self.min_participants} exceeds the {n} participants")
         if self.sampling.scheme == "fixed" and self.sampling.size < self.min_participants:
-            raise InvalidArgument(f"fraction={self.sampling.fraction:g} selects {self.sampling.size} of {n} "
-                                  f"participants per round, fewer than min_participants={self.min_participants}",
-                                  code="invalid_argument")
+            raise error("invalid_argument", f"fraction={self.sampling.fraction:g} selects {self.sampling.size} of {n} "
+                                            f"participants per round, fewer than min_participants={self.min_participants}")
         if self.sampling.scheme == "poisson" and self.sampling.expected < self.min_participants:
             log.warning("poisson sampling expects %.1f participants per round, below min_participants=%d: many "
                         "rounds will be skipped", self.sampling.expected, self.min_participants)
         if self.target_updates is not None and self.target_updates < self.min_participants:
-            raise InvalidArgument(f"target_updates={self.target_updates} is below min_participants="
-                                  f"{self.min_participants}", code="invalid_argument")
+            raise error("invalid_argument", f"target_updates={self.target_updates} is below min_participants="
+                                            f"{self.min_participants}")
         try:
             self.strategy.check(self.min_participants)
         except InvalidArgument as exc:
@@ -201,8 +199,7 @@ class Coordinator:
         Raises ``unavailable`` if no round gathered ``min_participants`` valid updates.
         """
         if not isinstance(model, Model):
-            raise InvalidArgument(f"model must be a qstore.training model, got {type(model).__name__}",
-                                  code="invalid_argument")
+            raise error("invalid_argument", f"model must be a qstore.training model, got {type(model).__name__}")
         rng = np.random.default_rng(self.seed)
         history: list[RoundRecord] = []
         try:
@@ -215,8 +212,8 @@ class Coordinator:
         finally:
             await self.close()
         if not any(h.status == "aggregated" for h in history):
-            raise Unavailable(f"no round gathered min_participants={self.min_participants} valid updates; "
-                              f"last round excluded {history[-1].excluded if history else {}}", code="unavailable")
+            raise error("unavailable", f"no round gathered min_participants={self.min_participants} valid updates; "
+                                       f"last round excluded {history[-1].excluded if history else {}}")
         return history
 
     async def close(self) -> None:
@@ -226,18 +223,17 @@ class Coordinator:
     async def _prepare(self, model: Model, validation: tuple[Any, Any] | None, rng: np.random.Generator) -> None:
         if model.params is not None and model.scaler.fitted:
             if model.params.shape != (model.n_params,):
-                raise InvalidArgument(f"model params have shape {model.params.shape}, expected "
-                                      f"({model.n_params},)", code="invalid_parameters")
+                raise error("invalid_parameters", f"model params have shape {model.params.shape}, expected "
+                                                  f"({model.n_params},)")
             return
         if model.metric_name != "accuracy":
-            raise InvalidArgument(f"a {model.kind} model must be fitted (scaler, targets, params) before "
-                                  "federated rounds; only classifiers are prepared from participant summaries",
-                                  code="invalid_argument")
+            raise error("invalid_argument", f"a {model.kind} model must be fitted (scaler, targets, params) before "
+                                            "federated rounds; only classifiers are prepared from participant summaries")
         if self.dp is not None:
             if validation is None:
-                raise InvalidArgument("a DP run with an unfitted model needs validation data to fit feature "
-                                      "scaling and classes from: participant statistics would escape the "
-                                      "privacy accounting", code="invalid_argument")
+                raise error("invalid_argument", "a DP run with an unfitted model needs validation data to fit feature "
+                                                "scaling and classes from: participant statistics would escape the "
+                                                "privacy accounting")
             summary = Summary.of(np.asarray(validation[0], dtype=np.float64), np.asarray(validation[1]))
         else:
             summary = Summary.merge(await self._summaries(), f=self.strategy.f)
@@ -267,8 +263,8 @@ class Coordinator:
             else:
                 log.warning("participant %s: summary failed: %s", tasks[t].name, _reason(exc))
         if not out:
-            raise Unavailable("no participant answered for its data summary; are they reachable and is "
-                              f"dataset {self.dataset!r} imported on them?", code="unavailable")
+            raise error("unavailable", "no participant answered for its data summary; are they reachable and is "
+                                       f"dataset {self.dataset!r} imported on them?")
         return out
 
     def _task(self, r: int, model: Model, seed: int) -> RoundTask:

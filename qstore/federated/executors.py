@@ -31,7 +31,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from qstore_client.errors import InvalidArgument, Unavailable
+from qstore.errors import error
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,9 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise Unavailable("the ray executor needs Ray: pip install 'qstore[ray]'", code="unavailable") from None
+            raise error("unavailable", "the ray executor needs Ray: pip install 'qstore[ray]'") from None
         if num_cpus <= 0:
-            raise InvalidArgument(f"num_cpus must be positive, got {num_cpus}", code="invalid_argument")
+            raise error("invalid_argument", f"num_cpus must be positive, got {num_cpus}")
         self._ray = ray
         self._started = False
         if not ray.is_initialized():
@@ -101,4 +101,4 @@ def get_executor(executor: str | Executor | None = None, **options: Any) -> Exec
         return RayExecutor(**options)
     if isinstance(executor, Executor):
         return executor
-    raise InvalidArgument(f"unknown executor {executor!r}; choose inprocess or ray", code="invalid_argument")
+    raise error("invalid_argument", f"unknown executor {executor!r}; choose inprocess or ray")

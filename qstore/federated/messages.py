@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from qstore.errors import InvalidArgument, error
 from qstore.training.data import DataSummary, FeatureStats
-from qstore_client.errors import InvalidArgument, Unavailable
 
 
 def _fail(what: str, why: str, code: str = "invalid_argument") -> InvalidArgument:
@@ -208,11 +209,11 @@ class Summary:
         std the medians of the reports, and a label counts only if more than f parts hold it.
         """
         if not parts:
-            raise Unavailable("no participant summary to merge", code="unavailable")
+            raise error("unavailable", "no participant summary to merge")
         widths = {p.mean.shape for p in parts}
         if len(widths) != 1:
-            raise InvalidArgument(f"participants hold different feature counts: {sorted(w[0] for w in widths)}",
-                                  code="invalid_features")
+            raise error("invalid_features",
+                        f"participants hold different feature counts: {sorted(w[0] for w in widths)}")
         if f > 0:
             return cls._robust_merge(parts, f)
         n = np.array([p.n for p in parts], dtype=np.float64)
@@ -226,8 +227,8 @@ class Summary:
     @classmethod
     def _robust_merge(cls, parts: list[Summary], f: int) -> Summary:
         if len(parts) <= 2 * f:
-            raise Unavailable(f"{len(parts)} summaries cannot outvote f={f} Byzantine participants "
-                                  f"(needs more than {2 * f})", code="unavailable")
+            raise error("unavailable", f"{len(parts)} summaries cannot outvote f={f} Byzantine participants "
+                                       f"(needs more than {2 * f})")
         labels, counts = np.unique(np.concatenate([p.labels for p in parts]), return_counts=True)
         return cls(int(np.median([p.n for p in parts]) * len(parts)),
                    np.sort([p.minimum for p in parts], axis=0)[f], np.sort([p.maximum for p in parts], axis=0)[-f - 1],

@@ -22,9 +22,13 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from qstore.training import Model, Trainer, model_from_config
+from qstore_client.api import QStoreAPI
+
+from qstore.errors import error
+from qstore.training.models import Model
 from qstore.training.optimizers import Objective, Optimizer, StepResult
-from qstore_client.errors import InvalidArgument
+from qstore.training.registry import model_from_config
+from qstore.training.trainer import Trainer
 
 from .angles import wrap
 from .executors import Executor, InProcessExecutor
@@ -93,11 +97,10 @@ def build_model(task: RoundTask) -> Model:
     try:
         model.load_state(task.state)
     except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidArgument(f"the task's model state does not fit a {model.kind} model: {exc!r}",
-                              code="invalid_argument") from None
+        raise error("invalid_argument", f"the task's model state does not fit a {model.kind} model: {exc!r}") from None
     if task.params.shape != (model.n_params,):
-        raise InvalidArgument(f"global parameters have shape {task.params.shape}, the model needs "
-                              f"({model.n_params},)", code="invalid_parameters")
+        raise error("invalid_parameters", f"global parameters have shape {task.params.shape}, the model needs "
+                                          f"({model.n_params},)")
     model.params = task.params.copy()
     return model
 
@@ -146,20 +149,21 @@ class LocalParticipant:
     stays free, and on a Ray cluster with ``RayExecutor``.
     """
 
-    def __init__(self, data: tuple[np.ndarray, np.ndarray] | Any, name: str | None = None,
+    def __init__(self, data: tuple[np.ndarray, np.ndarray] | QStoreAPI, name: str | None = None,
                  executor: Executor | None = None):
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None
-        self._db: Any = None
+        self._db: QStoreAPI | None = None
         if isinstance(data, tuple) and len(data) == 2:
             X, y = np.asarray(data[0], dtype=np.float64), np.asarray(data[1])
             if X.ndim != 2 or y.shape != (len(X),) or len(X) == 0:
-                raise InvalidArgument(f"participant data must be (X (n, F), y (n,)) with n > 0, got {X.shape} "
-                                      f"and {y.shape}", code="invalid_argument")
+                raise error("invalid_argument",
+                            f"participant data must be (X (n, F), y (n,)) with n > 0, got {X.shape} "
+                            f"and {y.shape}")
             self._arrays = (X, y)
-        elif hasattr(data, "load_dataset"):
+        elif isinstance(data, QStoreAPI):
             self._db = data
         else:
-            raise InvalidArgument("a local participant needs (X, y) or a database", code="invalid_argument")
+            raise error("invalid_argument", "a local participant needs (X, y) or a database")
         self.name = name or f"local-{id(self):x}"
         self.executor = executor or InProcessExecutor()
         self._owns_executor = executor is None
@@ -170,6 +174,7 @@ class LocalParticipant:
     async def _data(self, dataset: str) -> tuple[np.ndarray, np.ndarray]:
         if self._arrays is not None:
             return self._arrays
+        assert self._db is not None
         return await self._db.load_dataset(dataset)
 
     async def summary(self, dataset: str) -> Summary:

@@ -41,7 +41,8 @@ from typing import Any
 import dp_accounting
 import numpy as np
 from dp_accounting import pld, rdp
-from qstore_client.errors import InvalidArgument
+
+from qstore.errors import error
 
 from .sampling import Sampling
 
@@ -74,24 +75,21 @@ class DPConfig:
         def positive(value: Any, name: str) -> None:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value <= 0:
-                raise InvalidArgument(f"dp.{name} must be a positive finite number, got {value!r}",
-                                      code="invalid_argument")
+                raise error("invalid_argument", f"dp.{name} must be a positive finite number, got {value!r}")
         positive(self.clip, "clip")
         if self.noise_multiplier is None and self.target_epsilon is None:
-            raise InvalidArgument("dp needs noise_multiplier (σ) or target_epsilon (to calibrate σ for)",
-                                  code="invalid_argument")
+            raise error("invalid_argument", "dp needs noise_multiplier (σ) or target_epsilon (to calibrate σ for)")
         if self.noise_multiplier is not None:
             positive(self.noise_multiplier, "noise_multiplier")
         if self.target_epsilon is not None:
             positive(self.target_epsilon, "target_epsilon")
         positive(self.delta, "delta")
         if self.delta >= 1:
-            raise InvalidArgument(f"dp.delta must be < 1, got {self.delta}", code="invalid_argument")
+            raise error("invalid_argument", f"dp.delta must be < 1, got {self.delta}")
         if self.mode not in MODES:
-            raise InvalidArgument(f"dp.mode must be one of {MODES}, got {self.mode!r}", code="invalid_argument")
+            raise error("invalid_argument", f"dp.mode must be one of {MODES}, got {self.mode!r}")
         if self.accountant not in ACCOUNTANTS:
-            raise InvalidArgument(f"dp.accountant must be one of {ACCOUNTANTS}, got {self.accountant!r}",
-                                  code="invalid_argument")
+            raise error("invalid_argument", f"dp.accountant must be one of {ACCOUNTANTS}, got {self.accountant!r}")
 
     @classmethod
     def of(cls, value: DPConfig | dict[str, Any] | None) -> DPConfig | None:
@@ -101,9 +99,8 @@ class DPConfig:
             try:
                 return cls(**value)
             except TypeError as exc:
-                raise InvalidArgument(f"bad dp options {sorted(value)}: {exc}", code="invalid_argument") from None
-        raise InvalidArgument(f"dp must be a DPConfig, a dict or None, got {type(value).__name__}",
-                              code="invalid_argument")
+                raise error("invalid_argument", f"bad dp options {sorted(value)}: {exc}") from None
+        raise error("invalid_argument", f"dp must be a DPConfig, a dict or None, got {type(value).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,8 +140,8 @@ class Accountant:
         self.sampling = sampling
         self.rounds = rounds
         if dp.mode == "central" and dp.accountant == "pld" and self._without_replacement:
-            raise InvalidArgument("the PLD accountant has no sampling-without-replacement event: use "
-                                  "accountant='rdp' or sampling='poisson'", code="invalid_argument")
+            raise error("invalid_argument", "the PLD accountant has no sampling-without-replacement event: use "
+                                            "accountant='rdp' or sampling='poisson'")
         self.sigma = dp.noise_multiplier if dp.noise_multiplier is not None else self.calibrate()
         self.rounds_done = 0
         self.participation: dict[str, int] = {}

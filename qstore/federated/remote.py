@@ -15,7 +15,8 @@ import logging
 from typing import Any
 
 from qstore_client import AsyncClient
-from qstore_client.errors import error
+
+from qstore.errors import error
 
 from .messages import RoundTask, Summary, Update
 

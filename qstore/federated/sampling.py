@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from qstore_client.errors import InvalidArgument
+
+from qstore.errors import error
 
 SCHEMES = ("fixed", "poisson")
 
@@ -25,12 +26,12 @@ class Sampling:
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
-            raise InvalidArgument(f"sampling must be one of {SCHEMES}, got {self.scheme!r}", code="invalid_argument")
+            raise error("invalid_argument", f"sampling must be one of {SCHEMES}, got {self.scheme!r}")
         if isinstance(self.fraction, bool) or not isinstance(self.fraction, (int, float)) \
                 or not 0 < self.fraction <= 1:
-            raise InvalidArgument(f"fraction must be in (0, 1], got {self.fraction!r}", code="invalid_argument")
+            raise error("invalid_argument", f"fraction must be in (0, 1], got {self.fraction!r}")
         if self.population < 1:
-            raise InvalidArgument("a federated run needs at least one participant", code="invalid_argument")
+            raise error("invalid_argument", "a federated run needs at least one participant")
 
     @property
     def size(self) -> int:

@@ -27,7 +27,8 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-from qstore_client.errors import InvalidArgument
+
+from qstore.errors import error
 
 from .angles import circular_mean, weights_or_uniform, wrap
 
@@ -53,8 +54,8 @@ class Strategy(abc.ABC):
         """Refuse (``invalid_argument``) a round of n updates this strategy cannot tolerate."""
         need = self.min_updates()
         if n < need:
-            raise InvalidArgument(f"{self.describe()} needs at least {need} updates per round, got {n}"
-                                  f"{self._condition()}", code="invalid_argument")
+            raise error("invalid_argument", f"{self.describe()} needs at least {need} updates per round, got {n}"
+                                            f"{self._condition()}")
 
     def _condition(self) -> str:
         return ""
@@ -89,7 +90,7 @@ class FedProx(FedAvg):
 
     def __init__(self, mu: float = 0.01):
         if not (isinstance(mu, (int, float)) and math.isfinite(mu) and mu >= 0):
-            raise InvalidArgument(f"fedprox: mu must be a finite number >= 0, got {mu!r}", code="invalid_argument")
+            raise error("invalid_argument", f"fedprox: mu must be a finite number >= 0, got {mu!r}")
         self.mu = float(mu)
 
     def describe(self) -> str:
@@ -114,8 +115,9 @@ class _Robust(Strategy):
 
     def __init__(self, f: int = 1):
         if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 0:
-            raise InvalidArgument(f"{self.name}: f (Byzantine participants to tolerate) must be an integer >= 0, "
-                                  f"got {f!r}", code="invalid_argument")
+            raise error("invalid_argument",
+                        f"{self.name}: f (Byzantine participants to tolerate) must be an integer >= 0, "
+                        f"got {f!r}")
         self.f = int(f)
 
     def describe(self) -> str:
@@ -142,8 +144,8 @@ class TrimmedMean(_Robust):
     def __init__(self, beta: float = 0.25, f: int = 1):
         super().__init__(f)
         if not (isinstance(beta, (int, float)) and 0 < beta < 0.5):
-            raise InvalidArgument(f"trimmed_mean: beta must be in (0, 0.5) so that 2·beta·n < n, got {beta!r}",
-                                  code="invalid_argument")
+            raise error("invalid_argument",
+                        f"trimmed_mean: beta must be in (0, 0.5) so that 2·beta·n < n, got {beta!r}")
         self.beta = float(beta)
 
     def describe(self) -> str:
@@ -156,11 +158,13 @@ class TrimmedMean(_Robust):
     def check(self, n: int) -> None:
         k = self.trimmed(n)
         if 2 * k >= n:
-            raise InvalidArgument(f"{self.describe()} trims k=ceil(beta*n)={k} from each end of n={n} updates: "
-                                  f"nothing is left (it needs 2k < n)", code="invalid_argument")
+            raise error("invalid_argument",
+                        f"{self.describe()} trims k=ceil(beta*n)={k} from each end of n={n} updates: "
+                        f"nothing is left (it needs 2k < n)")
         if k < self.f:
-            raise InvalidArgument(f"{self.describe()} trims only k={k} per end of n={n} updates, fewer than the "
-                                  f"f={self.f} attackers it must tolerate (needs k >= f)", code="invalid_argument")
+            raise error("invalid_argument",
+                        f"{self.describe()} trims only k={k} per end of n={n} updates, fewer than the "
+                        f"f={self.f} attackers it must tolerate (needs k >= f)")
 
     def min_updates(self) -> int:
         n = 1
@@ -185,7 +189,7 @@ class Krum(_Robust):
     def __init__(self, f: int = 1, m: int | None = 1):
         super().__init__(f)
         if m is not None and (isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1):
-            raise InvalidArgument(f"{self.name}: m must be a positive integer, got {m!r}", code="invalid_argument")
+            raise error("invalid_argument", f"{self.name}: m must be a positive integer, got {m!r}")
         self.m = None if m is None else int(m)
 
     def describe(self) -> str:
@@ -203,8 +207,9 @@ class Krum(_Robust):
     def check(self, n: int) -> None:
         super().check(n)
         if self.selected(n) > n - self.f:
-            raise InvalidArgument(f"{self.describe()} averages m={self.m} updates, but only n - f = {n - self.f} "
-                                  f"of n={n} are trusted", code="invalid_argument")
+            raise error("invalid_argument",
+                        f"{self.describe()} averages m={self.m} updates, but only n - f = {n - self.f} "
+                        f"of n={n} are trusted")
 
     def scores(self, deltas: np.ndarray) -> np.ndarray:
         """Each update's summed squared distance to its n − f − 2 nearest others."""
@@ -236,15 +241,12 @@ def make_strategy(strategy: str | Strategy, **options: Any) -> Strategy:
     """A strategy by name with its options (``mu``, ``f``, ``beta``, ``m``), or a ready instance."""
     if isinstance(strategy, Strategy):
         if options:
-            raise InvalidArgument("strategy options go to the constructor when passing a Strategy instance",
-                                  code="invalid_argument")
+            raise error("invalid_argument", "strategy options go to the constructor when passing a Strategy instance")
         return strategy
     cls = STRATEGIES.get(strategy) if isinstance(strategy, str) else None
     if cls is None:
-        raise InvalidArgument(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}",
-                              code="unknown_strategy")
+        raise error("unknown_strategy", f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     try:
         return cls(**options)
     except TypeError as exc:
-        raise InvalidArgument(f"bad options {sorted(options)} for strategy {strategy!r}: {exc}",
-                              code="invalid_argument") from None
+        raise error("invalid_argument", f"bad options {sorted(options)} for strategy {strategy!r}: {exc}") from None

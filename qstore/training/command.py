@@ -11,7 +11,7 @@ import logging
 import sys
 from typing import Any
 
-from qstore_client.errors import QStoreError
+from qstore.errors import QStoreError
 
 from .reference_datasets import REFERENCE_DATASETS
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from qstore_client.errors import Conflict, InvalidArgument
+from qstore_client.api import QStoreAPI
+
+from qstore.errors import error
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ class FeatureScaler:
 
     def __post_init__(self) -> None:
         if self.kind not in SCALINGS:
-            raise InvalidArgument(f"scaling must be one of {SCALINGS}, got {self.kind!r}", code="invalid_argument")
+            raise error("invalid_argument", f"scaling must be one of {SCALINGS}, got {self.kind!r}")
 
     @property
     def fitted(self) -> bool:
@@ -70,11 +72,9 @@ class FeatureScaler:
         if self.kind == "none":
             return X
         if self.offset is None:
-            raise InvalidArgument("the model has not seen training data yet: fit it before predicting",
-                                  code="invalid_argument")
+            raise error("invalid_argument", "the model has not seen training data yet: fit it before predicting")
         if X.shape[1] != self.offset.shape[0]:
-            raise InvalidArgument(f"features must have {self.offset.shape[0]} columns, got {X.shape[1]}",
-                                  code="invalid_features")
+            raise error("invalid_features", f"features must have {self.offset.shape[0]} columns, got {X.shape[1]}")
         return (X - self.offset) / self.scale
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,18 +94,17 @@ def check_features(X: Any, n_features: int | None = None) -> np.ndarray:
     try:
         X = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise InvalidArgument(f"features must be numeric: {exc}", code="invalid_features") from None
+        raise error("invalid_features", f"features must be numeric: {exc}") from None
     if X.ndim == 1 and n_features is not None and X.shape[0] == n_features:
         X = X[None, :]
     if X.ndim != 2:
-        raise InvalidArgument(f"features must be a 2-D array (samples x features), got shape {X.shape}",
-                              code="invalid_features")
+        raise error("invalid_features", f"features must be a 2-D array (samples x features), got shape {X.shape}")
     if X.shape[0] == 0:
-        raise InvalidArgument("the dataset is empty: at least one sample is needed", code="empty_dataset")
+        raise error("empty_dataset", "the dataset is empty: at least one sample is needed")
     if n_features is not None and X.shape[1] != n_features:
-        raise InvalidArgument(f"the model takes {n_features} features, got {X.shape[1]}", code="invalid_features")
+        raise error("invalid_features", f"the model takes {n_features} features, got {X.shape[1]}")
     if not np.all(np.isfinite(X)):
-        raise InvalidArgument("features contain NaN or Inf", code="invalid_features")
+        raise error("invalid_features", "features contain NaN or Inf")
     return X
 
 
@@ -144,8 +143,7 @@ class ArraySource:
         self.X = check_features(X)
         y = np.asarray(y)
         if y.shape != (self.X.shape[0],):
-            raise InvalidArgument(f"y must hold one label per row: shape {y.shape} for {self.X.shape[0]} rows",
-                                  code="invalid_labels")
+            raise error("invalid_labels", f"y must hold one label per row: shape {y.shape} for {self.X.shape[0]} rows")
         self.y = y
         self.name = name
 
@@ -159,7 +157,7 @@ class ArraySource:
 class CollectionSource:
     """A dataset collection read from LMDB: one scan for ids and statistics, then batches by id."""
 
-    def __init__(self, db: Any, name: str):
+    def __init__(self, db: QStoreAPI, name: str):
         self.db = db
         self.name = name
         self._collection: Any = None
@@ -183,9 +181,9 @@ class CollectionSource:
                 break
             cursor = page.next_cursor
         if not ids:
-            raise InvalidArgument(f"dataset {self.name!r} has no rows", code="empty_dataset")
+            raise error("empty_dataset", f"dataset {self.name!r} has no rows")
         if any(v is None for v in labels):
-            raise InvalidArgument(f"dataset {self.name!r} has rows without a label", code="invalid_labels")
+            raise error("invalid_labels", f"dataset {self.name!r} has rows without a label")
         self._ids = ids
         log.debug("dataset %s: %d rows, %d features", self.name, len(ids), n_features)
         return DataSummary.of(n_features, acc.result(), np.asarray(labels))
@@ -195,8 +193,7 @@ class CollectionSource:
         records = await self._collection.get(ids)
         missing = [i for i, r in zip(ids, records) if r is None]
         if missing:
-            raise Conflict(f"dataset {self.name!r} changed during training: rows {missing[:5]} are gone",
-                           code="conflict")
+            raise error("conflict", f"dataset {self.name!r} changed during training: rows {missing[:5]} are gone")
         X = np.stack([r.vector for r in records]).astype(np.float64)
         return X, np.asarray([r.metadata["label"] for r in records])
 
@@ -230,28 +227,28 @@ class _StatsAccumulator:
 def distinct_labels(y: np.ndarray) -> np.ndarray:
     """Sorted distinct labels; refuses NaN, infinities and unorderable mixtures."""
     if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-        raise InvalidArgument("labels contain NaN or Inf", code="invalid_labels")
+        raise error("invalid_labels", "labels contain NaN or Inf")
     if y.dtype.kind == "O":
         kinds = {type(v) for v in y}
         if len(kinds) > 1:
-            raise InvalidArgument(f"labels mix types {sorted(k.__name__ for k in kinds)}", code="invalid_labels")
+            raise error("invalid_labels", f"labels mix types {sorted(k.__name__ for k in kinds)}")
         if kinds and kinds.pop() is float and not all(np.isfinite(y.astype(float))):
-            raise InvalidArgument("labels contain NaN or Inf", code="invalid_labels")
+            raise error("invalid_labels", "labels contain NaN or Inf")
     try:
         return np.unique(y)
     except TypeError as exc:
-        raise InvalidArgument(f"labels cannot be ordered: {exc}", code="invalid_labels") from None
+        raise error("invalid_labels", f"labels cannot be ordered: {exc}") from None
 
 
-def source_for(db: Any, data: Any) -> DataSource:
+def source_for(db: QStoreAPI | None, data: Any) -> DataSource:
     """A dataset name (needs ``db``) or an ``(X, y)`` pair."""
     if isinstance(data, str):
         if db is None:
-            raise InvalidArgument("training on a dataset name needs a database", code="invalid_argument")
+            raise error("invalid_argument", "training on a dataset name needs a database")
         return CollectionSource(db, data)
     if isinstance(data, tuple) and len(data) == 2:
         return ArraySource(*data)
-    raise InvalidArgument("data must be a dataset name or an (X, y) tuple", code="invalid_argument")
+    raise error("invalid_argument", "data must be a dataset name or an (X, y) tuple")
 
 
 def epoch_batches(rng: np.random.Generator, n: int, batch_size: int) -> list[np.ndarray]:

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from qstore.circuits.spec import CircuitSpec
-from qstore_client.errors import InvalidArgument
+from qstore.errors import error
 
 from .losses import cross_entropy, softmax
-from .models import Classifier, Evaluation
+from .models import CircuitMixin, Classifier, Evaluation
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class _Stack:
         return d
 
 
-class HybridModel(Classifier):
+class HybridModel(CircuitMixin, Classifier):
     """Classical pre-network, a VQC circuit reading ⟨Z⟩ on every qubit, classical head.
 
     Args:
@@ -106,35 +107,25 @@ class HybridModel(Classifier):
                  n_features: int | None = None, scaling: str = "standard"):
         super().__init__(scaling, n_classes)
         if any(int(h) < 1 for h in (*hidden, *head)):
-            raise InvalidArgument("hidden and head widths must be positive", code="invalid_argument")
+            raise error("invalid_argument", "hidden and head widths must be positive")
         self.hidden = [int(h) for h in hidden]
         self.head = [int(h) for h in head]
         # The circuit reads every qubit; its input width is fixed at n_qubits whatever the data width.
         self.spec = CircuitSpec(n_qubits, layers, "angle", entanglement, bool(reupload), n_qubits,
                                 tuple(range(n_qubits)))
-        self._circuit_args = dict(n_qubits=n_qubits, layers=layers, entanglement=entanglement,
-                                  reupload=bool(reupload))
-        self._data_features = n_features
         self.n_out = 1 if self.n_classes == 2 else self.n_classes
-        self._build()
+        self._init_circuit(n_features, n_qubits=n_qubits, layers=layers, entanglement=entanglement,
+                           reupload=bool(reupload))
 
-    def _build(self) -> None:
+    def _bind(self, n_features: int | None) -> None:
+        """The dense stacks around the circuit, sized for ``n_features`` inputs."""
         P = self.spec.n_params
-        F = self._data_features
-        self.pre = _Stack([F or 0, *self.hidden, self.spec.n_qubits], P)
+        self.pre = _Stack([n_features or 0, *self.hidden, self.spec.n_qubits], P)
         self.post = _Stack([self.spec.n_qubits, *self.head, self.n_out], self.pre.end)
-
-    @property
-    def n_circuit_params(self) -> int:
-        return self.spec.n_params
 
     @property
     def n_params(self) -> int:
         return self.post.end
-
-    @property
-    def n_features(self) -> int | None:
-        return self._data_features
 
     def config(self) -> dict[str, Any]:
         a = self._circuit_args
@@ -142,15 +133,9 @@ class HybridModel(Classifier):
                 "hidden": self.hidden, "head": self.head, "entanglement": a["entanglement"],
                 "reupload": a["reupload"], "n_features": self.n_features, "scaling": self.scaler.kind}
 
-    def bind_features(self, n_features: int) -> None:
-        super().bind_features(n_features)
-        if self._data_features is None:
-            self._data_features = n_features
-            self._build()
-
     def init_params(self, rng: np.random.Generator) -> np.ndarray:
-        if self._data_features is None:
-            raise InvalidArgument("bind the input width (train on data) before initialising", code="invalid_argument")
+        if self.n_features is None:
+            raise error("invalid_argument", "bind the input width (train on data) before initialising")
         theta = rng.uniform(-np.pi, np.pi, self.spec.n_params)
         return np.concatenate([theta, *(layer.init(rng) for layer in self.pre.layers + self.post.layers)])
 
@@ -178,12 +163,8 @@ class HybridModel(Classifier):
         self.pre.backward(pre_inputs, d_u, params, g)
         return Evaluation(loss, g, probs)
 
-    def metric_tensor(self, X: np.ndarray, params: np.ndarray, kind: str) -> np.ndarray:
-        P = self.spec.n_params
-        u, _ = self.pre.forward(X, params)
-        g = np.eye(self.n_params)
-        g[:P, :P] = self.runtime.metric(self.spec, u, params[:P], kind)
-        return g
+    def circuit_inputs(self, X: np.ndarray, params: np.ndarray) -> np.ndarray:
+        return self.pre.forward(X, params)[0]
 
     def predict_proba(self, X: Any, params: np.ndarray | None = None) -> np.ndarray:
         *_, out = self._forward(self.features(X), self._params(params))

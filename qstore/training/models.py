@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+
 from qstore.circuits import gradients
-from qstore.circuits.backend import Backend, get_backend
+from qstore.circuits.backend import Backend
+from qstore.circuits.registry import get_backend
 from qstore.circuits.spec import CircuitSpec
-from qstore_client.errors import InvalidArgument
+from qstore.errors import error
 
 from .data import DataSummary, FeatureScaler, check_features, distinct_labels
 from .losses import cross_entropy, mean_squared_error, r2_score, softmax
@@ -38,7 +40,7 @@ class Runtime:
     gradient_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.gradient = gradients.gradient_method(self.gradient)
+        self.gradient = gradients.gradient_method(self.gradient, self.backend)
 
     def vjp(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, cotangent: np.ndarray,
             inputs: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -47,9 +49,6 @@ class Runtime:
 
     def metric(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, kind: str) -> np.ndarray:
         """Batch-averaged Fubini–Study metric of the circuit parameters (P, P)."""
-        if not hasattr(self.backend, "metric_tensor"):
-            raise InvalidArgument(f"QNG needs the exact metric tensor of the statevector backend; backend "
-                                  f"{self.backend.name!r} has none", code="invalid_argument")
         return self.backend.metric_tensor(spec, X, theta, kind).mean(axis=0)
 
 
@@ -92,7 +91,7 @@ class Model(abc.ABC):
 
     @abc.abstractmethod
     def config(self) -> dict[str, Any]:
-        """Constructor arguments (msgpack- and JSON-safe); ``model_from_config`` inverts it."""
+        """Constructor arguments (msgpack- and JSON-safe); ``registry.model_from_config`` inverts it."""
 
     @abc.abstractmethod
     def init_params(self, rng: np.random.Generator) -> np.ndarray:
@@ -102,8 +101,7 @@ class Model(abc.ABC):
     def bind_features(self, n_features: int) -> None:
         """Fix the input width from the first data seen, if the constructor left it open."""
         if self.n_features is not None and self.n_features != n_features:
-            raise InvalidArgument(f"the model takes {self.n_features} features, the data has {n_features}",
-                                  code="invalid_features")
+            raise error("invalid_features", f"the model takes {self.n_features} features, the data has {n_features}")
 
     @abc.abstractmethod
     def fit_targets(self, summary: DataSummary) -> None:
@@ -142,8 +140,7 @@ class Model(abc.ABC):
     def _params(self, params: np.ndarray | None) -> np.ndarray:
         p = self.params if params is None else params
         if p is None:
-            raise InvalidArgument("the model has no parameters yet: train it (or resume a checkpoint) first",
-                                  code="invalid_argument")
+            raise error("invalid_argument", "the model has no parameters yet: train it (or resume a checkpoint) first")
         return p
 
 
@@ -165,7 +162,7 @@ class Classifier(Model):
     def __init__(self, scaling: str, n_classes: int):
         super().__init__(scaling)
         if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
-            raise InvalidArgument(f"n_classes must be an integer >= 2, got {n_classes!r}", code="invalid_argument")
+            raise error("invalid_argument", f"n_classes must be an integer >= 2, got {n_classes!r}")
         self.n_classes = int(n_classes)
         self.classes: np.ndarray | None = None
 
@@ -181,26 +178,26 @@ class Classifier(Model):
         elif len(labels) == self.n_classes:
             self.classes = labels
         else:
-            raise InvalidArgument(f"the model has n_classes={self.n_classes} but the labels are "
-                                  f"{labels.tolist()[:10]}{'...' if len(labels) > 10 else ''}", code="invalid_labels")
+            raise error("invalid_labels", f"the model has n_classes={self.n_classes} but the labels are "
+                                          f"{labels.tolist()[:10]}{'...' if len(labels) > 10 else ''}")
 
     def targets(self, y: Any) -> np.ndarray:
         if self.classes is None:
-            raise InvalidArgument("the model has no classes yet: train it first", code="invalid_argument")
+            raise error("invalid_argument", "the model has no classes yet: train it first")
         y = np.asarray(y)
         if y.ndim != 1:
-            raise InvalidArgument(f"labels must be 1-D, got shape {y.shape}", code="invalid_labels")
+            raise error("invalid_labels", f"labels must be 1-D, got shape {y.shape}")
         distinct_labels(y)
         try:
             index = np.searchsorted(self.classes, y)
         except TypeError:
-            raise InvalidArgument(f"labels {y[:5].tolist()} are not of the classes' type "
-                                  f"{self.classes.dtype}", code="invalid_labels") from None
+            raise error("invalid_labels", f"labels {y[:5].tolist()} are not of the classes' type "
+                                          f"{self.classes.dtype}") from None
         index = np.clip(index, 0, len(self.classes) - 1)
         bad = self.classes[index] != y
         if np.any(bad):
-            raise InvalidArgument(f"labels {np.unique(y[bad])[:10].tolist()} are not among the model's classes "
-                                  f"{self.classes.tolist()}", code="invalid_labels")
+            raise error("invalid_labels", f"labels {np.unique(y[bad])[:10].tolist()} are not among the model's classes "
+                                          f"{self.classes.tolist()}")
         return index
 
     def state(self) -> dict[str, Any]:
@@ -220,7 +217,7 @@ class Classifier(Model):
 
     def predict(self, X: Any, params: np.ndarray | None = None) -> np.ndarray:
         if self.classes is None:
-            raise InvalidArgument("the model has no classes yet: train it first", code="invalid_argument")
+            raise error("invalid_argument", "the model has no classes yet: train it first")
         return self.classes[self.predict_proba(X, params).argmax(axis=1)]
 
     def score(self, X: Any, y: Any, params: np.ndarray | None = None) -> float:
@@ -229,9 +226,14 @@ class Classifier(Model):
         return float(np.mean(self.predict_proba(X, params).argmax(axis=1) == targets))
 
 
-class _Circuit:
-    """Circuit plumbing shared by VQC and VQCRegressor: a ``CircuitSpec`` whose input width
-    may be left open until the first training data, and the QNG metric of its angles."""
+class CircuitMixin:
+    """Circuit plumbing shared by the models: a ``CircuitSpec`` whose input width may be left
+    open until the first training data, and the QNG metric of its angles (identity for the
+    classical weights after them, which then take plain gradient steps).
+
+    A model whose circuit does not read the data directly (``HybridModel``) overrides
+    ``_bind`` and ``circuit_inputs``.
+    """
 
     spec: CircuitSpec
     runtime: Runtime
@@ -240,7 +242,7 @@ class _Circuit:
     def _init_circuit(self, n_features: int | None, **circuit: Any) -> None:
         self._circuit_args = circuit
         self._declared_features = n_features
-        self.spec = CircuitSpec(**circuit, n_features=n_features)
+        self._bind(n_features)
 
     @property
     def n_circuit_params(self) -> int:
@@ -253,17 +255,24 @@ class _Circuit:
     def bind_features(self, n_features: int) -> None:
         super().bind_features(n_features)                       # type: ignore[misc]
         if self._declared_features is None:
-            self.spec = CircuitSpec(**self._circuit_args, n_features=n_features)
             self._declared_features = n_features
+            self._bind(n_features)
+
+    def _bind(self, n_features: int | None) -> None:
+        self.spec = CircuitSpec(**self._circuit_args, n_features=n_features)
+
+    def circuit_inputs(self, X: np.ndarray, params: np.ndarray) -> np.ndarray:
+        """What the circuit's encoding reads for scaled features ``X``."""
+        return X
 
     def metric_tensor(self, X: np.ndarray, params: np.ndarray, kind: str) -> np.ndarray:
         P = self.spec.n_params
         g = np.eye(self.n_params)
-        g[:P, :P] = self.runtime.metric(self.spec, X, params[:P], kind)
+        g[:P, :P] = self.runtime.metric(self.spec, self.circuit_inputs(X, params), params[:P], kind)
         return g
 
 
-class VQC(_Circuit, Classifier):
+class VQC(CircuitMixin, Classifier):
     """Variational quantum classifier.
 
     Features are scaled (``minmax`` to [0, 1] by default for angle encoding,
@@ -294,13 +303,13 @@ class VQC(_Circuit, Classifier):
         n_out = 1 if self.n_classes == 2 else self.n_classes
         if readout is None:
             if n_out > n_qubits:
-                raise InvalidArgument(f"{self.n_classes} classes need {n_out} readout qubits, the circuit has "
-                                      f"{n_qubits}", code="invalid_argument")
+                raise error("invalid_argument",
+                            f"{self.n_classes} classes need {n_out} readout qubits, the circuit has "
+                            f"{n_qubits}")
             readout = tuple(range(n_qubits - n_out, n_qubits))
         readout = tuple(int(q) for q in readout)
         if len(readout) != n_out:
-            raise InvalidArgument(f"{self.n_classes} classes need {n_out} readout qubits, got {readout}",
-                                  code="invalid_argument")
+            raise error("invalid_argument", f"{self.n_classes} classes need {n_out} readout qubits, got {readout}")
         self._init_circuit(n_features, n_qubits=n_qubits, layers=layers, encoding=encoding,
                            entanglement=entanglement, reupload=bool(reupload), readout=readout)
         self.readout = _Readout(n_out)
@@ -348,7 +357,7 @@ class VQC(_Circuit, Classifier):
         return softmax(self._logits(z, *self.readout.split(p, P)))
 
 
-class VQCRegressor(_Circuit, Model):
+class VQCRegressor(CircuitMixin, Model):
     """VQC regression: prediction = mean_y + std_y * (s ⟨Z_r⟩ + b), mean squared error.
 
     Targets are standardised with the training mean and standard deviation, so
@@ -384,8 +393,7 @@ class VQCRegressor(_Circuit, Model):
 
     def fit_targets(self, summary: DataSummary) -> None:
         if summary.labels.dtype.kind not in "iuf" or summary.label_stats is None:
-            raise InvalidArgument(f"regression targets must be numbers, got {summary.labels.dtype}",
-                                  code="invalid_labels")
+            raise error("invalid_labels", f"regression targets must be numbers, got {summary.labels.dtype}")
         if self.target_mean is None:
             self.target_mean = float(summary.label_stats.mean[0])
             self.target_std = float(summary.label_stats.std[0]) or 1.0
@@ -394,9 +402,9 @@ class VQCRegressor(_Circuit, Model):
         try:
             t = np.asarray(y, dtype=np.float64)
         except (TypeError, ValueError):
-            raise InvalidArgument("regression targets must be numbers", code="invalid_labels") from None
+            raise error("invalid_labels", "regression targets must be numbers") from None
         if t.ndim != 1 or not np.all(np.isfinite(t)):
-            raise InvalidArgument("regression targets must be a finite 1-D array", code="invalid_labels")
+            raise error("invalid_labels", "regression targets must be a finite 1-D array")
         return (t - (self.target_mean or 0.0)) / self.target_std
 
     def state(self) -> dict[str, Any]:
@@ -431,19 +439,3 @@ class VQCRegressor(_Circuit, Model):
     def score(self, X: Any, y: Any, params: np.ndarray | None = None) -> float:
         """R²."""
         return r2_score(self.predict(X, params), np.asarray(y, dtype=np.float64))
-
-
-def model_from_config(config: dict[str, Any]) -> Model:
-    """Rebuild a model from ``Model.config()`` (e.g. stored in a checkpoint or sent with a job)."""
-    from .hybrid import HybridModel
-
-    kinds: dict[str, type[Model]] = {VQC.kind: VQC, VQCRegressor.kind: VQCRegressor, HybridModel.kind: HybridModel}
-    args = dict(config)
-    kind = args.pop("type", VQC.kind)
-    cls = kinds.get(kind)
-    if cls is None:
-        raise InvalidArgument(f"unknown model type {kind!r}; choose one of {sorted(kinds)}", code="invalid_argument")
-    try:
-        return cls(**args)
-    except TypeError as exc:
-        raise InvalidArgument(f"bad {kind} model config: {exc}", code="invalid_argument") from None

@@ -6,8 +6,8 @@ backends. Its mutable state is a dataclass of arrays and numbers, so
 checkpoints and federated rounds can store and restore it exactly
 (``state_dict`` / ``load_state_dict``).
 
-``get_optimizer(name, lr, **options)`` builds any of: ``sgd``, ``adam``,
-``qng`` (see ``qng``) and ``tunneling`` (see ``tunneling_optimizer``).
+``registry.get_optimizer(name, lr, **options)`` builds any of: ``sgd``,
+``adam``, ``qng`` (see ``qng``) and ``tunneling`` (see ``tunneling_optimizer``).
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from qstore_client.errors import InvalidArgument, error
+
+from qstore.errors import error
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,12 @@ class Optimizer(abc.ABC):
 
     name: ClassVar[str]
     state_class: ClassVar[type[OptimizerState]] = OptimizerState
+    #: the optimizer calls ``objective.metric`` (QNG), so the backend must compute it
+    needs_metric: ClassVar[bool] = False
 
     def __init__(self, lr: float):
         if not isinstance(lr, (int, float, np.floating)) or not np.isfinite(lr) or lr <= 0:
-            raise InvalidArgument(f"learning rate must be a positive number, got {lr!r}", code="invalid_argument")
+            raise error("invalid_argument", f"learning rate must be a positive number, got {lr!r}")
         self.lr = float(lr)
         self.state: OptimizerState | None = None
 
@@ -93,8 +96,7 @@ class Optimizer(abc.ABC):
     def compute_grad(self, objective: Objective, params: np.ndarray) -> tuple[float, np.ndarray]:
         loss, grad = objective.value_and_grad(params)
         if not np.all(np.isfinite(grad)) or not np.isfinite(loss):
-            raise InvalidArgument("the loss or its gradient is not finite; lower the learning rate",
-                                  code="invalid_argument")
+            raise error("invalid_argument", "the loss or its gradient is not finite; lower the learning rate")
         return loss, grad
 
     @abc.abstractmethod
@@ -128,7 +130,7 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 0.1, momentum: float = 0.0):
         super().__init__(lr)
         if not 0.0 <= momentum < 1.0:
-            raise InvalidArgument(f"momentum must be in [0, 1), got {momentum}", code="invalid_argument")
+            raise error("invalid_argument", f"momentum must be in [0, 1), got {momentum}")
         self.momentum = float(momentum)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -170,7 +172,7 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 0.05, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
         super().__init__(lr)
         if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0 and eps > 0):
-            raise InvalidArgument("Adam needs 0 <= beta1, beta2 < 1 and eps > 0", code="invalid_argument")
+            raise error("invalid_argument", "Adam needs 0 <= beta1, beta2 < 1 and eps > 0")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -182,28 +184,3 @@ class Adam(Optimizer):
     def apply_grad(self, grad: np.ndarray, params: np.ndarray, objective: Objective, loss: float) -> np.ndarray:
         assert isinstance(self.state, AdamState)
         return params - adam_update(self.state, grad, self.lr, self.beta1, self.beta2, self.eps)
-
-
-def optimizer_names() -> tuple[str, ...]:
-    return ("sgd", "adam", "qng", "tunneling")
-
-
-def get_optimizer(name: str | Optimizer, lr: float | None = None, **options: Any) -> Optimizer:
-    """An optimizer by name; ``options`` are its keyword arguments (e.g. ``momentum``, ``lam``, ``metric``)."""
-    if isinstance(name, Optimizer):
-        return name
-    from .qng import QNG
-    from .tunneling_optimizer import TunnelingOptimizer
-
-    classes: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "qng": QNG, "tunneling": TunnelingOptimizer}
-    cls = classes.get(str(name).lower()) if isinstance(name, str) else None
-    if cls is None:
-        raise InvalidArgument(f"unknown optimizer {name!r}; choose one of {', '.join(optimizer_names())}",
-                              code="unknown_optimizer")
-    kwargs = dict(options)
-    if lr is not None:
-        kwargs["lr"] = lr
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise InvalidArgument(f"bad options for optimizer {name!r}: {exc}", code="invalid_argument") from None

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+
 from qstore.circuits.metric import METRIC_KINDS
-from qstore_client.errors import InvalidArgument
+from qstore.errors import error
 
 from .optimizers import Objective, Optimizer
 
@@ -45,14 +46,14 @@ class QNG(Optimizer):
     """
 
     name = "qng"
+    needs_metric = True
 
     def __init__(self, lr: float = 0.01, metric: str = "block", lam: float = 0.01):
         super().__init__(lr)
         if metric not in METRIC_KINDS:
-            raise InvalidArgument(f"QNG metric must be one of {METRIC_KINDS}, got {metric!r}",
-                                  code="invalid_argument")
+            raise error("invalid_argument", f"QNG metric must be one of {METRIC_KINDS}, got {metric!r}")
         if not lam >= 0:
-            raise InvalidArgument(f"QNG lam must be >= 0, got {lam}", code="invalid_argument")
+            raise error("invalid_argument", f"QNG lam must be >= 0, got {lam}")
         self.metric = metric
         self.lam = float(lam)
 

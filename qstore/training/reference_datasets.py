@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from qstore_client.errors import InvalidArgument
+
+from qstore.errors import error
 
 REFERENCE_DATASETS = ("iris-binary", "iris", "breast-cancer", "digits-01", "moons")
 
@@ -81,8 +82,7 @@ def load_reference(name: str, components: int | None = 4, seed: int = 0, test_si
         X, y = datasets.make_moons(n_samples=300, noise=0.1, random_state=seed)
         how = "2 raw features"
     else:
-        raise InvalidArgument(f"unknown reference dataset {name!r}; choose one of {REFERENCE_DATASETS}",
-                              code="invalid_argument")
+        raise error("invalid_argument", f"unknown reference dataset {name!r}; choose one of {REFERENCE_DATASETS}")
     X_tr, X_te, y_tr, y_te = train_test_split(X.astype(np.float64), y, test_size=test_size, random_state=seed,
                                               stratify=y)
     if reduce:

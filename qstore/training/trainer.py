@@ -18,15 +18,19 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from qstore.circuits.backend import Backend, get_backend
-from qstore_client.errors import Cancelled, InvalidArgument, error
+from qstore_client.api import QStoreAPI
 from tqdm import tqdm
 
-from .checkpoints import (CHECKPOINT, RUN_RECORD, check_checkpoint, checkpoint_id, config_hash,
-                          run_record_id)
+from qstore.circuits.backend import Backend, require_metric
+from qstore.circuits.registry import get_backend
+from qstore.circuits.statevector import warm_up
+from qstore.errors import error
+
+from .checkpoints import CHECKPOINT, RUN_RECORD, check_checkpoint, checkpoint_id, config_hash, run_record_id
 from .data import DataSource, check_features, epoch_batches, source_for
-from .models import Model, Runtime, model_from_config
-from .optimizers import Optimizer, get_optimizer
+from .models import Model, Runtime
+from .optimizers import Optimizer
+from .registry import get_optimizer, model_from_config
 from .rng_state import restore_rng, rng_state
 
 log = logging.getLogger(__name__)
@@ -61,8 +65,8 @@ class BatchObjective:
 def _positive_int(value: Any, name: str, zero_ok: bool = False) -> int:
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and (value >= 0 if zero_ok else value > 0)
     if not ok:
-        raise InvalidArgument(f"{name} must be a {'non-negative' if zero_ok else 'positive'} integer, got {value!r}",
-                              code="invalid_argument")
+        raise error("invalid_argument",
+                    f"{name} must be a {'non-negative' if zero_ok else 'positive'} integer, got {value!r}")
     return int(value)
 
 
@@ -70,7 +74,8 @@ class Trainer:
     """Trains a model on a database dataset (or arrays) with one of the optimizers.
 
     Args:
-        db: a ``qstore.Database`` (datasets, checkpoints, metrics); None for arrays only.
+        db: a ``QStoreAPI`` (a ``qstore.Database`` or an ``AsyncClient``: datasets, checkpoints,
+            metrics); None for arrays only.
         model: a ``VQC``, ``VQCRegressor`` or ``HybridModel``.
         optimizer: ``sgd`` | ``adam`` | ``qng`` | ``tunneling`` or an ``Optimizer``.
         lr: step size.
@@ -84,13 +89,13 @@ class Trainer:
         progress_bar: tqdm bar on stderr; None shows it only when stderr is a terminal.
     """
 
-    def __init__(self, db: Any, model: Model, optimizer: str | Optimizer = "adam", lr: float = 0.05,
+    def __init__(self, db: QStoreAPI | None, model: Model, optimizer: str | Optimizer = "adam", lr: float = 0.05,
                  backend: str | Backend = "statevector", gradient: str = "adjoint", batch_size: int = 32,
                  seed: int = 0, run: str | None = None, optimizer_options: dict[str, Any] | None = None,
                  backend_options: dict[str, Any] | None = None, progress_bar: bool | None = None):
         if not isinstance(model, Model):
-            raise InvalidArgument(f"model must be a VQC, VQCRegressor or HybridModel, got {type(model).__name__}",
-                                  code="invalid_argument")
+            raise error("invalid_argument",
+                        f"model must be a VQC, VQCRegressor or HybridModel, got {type(model).__name__}")
         self.db = db
         self.model = model
         self.backend = backend if isinstance(backend, Backend) else get_backend(backend, **(backend_options or {}))
@@ -98,14 +103,10 @@ class Trainer:
         if optimizer == "tunneling":
             options.setdefault("seed", seed)
         self.optimizer = get_optimizer(optimizer, lr, **options)
-        self.gradient = Runtime(self.backend, gradient).gradient
-        if self.gradient == "adjoint" and not hasattr(self.backend, "vjp"):
-            raise InvalidArgument(f"gradient 'adjoint' needs the statevector backend, not {self.backend.name!r}; "
-                                  "use parameter-shift", code="unknown_gradient")
-        if self.optimizer.name == "qng" and not hasattr(self.backend, "metric_tensor"):
-            raise InvalidArgument(f"QNG needs the exact metric tensor of the statevector backend; backend "
-                                  f"{self.backend.name!r} has none", code="invalid_argument")
-        model.runtime = Runtime(self.backend, self.gradient)
+        model.runtime = Runtime(self.backend, gradient)
+        self.gradient = model.runtime.gradient
+        if self.optimizer.needs_metric:
+            require_metric(self.backend)
         self.batch_size = _positive_int(batch_size, "batch_size")
         self.seed = int(seed)
         self.rng = np.random.default_rng(self.seed)
@@ -118,7 +119,7 @@ class Trainer:
         self.checkpoints: list[str] = []
 
     @classmethod
-    async def from_checkpoint(cls, db: Any, checkpoint: str, **options: Any) -> Trainer:
+    async def from_checkpoint(cls, db: QStoreAPI, checkpoint: str, **options: Any) -> Trainer:
         """A trainer rebuilt from a checkpoint (model, optimizer, batch size, gradient) and resumed."""
         doc = await db.load_checkpoint(checkpoint)
         if doc.get("kind") != CHECKPOINT:
@@ -156,11 +157,12 @@ class Trainer:
         epochs = _positive_int(epochs, "epochs", zero_ok=True)
         checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every", zero_ok=True)
         if checkpoint_every and self.db is None:
-            raise InvalidArgument("checkpoints need a database", code="invalid_argument")
+            raise error("invalid_argument", "checkpoints need a database")
         if data is None:
             if self.dataset is None:
-                raise InvalidArgument("no data: pass a dataset name or (X, y)", code="invalid_argument")
+                raise error("invalid_argument", "no data: pass a dataset name or (X, y)")
             data = self.dataset
+        await asyncio.to_thread(warm_up)
         source = source_for(self.db, data)
         summary = await source.summary()
         self._prepare(summary)
@@ -196,8 +198,8 @@ class Trainer:
         if model.params is None:
             model.params = model.init_params(self.rng)
         elif model.params.shape != (model.n_params,):
-            raise InvalidArgument(f"model params have shape {model.params.shape}, expected ({model.n_params},)",
-                                  code="invalid_parameters")
+            raise error("invalid_parameters",
+                        f"model params have shape {model.params.shape}, expected ({model.n_params},)")
 
     async def _epoch(self, source: DataSource, n: int, e: int, epochs: int, n_batches: int, bar: tqdm,
                      progress: ProgressFn | None, should_stop: Callable[[], bool] | None) -> dict[str, float]:
@@ -205,8 +207,9 @@ class Trainer:
         loss_sum, grad_norms, outputs, targets = 0.0, [], [], []
         for b, rows in enumerate(epoch_batches(self.rng, n, self.batch_size)):
             if should_stop is not None and should_stop():
-                raise Cancelled(f"training run {self.run} stopped in epoch {self.epoch + 1}; newest checkpoint: "
-                                f"{self.checkpoints[-1] if self.checkpoints else 'none'}")
+                raise error("cancelled",
+                            f"training run {self.run} stopped in epoch {self.epoch + 1}; newest checkpoint: "
+                            f"{self.checkpoints[-1] if self.checkpoints else 'none'}")
             X, y = await source.batch(rows)
             options = {"seed": int(self.rng.integers(2 ** 63))} if self.gradient == "spsa" else {}
             loss, gnorm, out, t = await asyncio.to_thread(self._train_step, X, y, options)
@@ -247,11 +250,11 @@ class Trainer:
     async def _arrays(self, data: str | tuple[Any, Any]) -> tuple[np.ndarray, Any]:
         if isinstance(data, str):
             if self.db is None:
-                raise InvalidArgument("a dataset name needs a database", code="invalid_argument")
+                raise error("invalid_argument", "a dataset name needs a database")
             return await self.db.load_dataset(data)
         if isinstance(data, tuple) and len(data) == 2:
             return check_features(data[0], self.model.n_features), data[1]
-        raise InvalidArgument("expected a dataset name or an (X, y) tuple", code="invalid_argument")
+        raise error("invalid_argument", "expected a dataset name or an (X, y) tuple")
 
     def _validate(self, X: np.ndarray, t: np.ndarray) -> dict[str, float]:
         ev = self.model.evaluate_batch(X, t, self.model.params, grad=False)
@@ -271,16 +274,16 @@ class Trainer:
         if isinstance(X, str):
             X, y = await self._arrays(X)
         if y is None:
-            raise InvalidArgument("evaluate needs labels y", code="invalid_labels")
+            raise error("invalid_labels", "evaluate needs labels y")
         return await asyncio.to_thread(self.model.score, X, y)
 
     # -- checkpoints ------------------------------------------------------------------------
     async def save_checkpoint(self) -> str:
         """Write a checkpoint of the current state; returns its id."""
         if self.db is None:
-            raise InvalidArgument("checkpoints need a database", code="invalid_argument")
+            raise error("invalid_argument", "checkpoints need a database")
         if self.model.params is None:
-            raise InvalidArgument("nothing to checkpoint: the model has no parameters yet", code="invalid_argument")
+            raise error("invalid_argument", "nothing to checkpoint: the model has no parameters yet")
         config = self.config()
         state = self.model.state()
         if state.get("classes") is not None:
@@ -312,7 +315,7 @@ class Trainer:
         model or optimizer configuration. Returns the checkpoint document.
         """
         if self.db is None:
-            raise InvalidArgument("resume needs a database", code="invalid_argument")
+            raise error("invalid_argument", "resume needs a database")
         doc = await self.db.load_checkpoint(checkpoint)
         saved_model = (doc.get("model") or {}).get("config") or {}
         if self.model.n_features is None and saved_model.get("n_features") is not None:

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from qstore_client.errors import InvalidArgument
+
+from qstore.errors import error
 
 from .optimizers import AdamState, Objective, Optimizer, OptimizerState, adam_update
 from .rng_state import restore_rng, rng_state
@@ -75,11 +76,10 @@ class TunnelingOptimizer(Optimizer):
                  beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
         super().__init__(lr)
         if not (temperature > 0 and 0 < cooling <= 1 and 0 < min_temperature <= temperature):
-            raise InvalidArgument("tunneling needs temperature > 0, 0 < cooling <= 1 and "
-                                  "0 < min_temperature <= temperature", code="invalid_argument")
+            raise error("invalid_argument", "tunneling needs temperature > 0, 0 < cooling <= 1 and "
+                                            "0 < min_temperature <= temperature")
         if int(jump_every) < 1 or not 0 <= jump_min <= jump_max:
-            raise InvalidArgument("tunneling needs jump_every >= 1 and 0 <= jump_min <= jump_max",
-                                  code="invalid_argument")
+            raise error("invalid_argument", "tunneling needs jump_every >= 1 and 0 <= jump_min <= jump_max")
         self.temperature, self.cooling = float(temperature), float(cooling)
         self.min_temperature = float(min_temperature)
         self.jump_every = int(jump_every)

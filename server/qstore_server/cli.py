@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Callable
 
-from aiohttp import web
+from qstore import runtime
 from qstore_client.protocol import Limits
 
 from .config import DEFAULT_PORT, ServerConfig
@@ -81,15 +81,17 @@ async def serve(config: ServerConfig, ready: Callable[[str], None] | None = None
                 stop: asyncio.Event | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or until `stop` is set, when given), then drain requests,
     stop jobs and close the database. `ready(url)` runs once the socket accepts connections."""
+    from aiohttp import web
+
     from .app import create_app  # the engine loads only once arguments and keys check out
 
     app = create_app(config)
     runner = web.AppRunner(app, handle_signals=False, access_log=log if config.access_log else None,
                            shutdown_timeout=config.shutdown_timeout)
     await runner.setup()  # opens the database: ready only after this
+    loop = asyncio.get_running_loop()
     if stop is None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     try:
@@ -99,8 +101,21 @@ async def serve(config: ServerConfig, ready: Callable[[str], None] | None = None
         url = f"{config.scheme}://{host}:{port}"
         log.info("serving %s on %s (auth %s)", config.data_dir, url, "on" if config.auth_enabled else "off")
         (ready or (lambda u: print(f"listening on {u}", flush=True)))(url)
+        loop.run_in_executor(None, warm_up_engine)
         await stop.wait()
         log.info("shutting down")
     finally:
         await runner.cleanup()
+        runtime.shutdown()
         log.info("stopped; database closed")
+
+
+def warm_up_engine() -> None:
+    """Load the training engine (cirq, scipy, the numba kernels) in a thread once the server
+    listens: health checks and reads answer at once, and the first job does not pay for it."""
+    try:
+        from qstore.circuits import warm_up
+
+        warm_up()
+    except Exception:  # a job that needs the engine will report the same failure
+        log.exception("warming up the training engine failed")

@@ -9,15 +9,13 @@
   feature scaling and classes as centralised training on the union would.
 
 The logic lives in ``qstore.federated`` (testable in-process); these are thin wrappers.
-Training runs in the job's worker thread; only the dataset read goes to the loop.
+Training runs in the job's worker thread; only the dataset read goes to the loop. The training
+engine loads when the first federated job is checked, not when the server starts.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from qstore.federated.messages import RoundTask, Summary
-from qstore.federated.participant import build_model, train_local
-from qstore.training.optimizers import get_optimizer
 from qstore.federated.remote import FIT_KIND, SUMMARY_KIND
 from qstore_client.errors import error
 
@@ -26,12 +24,19 @@ from .jobs import JobContext, JobKind
 
 def check_fit(params: dict[str, Any]) -> None:
     """A task whose model or optimizer cannot be built fails at start, not later in the job."""
+    from qstore.federated.messages import RoundTask
+    from qstore.federated.participant import build_model
+    from qstore.training.registry import get_optimizer
+
     task = RoundTask.from_wire(params)
     build_model(task)
     get_optimizer(task.optimizer, task.lr)
 
 
 def federated_fit(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    from qstore.federated.messages import RoundTask
+    from qstore.federated.participant import train_local
+
     task = RoundTask.from_wire(params)
     X, y = ctx.call(ctx.db.load_dataset(task.dataset))
     ctx.check_cancelled()
@@ -48,6 +53,8 @@ def check_summary(params: dict[str, Any]) -> None:
 
 
 def federated_summary(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    from qstore.federated.messages import Summary
+
     X, y = ctx.call(ctx.db.load_dataset(params["dataset"]))
     return Summary.of(X, y).to_wire()
 

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Coroutine
 
+from qstore_client.api import QStoreAPI
 from qstore_client.errors import Cancelled, QStoreError, error
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class Job:
 class JobContext:
     """What a running job may touch: the engine (via `call`), its progress, its cancel flag."""
 
-    def __init__(self, job: Job, db: Any, loop: asyncio.AbstractEventLoop):
+    def __init__(self, job: Job, db: QStoreAPI, loop: asyncio.AbstractEventLoop):
         self._job = job
         self._loop = loop
         self.db = db
@@ -83,7 +84,7 @@ class JobContext:
 class JobRegistry:
     """Starts jobs on a bounded thread pool and keeps their status (the newest `history` of them)."""
 
-    def __init__(self, db: Any, kinds: tuple[JobKind, ...], workers: int, history: int = 1000):
+    def __init__(self, db: QStoreAPI, kinds: tuple[JobKind, ...], workers: int, history: int = 1000):
         self.db = db
         self.kinds = {k.name: k for k in kinds}
         self.history = history

@@ -23,14 +23,14 @@ The trainer runs on the server loop through ``ctx.call``; every batch's
 simulation runs in a worker thread, so the loop keeps serving. Cancelling the
 job stops training before the next batch; checkpoints already written stay.
 The result: ``{"run", "epochs", "history", "checkpoints", "latest_checkpoint"}``.
+
+The training engine (cirq, numba, scipy: seconds to import) loads when the first train job
+is checked, not when the server starts.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from qstore.circuits.backend import backend_names
-from qstore.circuits.gradients import gradient_method
-from qstore.training import Trainer, get_optimizer, model_from_config
 from qstore_client.errors import error
 
 from .jobs import JobContext, JobKind
@@ -52,6 +52,9 @@ def _params(params: dict[str, Any]) -> dict[str, Any]:
 
 def check_train(params: dict[str, Any]) -> None:
     """Refuse bad params when the job is started (cheap: nothing is simulated or read)."""
+    from qstore.circuits import backend_names, gradient_method
+    from qstore.training.registry import get_optimizer, model_from_config
+
     p = _params(params)
     for key in _INTS:
         least = 1 if key == "batch_size" else 0
@@ -78,6 +81,9 @@ def check_train(params: dict[str, Any]) -> None:
 
 
 def run_train(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    from qstore.training.registry import model_from_config
+    from qstore.training.trainer import Trainer
+
     p = _params(params)
     if p["resume"] is not None:
         trainer = ctx.call(Trainer.from_checkpoint(ctx.db, p["resume"], backend=p["backend"], progress_bar=False))

@@ -25,7 +25,7 @@ import cirq
 import numpy as np
 from aiohttp import web
 
-from qstore.circuits.cirq_statevector import simulate
+from qstore.circuits.compiled_circuit import simulate
 
 _ONE_QUBIT = {
     "x": cirq.X, "y": cirq.Y, "z": cirq.Z, "h": cirq.H, "s": cirq.S, "si": cirq.S ** -1,

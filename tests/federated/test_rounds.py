@@ -10,7 +10,8 @@ import pytest
 from qstore.federated import (Coordinator, LocalParticipant, Proximal, RoundTask, Summary, Update, make_strategy,
                               train_local)
 from qstore.training import VQC
-from qstore.training.optimizers import StepResult, get_optimizer
+from qstore.training.optimizers import StepResult
+from qstore.training.registry import get_optimizer
 from qstore.training.trainer import BatchObjective
 from qstore_client import InvalidArgument, Unavailable
 

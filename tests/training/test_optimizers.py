@@ -7,7 +7,8 @@ import pytest
 from qstore_client.errors import Conflict, InvalidArgument
 
 from qstore.circuits import CircuitSpec
-from qstore.training import SGD, Adam, TunnelingOptimizer, get_optimizer, minimize
+from qstore.training import SGD, Adam, TunnelingOptimizer, get_optimizer
+from qstore.vqe import minimize
 from qstore.training.qng import QNG
 
 

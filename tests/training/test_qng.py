@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import sympy
 
-from qstore.training import QNG, VQC, Trainer, minimize
+from qstore.training import QNG, VQC, Trainer
+from qstore.vqe import minimize
 from qstore.training.data import ArraySource
-from qstore.training.minimize import hamiltonian_objective
+from qstore.vqe import hamiltonian_objective
 from qstore.training.qng import natural_direction
 
 A, B = sympy.symbols("a b")

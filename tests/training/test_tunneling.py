@@ -17,8 +17,9 @@ import pytest
 import sympy
 from scipy.optimize import minimize_scalar
 
-from qstore.training import TunnelingOptimizer, minimize, tunneling_probability
-from qstore.training.minimize import hamiltonian_objective
+from qstore.training import TunnelingOptimizer, tunneling_probability
+from qstore.vqe import minimize
+from qstore.vqe import hamiltonian_objective
 
 A, B = sympy.symbols("a b")
 Q = cirq.LineQubit.range(4)

@@ -1,6 +1,8 @@
-"""State-vector simulation of arbitrary cirq circuits, with adjoint gradients of Pauli sums.
+"""A NumPy state-vector simulator of arbitrary cirq circuits, with adjoint gradients of Pauli sums.
 
-This is the general path for user circuits (VQE-style ``minimize``): any gate
+cirq only describes the circuit here (``cirq.unitary``, eigen-components); the simulation is
+NumPy einsum over a (batch, 2, ..., 2) tensor. This is the general path for user circuits
+(VQE-style ``qstore.vqe.minimize``): any gate
 with a unitary is applied through ``cirq.unitary``; gates with sympy
 parameters must be, or decompose into, ``cirq.EigenGate``s with a symbolic
 exponent (Rx/Ry/Rz, XPow/YPow/ZPow, CZPow, XX/YY/ZZPow, PhasedXPow, FSim, ...),
@@ -17,7 +19,8 @@ from dataclasses import dataclass
 import cirq
 import numpy as np
 import sympy
-from qstore_client.errors import InvalidArgument, LimitExceeded
+
+from qstore.errors import error
 
 from .observables import PauliSumLike, PauliTerms, pauli_terms
 
@@ -59,12 +62,10 @@ class CompiledCircuit:
         self.qubits = list(qubits) if qubits is not None else sorted(circuit.all_qubits())
         self.n_qubits = len(self.qubits)
         if self.n_qubits > MAX_QUBITS:
-            raise LimitExceeded(f"{self.n_qubits} qubits is over this simulator's limit of {MAX_QUBITS}",
-                                code="too_many_qubits")
+            raise error("too_many_qubits", f"{self.n_qubits} qubits is over this simulator's limit of {MAX_QUBITS}")
         missing = circuit.all_qubits() - set(self.qubits)
         if missing:
-            raise InvalidArgument(f"circuit acts on qubits not in the order: {sorted(missing)}",
-                                  code="invalid_parameters")
+            raise error("invalid_parameters", f"circuit acts on qubits not in the order: {sorted(missing)}")
         self.symbols = [sympy.Symbol(s) if isinstance(s, str) else s for s in symbols]
         index = {q: i for i, q in enumerate(self.qubits)}
         self.steps: list[_Step] = []
@@ -73,13 +74,12 @@ class CompiledCircuit:
 
     def _add(self, op: cirq.Operation, index: dict[cirq.Qid, int]) -> None:
         if cirq.is_measurement(op):
-            raise InvalidArgument("remove measurements: this path computes exact expectations",
-                                  code="invalid_parameters")
+            raise error("invalid_parameters", "remove measurements: this path computes exact expectations")
         axes = tuple(index[q] for q in op.qubits)
         if not cirq.is_parameterized(op):
             u = cirq.unitary(op, default=None)
             if u is None:
-                raise InvalidArgument(f"operation {op} has no unitary", code="invalid_parameters")
+                raise error("invalid_parameters", f"operation {op} has no unitary")
             self.steps.append(_Step(axes, _constant(u), []))
             return
         gate = op.gate
@@ -88,8 +88,8 @@ class CompiledCircuit:
             return
         parts = cirq.decompose_once(op, default=None)
         if parts is None:
-            raise InvalidArgument(f"cannot differentiate {op}: its parameters are not EigenGate exponents "
-                                  "and it does not decompose", code="invalid_parameters")
+            raise error("invalid_parameters", f"cannot differentiate {op}: its parameters are not EigenGate exponents "
+                                              "and it does not decompose")
         log.debug("differentiating %s through its decomposition %s", op, parts)
         for part in parts:
             self._add(part, index)
@@ -98,8 +98,7 @@ class CompiledCircuit:
         exponent = sympy.sympify(gate.exponent)
         unknown = exponent.free_symbols - set(self.symbols)
         if unknown:
-            raise InvalidArgument(f"unbound symbols {sorted(map(str, unknown))} in {gate}",
-                                  code="invalid_parameters")
+            raise error("invalid_parameters", f"unbound symbols {sorted(map(str, unknown))} in {gate}")
         components = [(float(h) + gate.global_shift, np.asarray(p, dtype=np.complex128))
                       for h, p in gate._eigen_components()]
         phases = np.array([c[0] for c in components])
@@ -130,10 +129,11 @@ class CompiledCircuit:
         single = v.ndim == 1
         v = v[None, :] if single else v
         if v.ndim != 2 or v.shape[1] != len(self.symbols):
-            raise InvalidArgument(f"values must have shape ({len(self.symbols)},) or (batch, {len(self.symbols)}), "
-                                  f"got {np.shape(values)}", code="invalid_parameters")
+            raise error("invalid_parameters",
+                        f"values must have shape ({len(self.symbols)},) or (batch, {len(self.symbols)}), "
+                        f"got {np.shape(values)}")
         if not np.all(np.isfinite(v)):
-            raise InvalidArgument("values contain NaN or Inf", code="invalid_parameters")
+            raise error("invalid_parameters", "values contain NaN or Inf")
         return v, single
 
     def _initial(self, batch: int, initial_state: np.ndarray | None) -> np.ndarray:
@@ -214,7 +214,7 @@ def simulate(circuit: cirq.AbstractCircuit, resolver: cirq.ParamResolverOrSimila
     """Final state (2^n,) of a circuit after resolving its parameters."""
     resolved = cirq.resolve_parameters(circuit, cirq.ParamResolver(resolver))
     if cirq.is_parameterized(resolved):
-        raise InvalidArgument("circuit has unresolved parameters", code="invalid_parameters")
+        raise error("invalid_parameters", "circuit has unresolved parameters")
     return CompiledCircuit(resolved, (), qubits).states(None, initial_state)
 
 

@@ -1,8 +1,8 @@
-"""``minimize``: VQE-style minimisation of <psi(theta)|H|psi(theta)> with the training optimizers.
+"""VQE: ``minimize`` <psi(theta)|H|psi(theta)> over a parameterised circuit with the training optimizers.
 
 The circuit is any unitary cirq circuit with sympy parameters (or a
 ``CircuitSpec``, whose ansatz then runs on |0...0>), H a weighted sum of Pauli
-strings. Energies and gradients come from ``qstore.circuits.cirq_statevector``
+strings. Energies and gradients come from ``qstore.circuits.compiled_circuit``
 (exact, adjoint method); for QNG the Fubini–Study metric comes from the exact
 derivative states d psi / d theta_k, built in one forward pass that carries
 all of them beside psi.
@@ -18,14 +18,15 @@ from typing import Any
 import cirq
 import numpy as np
 import sympy
-from qstore.circuits.cirq_statevector import CompiledCircuit, apply_matrix
+
+from qstore.circuits.compiled_circuit import CompiledCircuit, apply_matrix
 from qstore.circuits.metric import fubini_study_metric
 from qstore.circuits.observables import PauliSumLike, PauliTerms, pauli_terms
 from qstore.circuits.spec import CircuitSpec
-from qstore_client.errors import InvalidArgument
-
-from .optimizers import Optimizer, get_optimizer
-from .tunneling_optimizer import TunnelingState
+from qstore.errors import error
+from qstore.training.optimizers import Optimizer
+from qstore.training.registry import get_optimizer
+from qstore.training.tunneling_optimizer import TunnelingState
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,7 @@ def _compile(circuit: cirq.AbstractCircuit | CircuitSpec, symbols: Sequence[symp
         blocks = np.arange(circuit.n_params) // per_layer
         return CompiledCircuit(bare, theta_symbols, circuit.qubits), blocks, circuit.qubits
     if not isinstance(circuit, cirq.AbstractCircuit):
-        raise InvalidArgument("circuit must be a cirq circuit with sympy parameters or a CircuitSpec",
-                              code="invalid_argument")
+        raise error("invalid_argument", "circuit must be a cirq circuit with sympy parameters or a CircuitSpec")
     order = [sympy.Symbol(s) if isinstance(s, str) else s for s in symbols] if symbols else circuit_symbols(circuit)
     # Block = moment of a parameter's first use: gates in one moment commute.
     first_moment: dict[sympy.Symbol, int] = {}
@@ -160,10 +160,10 @@ def minimize(circuit: cirq.AbstractCircuit | CircuitSpec, hamiltonian: PauliSumL
     compiled = objective.compiled
     params = np.array(params0, dtype=np.float64).reshape(-1)
     if params.shape != (len(compiled.symbols),) or not np.all(np.isfinite(params)):
-        raise InvalidArgument(f"params0 must be {len(compiled.symbols)} finite numbers for symbols "
-                              f"{[str(s) for s in compiled.symbols]}", code="invalid_parameters")
+        raise error("invalid_parameters", f"params0 must be {len(compiled.symbols)} finite numbers for symbols "
+                                          f"{[str(s) for s in compiled.symbols]}")
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise InvalidArgument(f"steps must be a non-negative integer, got {steps!r}", code="invalid_argument")
+        raise error("invalid_argument", f"steps must be a non-negative integer, got {steps!r}")
     opt = get_optimizer(optimizer, lr, **optimizer_options)
     energies: list[float] = []
     converged = False
