@@ -2,8 +2,16 @@
 from qstore.collection import Collection
 from qstore.database import Database
 from qstore.errors import (
-    AlreadyExists, BackendError, Conflict, Forbidden, InvalidArgument, LimitExceeded, NotFound,
-    QStoreError, Unauthorized, Unavailable,
+    AlreadyExists,
+    BackendError,
+    Conflict,
+    Forbidden,
+    InvalidArgument,
+    LimitExceeded,
+    NotFound,
+    QStoreError,
+    Unauthorized,
+    Unavailable,
 )
 from qstore_client.types import Branch, Hit, Measurement, Page, Record
 

@@ -36,7 +36,7 @@ class Job:
     state: str
     progress: float
     message: str
-    params: dict
+    params: dict[str, Any]
     created_at: float
     started_at: float | None
     finished_at: float | None
@@ -47,7 +47,7 @@ class Job:
         return self.state in ("succeeded", "failed", "cancelled")
 
     @classmethod
-    def from_wire(cls, doc: dict) -> "Job":
+    def from_wire(cls, doc: dict[str, Any]) -> "Job":
         err = doc.get("error")
         return cls(id=doc["id"], kind=doc["kind"], state=doc["state"], progress=doc["progress"],
                    message=doc["message"], params=doc["params"], created_at=doc["created_at"],
@@ -132,7 +132,7 @@ class AsyncClient:
 
     # ------------------------------------------------------------------ database
 
-    async def health(self) -> dict:
+    async def health(self) -> dict[str, Any]:
         return await self._call("health")
 
     async def metrics(self) -> str:
@@ -203,7 +203,7 @@ class AsyncClient:
     async def job_kinds(self) -> list[str]:
         return await self._call("job_kinds")
 
-    async def start_job(self, kind: str, params: dict | None = None) -> Job:
+    async def start_job(self, kind: str, params: dict[str, Any] | None = None) -> Job:
         return Job.from_wire(await self._call("start_job", dict(kind=kind, params=params)))
 
     async def list_jobs(self) -> list[Job]:
@@ -236,7 +236,7 @@ class AsyncClient:
 class Collection:
     """A remote collection: the same methods and results as `qstore.Collection`."""
 
-    def __init__(self, client: AsyncClient, descriptor: dict):
+    def __init__(self, client: AsyncClient, descriptor: dict[str, Any]):
         self._client = client
         self.name: str = descriptor["name"]
         self.dim: int = descriptor["dim"]

@@ -21,7 +21,7 @@ class QStoreError(Exception):
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}"
 
-    def to_payload(self) -> dict:
+    def to_payload(self) -> dict[str, dict[str, str]]:
         return {"error": {"code": self.code, "message": self.message}}
 
 

@@ -104,7 +104,7 @@ class Connection:
         return Reply(status, content_type, body)
 
     async def _chunked(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
             if size == 0:
@@ -190,6 +190,7 @@ class Pool:
                 if conn is not None:
                     conn.close()
                 raise
+            assert conn is not None  # set before the exchange that returned `reply`
             if conn.reusable and not self._closed:
                 self._idle.append(conn)
             else:

@@ -17,7 +17,7 @@ features with ``angles_vjp``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 
 import cirq
 import numpy as np
@@ -166,7 +166,7 @@ def _gray(i: int) -> int:
     return i ^ (i >> 1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gray_walsh(k: int) -> np.ndarray:
     """M[j, i] = (-1)^(j . gray(i)): tree angle of control state j = (M @ gate angles)[j].
 

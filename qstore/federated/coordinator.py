@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from qstore_client.api import QStoreAPI
 
 from qstore.errors import InvalidArgument, QStoreError, error
 from qstore.training.models import Model
+from qstore_client.api import QStoreAPI
 
 from .angles import wrap
 from .messages import RoundTask, Summary, Update
@@ -117,8 +117,8 @@ class Coordinator:
                  dp: DPConfig | dict[str, Any] | None = None, seed: int = 0, *, sampling: str = "fixed",
                  strategy_options: dict[str, Any] | None = None, target_updates: int | None = None,
                  optimizer: str = "adam", lr: float = 0.05, batch_size: int = 16, backend: str = "statevector",
-                 gradient: str = "adjoint", db: QStoreAPI | None = None, api_key: str | None = None, run: str | None = None,
-                 progress: ProgressFn | None = None):
+                 gradient: str = "adjoint", db: QStoreAPI | None = None, api_key: str | None = None,
+                 run: str | None = None, progress: ProgressFn | None = None):
         self.participants, self._owned = self._participants(participants, api_key)
         self.dataset = dataset
         self.rounds = _positive_int(rounds, "rounds")
@@ -138,9 +138,9 @@ class Coordinator:
         self._check_feasible()
         self.dp = DPConfig.of(dp)
         if self.dp is not None and self.dp.mode == "central" and not self.strategy.sum_based:
-            raise error("invalid_argument", f"central DP noise is calibrated to a sum of clipped updates; strategy "
-                                            f"{self.strategy.describe()} is not a sum (use fedavg or fedprox, or dp mode "
-                                            f"'local')")
+            raise error("invalid_argument",
+                        f"central DP noise is calibrated to a sum of clipped updates; strategy "
+                        f"{self.strategy.describe()} is not a sum (use fedavg or fedprox, or dp mode 'local')")
         self.accountant = None if self.dp is None else Accountant(self.dp, self.sampling, self.rounds)
 
     # -- setup ---------------------------------------------------------------------------
@@ -173,8 +173,9 @@ class Coordinator:
         if self.min_participants > n:
             raise error("invalid_argument", f"min_participants={self.min_participants} exceeds the {n} participants")
         if self.sampling.scheme == "fixed" and self.sampling.size < self.min_participants:
-            raise error("invalid_argument", f"fraction={self.sampling.fraction:g} selects {self.sampling.size} of {n} "
-                                            f"participants per round, fewer than min_participants={self.min_participants}")
+            raise error("invalid_argument",
+                        f"fraction={self.sampling.fraction:g} selects {self.sampling.size} of {n} "
+                        f"participants per round, fewer than min_participants={self.min_participants}")
         if self.sampling.scheme == "poisson" and self.sampling.expected < self.min_participants:
             log.warning("poisson sampling expects %.1f participants per round, below min_participants=%d: many "
                         "rounds will be skipped", self.sampling.expected, self.min_participants)
@@ -227,8 +228,9 @@ class Coordinator:
                                                   f"({model.n_params},)")
             return
         if model.metric_name != "accuracy":
-            raise error("invalid_argument", f"a {model.kind} model must be fitted (scaler, targets, params) before "
-                                            "federated rounds; only classifiers are prepared from participant summaries")
+            raise error("invalid_argument",
+                        f"a {model.kind} model must be fitted (scaler, targets, params) before "
+                        "federated rounds; only classifiers are prepared from participant summaries")
         if self.dp is not None:
             if validation is None:
                 raise error("invalid_argument", "a DP run with an unfitted model needs validation data to fit feature "

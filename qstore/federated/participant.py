@@ -22,13 +22,13 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from qstore_client.api import QStoreAPI
 
 from qstore.errors import error
 from qstore.training.models import Model
 from qstore.training.optimizers import Objective, Optimizer, StepResult
 from qstore.training.registry import model_from_config
 from qstore.training.trainer import Trainer
+from qstore_client.api import QStoreAPI
 
 from .angles import wrap
 from .executors import Executor, InProcessExecutor

@@ -14,9 +14,8 @@ import asyncio
 import logging
 from typing import Any
 
-from qstore_client import AsyncClient
-
 from qstore.errors import error
+from qstore_client import AsyncClient
 
 from .messages import RoundTask, Summary, Update
 

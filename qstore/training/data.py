@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from qstore_client.api import QStoreAPI
 
 from qstore.errors import error
+from qstore_client.api import QStoreAPI
 
 log = logging.getLogger(__name__)
 

@@ -51,8 +51,9 @@ class OptimizerState:
         unknown = set(doc) - names
         if unknown:
             raise error("checkpoint_mismatch", f"{cls.__name__} has no fields {sorted(unknown)}")
-        return cls(**{k: (np.array(v, dtype=np.float64) if isinstance(v, np.ndarray) else v)
-                      for k, v in doc.items()})
+        values: dict[str, Any] = {k: (np.array(v, dtype=np.float64) if isinstance(v, np.ndarray) else v)
+                                  for k, v in doc.items()}
+        return cls(**values)
 
 
 @dataclass
@@ -183,4 +184,5 @@ class Adam(Optimizer):
 
     def apply_grad(self, grad: np.ndarray, params: np.ndarray, objective: Objective, loss: float) -> np.ndarray:
         assert isinstance(self.state, AdamState)
-        return params - adam_update(self.state, grad, self.lr, self.beta1, self.beta2, self.eps)
+        new: np.ndarray = params - adam_update(self.state, grad, self.lr, self.beta1, self.beta2, self.eps)
+        return new

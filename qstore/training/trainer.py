@@ -18,13 +18,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from qstore_client.api import QStoreAPI
 from tqdm import tqdm
 
 from qstore.circuits.backend import Backend, require_metric
 from qstore.circuits.registry import get_backend
 from qstore.circuits.statevector import warm_up
 from qstore.errors import error
+from qstore_client.api import QStoreAPI
 
 from .checkpoints import CHECKPOINT, RUN_RECORD, check_checkpoint, checkpoint_id, config_hash, run_record_id
 from .data import DataSource, check_features, epoch_batches, source_for

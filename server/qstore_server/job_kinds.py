@@ -8,8 +8,8 @@ import numpy as np
 
 from qstore_client.errors import error
 
-from .jobs import JobContext, JobKind
 from .federated_kind import federated_kinds
+from .jobs import JobContext, JobKind
 from .training_kind import train_kind
 
 COPY_PAGE = 500

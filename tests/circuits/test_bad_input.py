@@ -6,10 +6,17 @@ import time
 import cirq
 import numpy as np
 import pytest
-from qstore_client.errors import InvalidArgument, LimitExceeded, QStoreError
 
-from qstore.circuits import (CircuitSpec, CompiledCircuit, StatevectorBackend, get_backend, gradient_method,
-                             jacobian, vjp)
+from qstore.circuits import (
+    CircuitSpec,
+    CompiledCircuit,
+    StatevectorBackend,
+    get_backend,
+    gradient_method,
+    jacobian,
+    vjp,
+)
+from qstore_client.errors import InvalidArgument, LimitExceeded, QStoreError
 
 SPEC = CircuitSpec(3, 2)
 

@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 import scipy.optimize
 import sympy
-from qstore_client.errors import InvalidArgument
 
-from qstore.circuits import (CircuitSpec, CompiledCircuit, StatevectorBackend, expectation_pauli_sum,
-                             pauli_sum_value_and_grad, simulate)
+from qstore.circuits import (
+    CircuitSpec,
+    CompiledCircuit,
+    StatevectorBackend,
+    expectation_pauli_sum,
+    pauli_sum_value_and_grad,
+    simulate,
+)
+from qstore_client.errors import InvalidArgument
 
 a, b, c = sympy.symbols("a b c")
 q = cirq.LineQubit.range(3)

@@ -4,8 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qstore.circuits import (CircuitSpec, CirqBackend, StatevectorBackend, finite_differences, jacobian,
-                             parameter_shift, vjp)
+from qstore.circuits import (
+    CircuitSpec,
+    CirqBackend,
+    StatevectorBackend,
+    finite_differences,
+    jacobian,
+    parameter_shift,
+    vjp,
+)
 
 CASES = [
     dict(n_qubits=3, layers=2, encoding="angle", entanglement="linear"),

@@ -7,11 +7,11 @@ import cirq
 import cirq_ionq
 import numpy as np
 import pytest
-from qstore_client.errors import BackendError
 
 from qstore.circuits import CircuitSpec, StatevectorBackend, jacobian
 from qstore.circuits.ionq_backend import IonQBackend
 from qstore.circuits.ionq_pricing import IonQPricing
+from qstore_client.errors import BackendError
 
 SPEC = CircuitSpec(2, 1, entanglement="linear")
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from qstore.training.reference_datasets import load_reference
 from qstore_client import AsyncClient
-
 from tests.servers import ServerProcess, free_port
 
 N_NODES = 4

@@ -7,8 +7,16 @@ import time
 import numpy as np
 import pytest
 
-from qstore.federated import (Coordinator, LocalParticipant, Proximal, RoundTask, Summary, Update, make_strategy,
-                              train_local)
+from qstore.federated import (
+    Coordinator,
+    LocalParticipant,
+    Proximal,
+    RoundTask,
+    Summary,
+    Update,
+    make_strategy,
+    train_local,
+)
 from qstore.training import VQC
 from qstore.training.optimizers import StepResult
 from qstore.training.registry import get_optimizer

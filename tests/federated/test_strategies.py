@@ -4,8 +4,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qstore.federated import (STRATEGIES, Coordinator, FedAvg, FedProx, Krum, LocalParticipant, Median, MultiKrum,
-                              TrimmedMean, make_strategy)
+from qstore.federated import (
+    STRATEGIES,
+    Coordinator,
+    FedAvg,
+    FedProx,
+    Krum,
+    LocalParticipant,
+    Median,
+    MultiKrum,
+    TrimmedMean,
+    make_strategy,
+)
 from qstore_client import InvalidArgument
 
 G = np.zeros(3)

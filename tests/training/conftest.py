@@ -1,7 +1,7 @@
 """Fixtures for the training tests: a fast database, reference datasets, a real server subprocess."""
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
@@ -18,7 +18,7 @@ async def fastdb(tmp_path):
     await database.close()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reference(name: str, components: int | None) -> ReferenceData:
     return load_reference(name, components, seed=0)
 

@@ -5,6 +5,7 @@ import asyncio
 
 import numpy as np
 import pytest
+
 from qstore_client import AsyncClient
 from qstore_client.errors import InvalidArgument
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import cirq
 import numpy as np
 import pytest
-from qstore_client.errors import Conflict, InvalidArgument
 
 from qstore.circuits import CircuitSpec
 from qstore.training import SGD, Adam, TunnelingOptimizer, get_optimizer
-from qstore.vqe import minimize
 from qstore.training.qng import QNG
+from qstore.vqe import minimize
+from qstore_client.errors import Conflict, InvalidArgument
 
 
 class Quadratic:

@@ -7,10 +7,9 @@ import pytest
 import sympy
 
 from qstore.training import QNG, VQC, Trainer
-from qstore.vqe import minimize
 from qstore.training.data import ArraySource
-from qstore.vqe import hamiltonian_objective
 from qstore.training.qng import natural_direction
+from qstore.vqe import hamiltonian_objective, minimize
 
 A, B = sympy.symbols("a b")
 QUBIT = cirq.LineQubit(0)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qstore_client.errors import Conflict, NotFound
 
 from qstore.training import VQC, HybridModel, Trainer
 from qstore.training.rng_state import restore_rng
+from qstore_client.errors import Conflict, NotFound
 
 OPTIMIZERS = {
     "adam": {},

@@ -35,9 +35,9 @@ async def test_training_on_cirq_with_parameter_shift_matches_the_statevector(ref
 
 
 def test_tunneling_advantage_holds_over_many_starts() -> None:
-    from .test_tunneling import BUDGET, CIRCUIT, GLOBAL, H
-
     from qstore.vqe import minimize
+
+    from .test_tunneling import BUDGET, CIRCUIT, GLOBAL, H
 
     starts = np.random.default_rng(11).uniform(0, 2 * np.pi, size=(100, 2))
     wins = {"sgd": 0, "adam": 0, "tunneling": 0}

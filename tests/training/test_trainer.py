@@ -6,9 +6,9 @@ import time
 
 import numpy as np
 import pytest
-from qstore_client.errors import Cancelled, InvalidArgument, LimitExceeded, NotFound
 
 from qstore.training import VQC, Trainer
+from qstore_client.errors import Cancelled, InvalidArgument, LimitExceeded, NotFound
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ import sympy
 from scipy.optimize import minimize_scalar
 
 from qstore.training import TunnelingOptimizer, tunneling_probability
-from qstore.vqe import minimize
-from qstore.vqe import hamiltonian_objective
+from qstore.vqe import hamiltonian_objective, minimize
 
 A, B = sympy.symbols("a b")
 Q = cirq.LineQubit.range(4)
