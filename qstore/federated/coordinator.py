@@ -185,9 +185,9 @@ class Coordinator:
         try:
             self.strategy.check(self.min_participants)
         except InvalidArgument as exc:
-            raise InvalidArgument(f"strategy {self.strategy.describe()} cannot aggregate rounds of "
+            raise error(exc.code, f"strategy {self.strategy.describe()} cannot aggregate rounds of "
                                   f"min_participants={self.min_participants}: {exc.message}; raise "
-                                  f"min_participants or lower f", code=exc.code) from None
+                                  f"min_participants or lower f") from None
 
     def _emit(self, event: str, **info: Any) -> None:
         if self.progress is not None:

@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from qstore.errors import InvalidArgument, error
+from qstore.errors import QStoreError, error
 from qstore.training.data import DataSummary, FeatureStats
 
 
-def _fail(what: str, why: str, code: str = "invalid_argument") -> InvalidArgument:
-    return InvalidArgument(f"{what}: {why}", code=code)
+def _fail(what: str, why: str, code: str = "invalid_argument") -> QStoreError:
+    return error(code, f"{what}: {why}")
 
 
 def _fields(doc: Any, what: str, required: set[str], optional: set[str] = frozenset()) -> dict[str, Any]:
