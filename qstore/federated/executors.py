@@ -27,10 +27,10 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
-import os
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from qstore import runtime
 from qstore.errors import error
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,11 @@ class Executor(Protocol):
 
 
 class InProcessExecutor:
-    """Runs calls on a thread pool of `max_workers` threads (default: CPU count, at most 8)."""
+    """Runs calls on a thread pool of `max_workers` threads (default: the runtime's job workers;
+    each call's simulation runs on the shared compute pool)."""
 
     def __init__(self, max_workers: int | None = None):
-        workers = max_workers or min(8, os.cpu_count() or 1)
+        workers = max_workers or runtime.config().job_workers
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers,
                                                            thread_name_prefix="qstore-federated")
 

@@ -7,12 +7,12 @@ which cannot remove, keep deleted ids as tombstones until a background rebuild.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
 import faiss
 import numpy as np
 
+from qstore import runtime
 from qstore.index import spec as specs
 from qstore.index.rwlock import RWLock
 from qstore.index.spec import IndexSpec
@@ -20,7 +20,6 @@ from qstore.index.spec import IndexSpec
 log = logging.getLogger(__name__)
 
 REBUILD_TOMBSTONE_RATIO = 0.2
-_CORES = os.cpu_count() or 1
 REBUILD_MIN_TOMBSTONES = 64
 
 
@@ -220,7 +219,7 @@ class _threads_for:
     __slots__ = ("n", "before")
 
     def __init__(self, n_queries: int):
-        self.n = 1 if n_queries < 16 else _CORES
+        self.n = 1 if n_queries < 16 else runtime.config().omp_threads
 
     def __enter__(self) -> None:
         self.before = faiss.omp_get_max_threads()

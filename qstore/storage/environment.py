@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import lmdb
 
+from qstore import runtime
 from qstore.storage import codec
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ class Storage:
         )
         self.tables = {name: self.env.open_db(name.encode()) for name in TABLES}
         self._gate = _ResizeGate()
-        self.pool = ThreadPoolExecutor(max_workers=read_threads or max(4, (os.cpu_count() or 2) * 2),
+        self.pool = ThreadPoolExecutor(max_workers=read_threads or runtime.config().storage_threads,
                                        thread_name_prefix="qstore-read")
         with self.env.begin() as txn:
             raw = txn.get(LAST_SEQ_KEY, db=self.tables["meta"])

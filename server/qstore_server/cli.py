@@ -49,7 +49,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--max-top-k", type=int, default=defaults.max_top_k,
                         help="largest top_k of a query (default: %(default)s)")
     ops = parser.add_argument_group("operation")
-    ops.add_argument("--job-workers", type=int, default=2, help="threads running jobs (default: %(default)s)")
+    ops.add_argument("--job-workers", type=int, default=None,
+                     help="threads running jobs (default: the runtime budget, QSTORE_JOB_WORKERS)")
     ops.add_argument("--shutdown-timeout", type=float, default=30.0,
                      help="seconds to let requests and jobs finish on SIGTERM (default: %(default)s)")
     ops.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")

@@ -5,10 +5,11 @@ import argparse
 import ipaddress
 import os
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from qstore import runtime
 from qstore_client.protocol import Limits
 
 from .jobs import JobKind
@@ -42,7 +43,7 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     limits: Limits = Limits()
-    job_workers: int = 2
+    job_workers: int = field(default_factory=lambda: runtime.config().job_workers)
     job_kinds: tuple[JobKind, ...] | None = None  # None: job_kinds.builtin_kinds()
     access_log: bool = False
     shutdown_timeout: float = 30.0
@@ -88,6 +89,6 @@ class ServerConfig:
             tls_key=Path(args.tls_key) if args.tls_key else None,
             limits=Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
                           max_dim=args.max_dim, max_top_k=args.max_top_k),
-            job_workers=args.job_workers, access_log=args.access_log,
+            job_workers=args.job_workers or runtime.config().job_workers, access_log=args.access_log,
             shutdown_timeout=args.shutdown_timeout,
         )
