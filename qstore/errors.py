@@ -3,6 +3,9 @@
 Raise them one way, by stable code: ``raise error("invalid_features", "...")``; the code picks
 the class (``ERROR_CODES``), so the same failure has the same class and code on both sides.
 """
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from qstore_client.errors import (
     ERROR_CODES,
     AlreadyExists,
@@ -24,3 +27,14 @@ __all__ = [
     "ERROR_CODES", "AlreadyExists", "BackendError", "Cancelled", "Conflict", "Forbidden", "InvalidArgument",
     "LimitExceeded", "NotFound", "QStoreError", "Unauthorized", "Unavailable", "UnsupportedMediaType", "error",
 ]
+
+T = TypeVar("T")
+
+
+def construct(cls: Callable[..., T], options: dict[str, Any], what: str, code: str = "invalid_argument") -> T:
+    """``cls(**options)`` for the registries that build things by name: an unknown or missing
+    option (the constructor's ``TypeError``) becomes a typed error naming ``what``."""
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise error(code, f"bad options {sorted(options)} for {what}: {exc}") from None

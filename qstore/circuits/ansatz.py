@@ -57,26 +57,18 @@ def layer_ops(qubits: Sequence[cirq.Qid], symbols: Sequence[sympy.Symbol],
     return ops
 
 
+def rotation(a: np.ndarray, pauli: np.ndarray) -> np.ndarray:
+    """exp(-i a P / 2) = cos(a/2) I - i sin(a/2) P for an array of angles, shape a.shape + (2, 2)."""
+    half = np.asarray(a, dtype=np.float64)[..., None, None] / 2
+    return np.cos(half) * np.eye(2) - 1j * np.sin(half) * pauli
+
+
 def rx(a: np.ndarray) -> np.ndarray:
-    """exp(-i a X / 2) for an array of angles, shape a.shape + (2, 2)."""
-    c, s = np.cos(a / 2), np.sin(a / 2)
-    out = np.empty(np.shape(a) + (2, 2), dtype=np.complex128)
-    out[..., 0, 0] = c
-    out[..., 1, 1] = c
-    out[..., 0, 1] = -1j * s
-    out[..., 1, 0] = -1j * s
-    return out
+    return rotation(a, PAULI_X)
 
 
 def ry(a: np.ndarray) -> np.ndarray:
-    """exp(-i a Y / 2), shape a.shape + (2, 2)."""
-    c, s = np.cos(a / 2), np.sin(a / 2)
-    out = np.empty(np.shape(a) + (2, 2), dtype=np.complex128)
-    out[..., 0, 0] = c
-    out[..., 1, 1] = c
-    out[..., 0, 1] = -s
-    out[..., 1, 0] = s
-    return out
+    return rotation(a, PAULI_Y)
 
 
 def rz(a: np.ndarray) -> np.ndarray:

@@ -58,6 +58,23 @@ def _rows(theta: np.ndarray, batch: int) -> np.ndarray:
     return np.broadcast_to(theta, (batch, theta.shape[-1])) if theta.ndim == 1 else theta
 
 
+def _plus_minus(theta_rows: np.ndarray, inputs: np.ndarray, n_shifted: int, step: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample 2(P + n_shifted) rows: +/- ``step`` on each parameter, then on each of the
+    first ``n_shifted`` input columns. Returns theta (B, rows, P) and inputs (B, rows, cols)."""
+    P = theta_rows.shape[1]
+    n_eval = 2 * (P + n_shifted)
+    th = np.repeat(theta_rows[:, None, :], n_eval, axis=1)
+    xs = np.repeat(inputs[:, None, :], n_eval, axis=1)
+    k = np.arange(P)
+    th[:, 2 * k, k] += step
+    th[:, 2 * k + 1, k] -= step
+    s = np.arange(n_shifted)
+    xs[:, 2 * P + 2 * s, s] += step
+    xs[:, 2 * P + 2 * s + 1, s] -= step
+    return th, xs
+
+
 def parameter_shift(spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, inputs: bool = True
                     ) -> tuple[Evaluations, Postprocess]:
     """Two-term shifts of every parameter (and every encoding gate if ``inputs``).
@@ -68,18 +85,8 @@ def parameter_shift(spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, inputs:
     B, P = X.shape[0], spec.n_params
     angles = spec.encoder.angles(X)
     S = angles.shape[1] if inputs else 0
-    theta_rows = _rows(spec.check_params(theta, B), B)
-    shift = np.pi / 2
-    # Per sample: +/- shift of each parameter, then +/- shift of each input angle.
     n_eval = 2 * (P + S)
-    th = np.repeat(theta_rows[:, None, :], n_eval, axis=1)
-    an = np.repeat(angles[:, None, :], n_eval, axis=1)
-    k = np.arange(P)
-    th[:, 2 * k, k] += shift
-    th[:, 2 * k + 1, k] -= shift
-    s = np.arange(S)
-    an[:, 2 * P + 2 * s, s] += shift
-    an[:, 2 * P + 2 * s + 1, s] -= shift
+    th, an = _plus_minus(_rows(spec.check_params(theta, B), B), angles, S, np.pi / 2)
     evals = Evaluations(an.reshape(B * n_eval, -1), th.reshape(B * n_eval, P))
 
     def postprocess(values: np.ndarray) -> Jacobians:
@@ -100,16 +107,8 @@ def finite_differences(spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, inpu
     """Central differences with ``step`` on each parameter and (if ``inputs``) each feature."""
     X = spec.check_features(X)
     B, P, F = X.shape[0], spec.n_params, (spec.n_features if inputs else 0)
-    theta_rows = _rows(spec.check_params(theta, B), B)
     n_eval = 2 * (P + F)
-    th = np.repeat(theta_rows[:, None, :], n_eval, axis=1)
-    xs = np.repeat(X[:, None, :], n_eval, axis=1)
-    k = np.arange(P)
-    th[:, 2 * k, k] += step
-    th[:, 2 * k + 1, k] -= step
-    f = np.arange(F)
-    xs[:, 2 * P + 2 * f, f] += step
-    xs[:, 2 * P + 2 * f + 1, f] -= step
+    th, xs = _plus_minus(_rows(spec.check_params(theta, B), B), X, F, step)
     evals = Evaluations(spec.encode(xs.reshape(B * n_eval, -1)), th.reshape(B * n_eval, P))
 
     def postprocess(values: np.ndarray) -> Jacobians:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qstore.errors import error
+from qstore.errors import construct, error
 
 from .backend import Backend
 from .cirq_backend import CirqBackend
@@ -36,7 +36,4 @@ def get_backend(name: str = "statevector", **options: Any) -> Backend:
     if name not in _BACKENDS:
         raise error("unknown_backend", f"unknown backend {name!r}; choose one of {', '.join(backend_names())}")
     cls, preset = _BACKENDS[name]
-    try:
-        return cls(**{**preset, **options})
-    except TypeError as exc:
-        raise error("invalid_parameters", f"bad options for backend {name!r}: {exc}") from None
+    return construct(cls, {**preset, **options}, f"backend {name!r}", code="invalid_parameters")

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from qstore.errors import error
+from qstore.errors import construct, error
 
 from .angles import circular_mean, weights_or_uniform, wrap
 
@@ -246,7 +246,4 @@ def make_strategy(strategy: str | Strategy, **options: Any) -> Strategy:
     cls = STRATEGIES.get(strategy) if isinstance(strategy, str) else None
     if cls is None:
         raise error("unknown_strategy", f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        raise error("invalid_argument", f"bad options {sorted(options)} for strategy {strategy!r}: {exc}") from None
+    return construct(cls, options, f"strategy {strategy!r}")

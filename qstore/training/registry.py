@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qstore.errors import error
+from qstore.errors import construct, error
 
 from .hybrid import HybridModel
 from .models import VQC, Model, VQCRegressor
@@ -32,10 +32,7 @@ def get_optimizer(name: str | Optimizer, lr: float | None = None, **options: Any
     kwargs = dict(options)
     if lr is not None:
         kwargs["lr"] = lr
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise error("invalid_argument", f"bad options for optimizer {name!r}: {exc}") from None
+    return construct(cls, kwargs, f"optimizer {name!r}")
 
 
 def model_from_config(config: dict[str, Any]) -> Model:
@@ -45,7 +42,4 @@ def model_from_config(config: dict[str, Any]) -> Model:
     cls = MODELS.get(kind)
     if cls is None:
         raise error("invalid_argument", f"unknown model type {kind!r}; choose one of {sorted(MODELS)}")
-    try:
-        return cls(**args)
-    except TypeError as exc:
-        raise error("invalid_argument", f"bad {kind} model config: {exc}") from None
+    return construct(cls, args, f"a {kind} model")
