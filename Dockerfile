@@ -17,7 +17,7 @@ COPY client ./client
 RUN pip install . && rm -rf /src
 # Compile the simulator's numba kernels into the image (cached beside the installed package),
 # so a container does not spend its first seconds compiling them.
-RUN python -c "import qstore.circuits.statevector"
+RUN python -c "import qstore.circuits; qstore.circuits.warm_up()"
 
 RUN useradd --system --uid 10001 --home-dir /data qstore && mkdir -p /data && chown qstore /data
 USER qstore

@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from qstore import runtime
 from qstore.circuits import CircuitSpec, CirqBackend, StatevectorBackend, vjp
 from qstore.circuits import statevector_kernels as kernels
 from qstore.circuits.ansatz import fused_rotations
@@ -114,7 +115,9 @@ def pennylane_rows(n: int, layers: int, X: np.ndarray, theta: np.ndarray, grad_o
 
 def gradient_table(args: argparse.Namespace) -> list[tuple[int, int, str, float]]:
     rng = np.random.default_rng(0)
-    sv = StatevectorBackend(threads=args.threads)
+    if args.threads:
+        runtime.configure(compute_threads=args.threads)
+    sv = StatevectorBackend()
     results = []
     for n in args.qubits:
         spec = CircuitSpec(n, args.layers, entanglement="linear")
@@ -208,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pl-repeats", type=int, default=3, help="timed runs per PennyLane row")
     parser.add_argument("--budget", type=float, default=20.0, help="max seconds of timed runs per row")
     parser.add_argument("--cirq-samples", type=int, default=1, help="samples for the cirq.Simulator row")
-    parser.add_argument("--threads", type=int, default=None, help="statevector threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None, help="statevector threads (default: the runtime budget, QSTORE_COMPUTE_THREADS)")
     parser.add_argument("--no-pennylane", action="store_true", help="skip PennyLane rows")
     parser.add_argument("--pl-memory-gib", type=float, default=4.0, help="memory cap per PennyLane run")
     parser.add_argument("--pl-timeout", type=float, default=600.0, help="seconds before a PennyLane run is dropped")
