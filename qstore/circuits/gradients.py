@@ -51,7 +51,7 @@ class Evaluations:
     theta: np.ndarray
 
     def __len__(self) -> int:
-        return self.angles.shape[0]
+        return int(self.angles.shape[0])
 
 
 def _rows(theta: np.ndarray, batch: int) -> np.ndarray:
@@ -106,7 +106,7 @@ def finite_differences(spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, inpu
                        step: float = 1e-3) -> tuple[Evaluations, Postprocess]:
     """Central differences with ``step`` on each parameter and (if ``inputs``) each feature."""
     X = spec.check_features(X)
-    B, P, F = X.shape[0], spec.n_params, (spec.n_features if inputs else 0)
+    B, P, F = X.shape[0], spec.n_params, (X.shape[1] if inputs else 0)
     n_eval = 2 * (P + F)
     th, xs = _plus_minus(_rows(spec.check_params(theta, B), B), X, F, step)
     evals = Evaluations(spec.encode(xs.reshape(B * n_eval, -1)), th.reshape(B * n_eval, P))
@@ -129,7 +129,7 @@ def spsa(spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, inputs: bool = Tru
     if int(draws) < 1 or not c > 0:
         raise error("invalid_parameters", "spsa needs draws >= 1 and c > 0")
     X = spec.check_features(X)
-    B, P, F = X.shape[0], spec.n_params, (spec.n_features if inputs else 0)
+    B, P, F = X.shape[0], spec.n_params, (X.shape[1] if inputs else 0)
     theta_rows = _rows(spec.check_params(theta, B), B)
     rng = np.random.default_rng(seed)
     d_theta = rng.choice([-1.0, 1.0], size=(B, draws, P))

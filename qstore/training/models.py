@@ -134,6 +134,10 @@ class Model(abc.ABC):
         identity for classical weights (which then take plain gradient steps)."""
 
     @abc.abstractmethod
+    def score(self, X: Any, y: Any, params: np.ndarray | None = None) -> float:
+        """Accuracy (classifiers) or R² (regression) on raw features and labels."""
+
+    @abc.abstractmethod
     def quality(self, outputs: np.ndarray, targets: np.ndarray) -> float:
         """``metric_name`` of outputs from ``evaluate_batch`` against training targets."""
 

@@ -15,7 +15,7 @@ import abc
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
@@ -36,6 +36,9 @@ class Objective(Protocol):
     def metric(self, params: np.ndarray, kind: str) -> np.ndarray: ...
 
 
+S = TypeVar("S", bound="OptimizerState")
+
+
 @dataclass
 class OptimizerState:
     """Base of every optimizer state: the number of steps taken."""
@@ -46,7 +49,7 @@ class OptimizerState:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> OptimizerState:
+    def from_dict(cls: type[S], doc: dict[str, Any]) -> S:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(doc) - names
         if unknown:

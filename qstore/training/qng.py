@@ -30,10 +30,11 @@ def natural_direction(metric: np.ndarray, grad: np.ndarray, lam: float) -> np.nd
     a = metric + lam * np.eye(metric.shape[0])
     try:
         factor = scipy.linalg.cho_factor(a, lower=True, check_finite=True)
-        return scipy.linalg.cho_solve(factor, grad)
+        delta: np.ndarray = scipy.linalg.cho_solve(factor, grad)
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
         # Singular (lam = 0): the minimum-norm solution, i.e. the pseudo-inverse direction.
-        return np.linalg.lstsq(a, grad, rcond=None)[0]
+        delta = np.linalg.lstsq(a, grad, rcond=None)[0]
+    return delta
 
 
 class QNG(Optimizer):

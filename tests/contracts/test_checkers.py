@@ -23,9 +23,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"qstore": ROOT / "qstore", "qstore_server": ROOT / "server" / "qstore_server",
             "qstore_client": ROOT / "client" / "qstore_client"}
-MYPY_STRICT = ["-p", "qstore_client", "-m", "qstore.errors", "-m", "qstore.runtime", "-m", "qstore.lazy",
-               "-m", "qstore.circuits.backend", "-m", "qstore.circuits.registry",
-               "-m", "qstore.training.registry", "-m", "qstore.training.optimizers"]
+MYPY_STRICT = ["-p", "qstore_client", *(arg for module in (
+    "qstore.errors", "qstore.runtime", "qstore.lazy", "qstore.circuits.backend", "qstore.circuits.registry",
+    "qstore.circuits.gradients", "qstore.training.registry", "qstore.training.optimizers", "qstore.training.qng",
+    "qstore.training.tunneling_optimizer") for arg in ("-m", module))]
 LAZY_PACKAGES = [ROOT / "qstore" / "training" / "__init__.py", ROOT / "qstore" / "federated" / "__init__.py"]
 
 
