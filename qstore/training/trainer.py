@@ -107,6 +107,9 @@ class Trainer:
         self.gradient = model.runtime.gradient
         if self.optimizer.needs_metric:
             require_metric(self.backend)
+        # Now, not in the first batch: loading the kernels holds the GIL and, from a worker
+        # thread, would stall the event loop that serves requests beside training.
+        warm_up()
         self.batch_size = _positive_int(batch_size, "batch_size")
         self.seed = int(seed)
         self.rng = np.random.default_rng(self.seed)
@@ -162,7 +165,6 @@ class Trainer:
             if self.dataset is None:
                 raise error("invalid_argument", "no data: pass a dataset name or (X, y)")
             data = self.dataset
-        await asyncio.to_thread(warm_up)
         source = source_for(self.db, data)
         summary = await source.summary()
         self._prepare(summary)

@@ -91,7 +91,7 @@ async def test_fit_never_blocks_the_event_loop(fastdb, rng) -> None:
     tick = asyncio.create_task(ticker())
     trainer = Trainer(fastdb, VQC(8, 4, 2), batch_size=64, seed=0)
     start = time.perf_counter()
-    await trainer.fit("wide", epochs=40)
+    await trainer.fit("wide", epochs=80)                     # long enough to watch (~1 s)
     elapsed = time.perf_counter() - start
     done.set()
     await tick
