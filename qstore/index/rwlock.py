@@ -1,4 +1,9 @@
-"""A writer-preferring readers-writer lock: FAISS searches share, mutations exclude."""
+"""A phase-fair readers-writer lock: FAISS searches share, mutations exclude.
+
+Writers are preferred (a waiting writer holds back new readers), but readers that waited
+through a write section go in before the next writer. Under a steady stream of writes a
+reader therefore waits for at most the write in progress when it arrived, not for the stream.
+"""
 from __future__ import annotations
 
 import threading
@@ -16,6 +21,9 @@ class RWLock:
         self._readers = 0
         self._writing = False
         self._waiting_writers = 0
+        self._waiting_readers = 0
+        self._admitted = 0  # readers that waited through the last write; they go before the next
+        self._writes = 0  # write sections finished
 
     def read(self, wait: bool = True) -> _Shared:
         """``with lock.read():`` shares the lock; ``read(wait=False)`` raises WouldBlock
@@ -26,7 +34,7 @@ class RWLock:
     def write(self) -> Iterator[None]:
         with self._cond:
             self._waiting_writers += 1
-            while self._writing or self._readers:
+            while self._writing or self._readers or self._admitted:
                 self._cond.wait()
             self._waiting_writers -= 1
             self._writing = True
@@ -35,6 +43,8 @@ class RWLock:
         finally:
             with self._cond:
                 self._writing = False
+                self._writes += 1
+                self._admitted = self._waiting_readers
                 self._cond.notify_all()
 
 
@@ -47,10 +57,18 @@ class _Shared:
     def __enter__(self) -> None:
         lock = self.lock
         with lock._cond:
-            while lock._writing or lock._waiting_writers:
+            if lock._writing or lock._waiting_writers:
                 if not self.wait:
                     raise WouldBlock
-                lock._cond.wait()
+                arrived = lock._writes
+                lock._waiting_readers += 1
+                try:
+                    while lock._writing or (lock._waiting_writers and lock._writes == arrived):
+                        lock._cond.wait()
+                finally:
+                    lock._waiting_readers -= 1
+                    if lock._writes != arrived:
+                        lock._admitted -= 1
             lock._readers += 1
 
     def __exit__(self, *exc: object) -> None:
