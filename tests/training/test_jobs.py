@@ -91,3 +91,22 @@ async def test_a_failing_dataset_fails_the_job_with_its_code(server) -> None:
         job = await client.start_job("train", {"dataset": "never-imported", "model": VQC_4})
         final = await client.wait_job(job.id, timeout=60)
         assert final.state == "failed" and final.error.code == "not_found"
+
+
+async def test_a_trainer_on_the_client_matches_one_on_the_embedded_database(server, fastdb, reference) -> None:
+    """``Trainer`` is typed against ``QStoreAPI``: given an ``AsyncClient`` it reads the dataset and
+    writes checkpoints over the wire, and trains exactly as on a ``qstore.Database``."""
+    from qstore.training import VQC, Trainer
+
+    data = reference("iris-binary")
+    await fastdb.import_dataset("twin", data.X_train, data.y_train)
+    runs = []
+    async with AsyncClient(server.url) as client:
+        await client.import_dataset("twin", data.X_train, data.y_train)
+        for db in (fastdb, client):
+            trainer = Trainer(db, VQC(4, 2, 2), batch_size=16, seed=3, run="twin")
+            history = await trainer.fit("twin", epochs=2, checkpoint_every=2)
+            saved = await db.load_checkpoint(trainer.checkpoints[-1])
+            runs.append((trainer.model.params, history["loss"], saved["epoch"]))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1:] == runs[1][1:]
