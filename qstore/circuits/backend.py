@@ -16,6 +16,7 @@ Backends are built by name in ``registry``.
 from __future__ import annotations
 
 import abc
+import copy
 from typing import Any, ClassVar
 
 import numpy as np
@@ -62,6 +63,12 @@ class Backend(abc.ABC):
         """Bitstring counts (qubit 0 first), one dict per row of X."""
         X, theta, _ = self.prepare(spec, X, theta, None)
         return self.counts(spec, spec.encoder.angles(X), theta, check_shots(shots), seed)
+
+    def with_shots(self, shots: int | None) -> Backend:
+        """A copy that estimates expectations from ``shots`` samples (None: exact), sharing the sampler."""
+        clone = copy.copy(self)
+        clone.shots = None if shots is None else check_shots(shots)
+        return clone
 
     # -- exact methods, for backends that declare them ------------------------------------
     def vjp(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, grad_out: np.ndarray,

@@ -22,6 +22,7 @@ import numpy as np
 from qstore.circuits import gradients
 from qstore.circuits.backend import Backend
 from qstore.circuits.registry import get_backend
+from qstore.circuits.shots import shot_vjp
 from qstore.circuits.spec import CircuitSpec
 from qstore.errors import error
 
@@ -38,12 +39,18 @@ class Runtime:
     backend: Backend = field(default_factory=lambda: get_backend("statevector"))
     gradient: str = "adjoint"
     gradient_options: dict[str, Any] = field(default_factory=dict)
+    #: shot variance of the last parameter-shift gradient on a shot-sampling backend (P,), else None
+    grad_variance: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.gradient = gradients.gradient_method(self.gradient, self.backend)
 
     def vjp(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, cotangent: np.ndarray,
             inputs: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.backend.shots is not None and self.gradient == "parameter-shift" and theta.ndim == 1:
+            X, theta, obs = self.backend.prepare(spec, X, theta, None)
+            g, g_x, self.grad_variance = shot_vjp(self.backend, spec, X, theta, cotangent, obs, inputs)
+            return g, g_x
         return gradients.vjp(self.backend, spec, X, theta, cotangent, method=self.gradient, inputs=inputs,
                              **self.gradient_options)
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from qstore.circuits.backend import Backend, require_metric
+from qstore.circuits.backend import Backend, check_shots, require_metric
 from qstore.circuits.registry import get_backend
 from qstore.circuits.statevector import warm_up
 from qstore.errors import error
@@ -87,18 +87,30 @@ class Trainer:
         optimizer_options: extra optimizer arguments (``momentum``, ``metric``, ``lam`` ...).
         backend_options: arguments for ``get_backend``.
         progress_bar: tqdm bar on stderr; None shows it only when stderr is a terminal.
+        shots: None trains on exact expectations; N estimates every expectation from N shots
+            (on the statevector backend, sampled from the exact probabilities, seeded by ``seed``).
+            With shots, ``adjoint`` (not observable on hardware) becomes ``parameter-shift``, and each
+            epoch records ``grad_var``, the shot variance of the gradient (summed over parameters).
     """
 
     def __init__(self, db: QStoreAPI | None, model: Model, optimizer: str | Optimizer = "adam", lr: float = 0.05,
                  backend: str | Backend = "statevector", gradient: str = "adjoint", batch_size: int = 32,
                  seed: int = 0, run: str | None = None, optimizer_options: dict[str, Any] | None = None,
-                 backend_options: dict[str, Any] | None = None, progress_bar: bool | None = None):
+                 backend_options: dict[str, Any] | None = None, progress_bar: bool | None = None,
+                 shots: int | None = None):
         if not isinstance(model, Model):
             raise error("invalid_argument",
                         f"model must be a VQC, VQCRegressor or HybridModel, got {type(model).__name__}")
         self.db = db
         self.model = model
         self.backend = backend if isinstance(backend, Backend) else get_backend(backend, **(backend_options or {}))
+        self.shots = None if shots is None else check_shots(shots)
+        if self.shots is not None:
+            if not isinstance(backend, Backend) and "seed" not in (backend_options or {}):
+                self.backend = get_backend(backend, **{**(backend_options or {}), "seed": seed})
+            self.backend = self.backend.with_shots(self.shots)
+            if gradient == "adjoint":
+                gradient = "parameter-shift"
         options = dict(optimizer_options or {})
         if optimizer == "tunneling":
             options.setdefault("seed", seed)
@@ -131,16 +143,20 @@ class Trainer:
         opt = doc["optimizer"]
         hyper = dict(opt["hyperparameters"])
         trainer = cls(db, model_from_config(doc["model"]["config"]), optimizer=opt["name"], lr=hyper.pop("lr"),
-                      gradient=cfg["gradient"], batch_size=cfg["batch_size"], optimizer_options=hyper, **options)
+                      gradient=cfg["gradient"], batch_size=cfg["batch_size"], optimizer_options=hyper,
+                      **{"shots": cfg.get("shots"), **options})
         await trainer.resume(checkpoint)
         return trainer
 
     # -- config --------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """Everything that must match for a checkpoint to resume exactly (hashed into checkpoints)."""
-        return {"model": self.model.config(),
-                "optimizer": {"name": self.optimizer.name, **self.optimizer.hyperparameters()},
-                "batch_size": self.batch_size, "gradient": self.gradient}
+        config = {"model": self.model.config(),
+                  "optimizer": {"name": self.optimizer.name, **self.optimizer.hyperparameters()},
+                  "batch_size": self.batch_size, "gradient": self.gradient}
+        if self.shots is not None:
+            config["shots"] = self.shots
+        return config
 
     # -- training ------------------------------------------------------------------------
     async def fit(self, data: str | tuple[Any, Any] | None = None, epochs: int = 1, checkpoint_every: int = 0,
@@ -206,7 +222,7 @@ class Trainer:
     async def _epoch(self, source: DataSource, n: int, e: int, epochs: int, n_batches: int, bar: tqdm,
                      progress: ProgressFn | None, should_stop: Callable[[], bool] | None) -> dict[str, float]:
         start = time.perf_counter()
-        loss_sum, grad_norms, outputs, targets = 0.0, [], [], []
+        loss_sum, grad_norms, grad_vars, outputs, targets = 0.0, [], [], [], []
         for b, rows in enumerate(epoch_batches(self.rng, n, self.batch_size)):
             if should_stop is not None and should_stop():
                 raise error("cancelled",
@@ -215,6 +231,8 @@ class Trainer:
             X, y = await source.batch(rows)
             options = {"seed": int(self.rng.integers(2 ** 63))} if self.gradient == "spsa" else {}
             loss, gnorm, out, t = await asyncio.to_thread(self._train_step, X, y, options)
+            if self.model.runtime.grad_variance is not None:
+                grad_vars.append(float(np.sum(self.model.runtime.grad_variance)))
             self.step += 1
             loss_sum += loss * len(rows)
             grad_norms.append(gnorm)
@@ -228,8 +246,11 @@ class Trainer:
                                                             f"loss {loss:.4f}")
         seconds = time.perf_counter() - start
         quality = self.model.quality(np.concatenate(outputs), np.concatenate(targets))
-        return {"epoch": float(self.epoch + 1), "loss": loss_sum / n, self.model.metric_name: quality,
-                "grad_norm": float(np.mean(grad_norms)), "time": seconds, "samples_per_s": n / seconds}
+        metrics = {"epoch": float(self.epoch + 1), "loss": loss_sum / n, self.model.metric_name: quality,
+                   "grad_norm": float(np.mean(grad_norms)), "time": seconds, "samples_per_s": n / seconds}
+        if grad_vars:
+            metrics["grad_var"] = float(np.mean(grad_vars))
+        return metrics
 
     def _train_step(self, X: np.ndarray, y: np.ndarray, gradient_options: dict[str, Any]
                     ) -> tuple[float, float, np.ndarray, np.ndarray]:
@@ -271,13 +292,27 @@ class Trainer:
         return {k: list(v) for k, v in self.history.items()}
 
     # -- evaluation ------------------------------------------------------------------------
-    async def evaluate(self, X: str | Any, y: Any = None) -> float:
-        """Accuracy (classifiers) or R² (regression) on ``(X, y)`` or on a dataset by name."""
+    async def evaluate(self, X: str | Any, y: Any = None, shots: int | None = None) -> float:
+        """Accuracy (classifiers) or R² (regression) on ``(X, y)`` or on a dataset by name.
+
+        ``shots``: estimate expectations from this many shots; None keeps the trainer's setting.
+        """
         if isinstance(X, str):
             X, y = await self._arrays(X)
         if y is None:
             raise error("invalid_labels", "evaluate needs labels y")
-        return await asyncio.to_thread(self.model.score, X, y)
+        backend = None if shots is None else self.model.runtime.backend.with_shots(check_shots(shots))
+        return await asyncio.to_thread(self._score, X, y, backend)
+
+    def _score(self, X: Any, y: Any, backend: Backend | None) -> float:
+        if backend is None:
+            return self.model.score(X, y)
+        runtime = self.model.runtime
+        self.model.runtime = Runtime(backend, runtime.gradient)
+        try:
+            return self.model.score(X, y)
+        finally:
+            self.model.runtime = runtime
 
     # -- checkpoints ------------------------------------------------------------------------
     async def save_checkpoint(self) -> str:
