@@ -10,6 +10,7 @@ from qstore.errors import construct, error
 
 from .backend import Backend
 from .cirq_backend import CirqBackend
+from .density_matrix import DensityMatrixBackend
 from .ionq_backend import IonQBackend
 from .statevector import StatevectorBackend
 
@@ -18,6 +19,7 @@ _BACKENDS: dict[str, tuple[type[Backend], dict[str, Any]]] = {
     "cirq": (CirqBackend, {}),
     "cirq-density-matrix": (CirqBackend, {"density_matrix": True}),
     "ionq": (IonQBackend, {}),
+    "density_matrix": (DensityMatrixBackend, {}),
 }
 
 
@@ -31,6 +33,8 @@ def get_backend(name: str = "statevector", **options: Any) -> Backend:
     * ``statevector``: ``StatevectorBackend(dtype=np.complex128, shots=None, seed=None, ...)``
     * ``cirq``: ``CirqBackend(shots=None, seed=None)`` on ``cirq.Simulator``
     * ``cirq-density-matrix``: ``CirqBackend(density_matrix=True, noise=..., ...)``
+    * ``density_matrix``: ``DensityMatrixBackend(noise=None | "ionq_aria" | NoiseModel | cirq channel,
+      shots=None, seed=None, mitigation=None)``
     * ``ionq``: ``IonQBackend(api_key=..., remote_host=..., target=..., budget_usd=...)``
     """
     if name not in _BACKENDS:

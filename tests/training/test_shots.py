@@ -61,7 +61,6 @@ async def test_shots_in_checkpoint_config(fastdb, reference) -> None:
     assert resumed.shots == 64 and resumed.gradient == "parameter-shift"
 
 
-@pytest.mark.slow
 async def test_iris_with_1000_shots_is_within_3_points_of_exact(reference) -> None:
     recipe = RECIPES["iris"]
     data = reference("iris", recipe.components)
