@@ -20,6 +20,7 @@ import numpy as np
 import sympy
 
 from qstore.circuits.compiled_circuit import CompiledCircuit, apply_matrix
+from qstore.circuits.density_matrix import DensityMatrixBackend
 from qstore.circuits.metric import fubini_study_metric
 from qstore.circuits.observables import PauliSumLike, PauliTerms, pauli_terms
 from qstore.circuits.spec import CircuitSpec
@@ -60,6 +61,29 @@ def state_derivatives(compiled: CompiledCircuit, values: np.ndarray) -> tuple[np
         for k, derivative in step.derivatives:
             derivs[k] += apply_matrix(before, derivative(v), step.axes)[0]
     return psi.reshape(-1), derivs.reshape(K, -1)
+
+
+class NoisyHamiltonianObjective:
+    """<H> as a density-matrix backend measures it (noise, readout, mitigation), central-difference gradient."""
+
+    def __init__(self, backend: DensityMatrixBackend, circuit: cirq.AbstractCircuit, symbols: list[sympy.Symbol],
+                 hamiltonian: PauliSumLike, qubits: list[cirq.Qid], step: float = 1e-3):
+        self.backend, self.circuit, self.symbols, self.hamiltonian = backend, circuit, symbols, hamiltonian
+        self.qubits, self.step = qubits, step
+        self.evaluations = 0
+
+    def value(self, params: np.ndarray) -> float:
+        self.evaluations += 1
+        return self.backend.energy(self.circuit, self.hamiltonian, dict(zip(self.symbols, map(float, params))),
+                                   self.qubits)
+
+    def value_and_grad(self, params: np.ndarray) -> tuple[float, np.ndarray]:
+        grad = np.empty(len(params))
+        for k in range(len(params)):
+            shift = np.zeros(len(params))
+            shift[k] = self.step
+            grad[k] = (self.value(params + shift) - self.value(params - shift)) / (2 * self.step)
+        return self.value(params), grad
 
 
 class HamiltonianObjective:
@@ -114,6 +138,14 @@ def hamiltonian_objective(circuit: cirq.AbstractCircuit | CircuitSpec, hamiltoni
                                 blocks)
 
 
+def _bound(circuit: cirq.AbstractCircuit | CircuitSpec) -> tuple[cirq.AbstractCircuit, None, list[cirq.Qid] | None]:
+    """The circuit minimize works on: a spec's ansatz with zero encoding angles, or the circuit itself."""
+    if isinstance(circuit, CircuitSpec):
+        raw, _, input_symbols = circuit.to_cirq()
+        return cirq.resolve_parameters(raw, {s: 0.0 for s in input_symbols}), None, list(circuit.qubits)
+    return circuit, None, None
+
+
 def _compile(circuit: cirq.AbstractCircuit | CircuitSpec, symbols: Sequence[sympy.Symbol | str] | None
              ) -> tuple[CompiledCircuit, np.ndarray, list[cirq.Qid] | None]:
     if isinstance(circuit, CircuitSpec):
@@ -140,7 +172,7 @@ def minimize(circuit: cirq.AbstractCircuit | CircuitSpec, hamiltonian: PauliSumL
              symbols: Sequence[sympy.Symbol | str] | None = None, tol: float | None = None,
              target: float | None = None, target_tol: float = 1e-6,
              callback: Callable[[int, float, np.ndarray], None] | None = None,
-             **optimizer_options: Any) -> MinimizeResult:
+             backend: DensityMatrixBackend | None = None, **optimizer_options: Any) -> MinimizeResult:
     """Minimise <H> over the circuit's parameters.
 
     Args:
@@ -154,10 +186,17 @@ def minimize(circuit: cirq.AbstractCircuit | CircuitSpec, hamiltonian: PauliSumL
         tol: stop when the energy changes by less than ``tol`` between steps.
         target: stop once the energy is within ``target_tol`` of this value.
         callback: ``callback(step, energy, params)`` before every step.
+        backend: a ``density_matrix`` backend: minimise <H> as it measures it (its noise, readout error
+            and mitigation), with central-difference gradients; None (default) is exact and adjoint.
         optimizer_options: extra optimizer arguments (``lam``, ``metric``, ``momentum``, ``seed`` ...).
     """
-    objective = hamiltonian_objective(circuit, hamiltonian, symbols)
-    compiled = objective.compiled
+    exact = hamiltonian_objective(circuit, hamiltonian, symbols)
+    compiled = exact.compiled
+    objective: HamiltonianObjective | NoisyHamiltonianObjective = exact
+    if backend is not None:
+        bare = exact.compiled
+        source, _, qubits = _bound(circuit)
+        objective = NoisyHamiltonianObjective(backend, source, bare.symbols, hamiltonian, qubits or bare.qubits)
     params = np.array(params0, dtype=np.float64).reshape(-1)
     if params.shape != (len(compiled.symbols),) or not np.all(np.isfinite(params)):
         raise error("invalid_parameters", f"params0 must be {len(compiled.symbols)} finite numbers for symbols "
