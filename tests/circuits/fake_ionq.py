@@ -20,12 +20,15 @@ import socket
 import threading
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import cirq
 import numpy as np
 from aiohttp import web
 
 from qstore.circuits.compiled_circuit import simulate
+from qstore.circuits.density_matrix import DensityMatrixBackend
+from qstore.circuits.noise import apply_readout
 
 _ONE_QUBIT = {
     "x": cirq.X, "y": cirq.Y, "z": cirq.Z, "h": cirq.H, "s": cirq.S, "si": cirq.S ** -1,
@@ -89,6 +92,9 @@ class FakeIonQ:
     rate_limit: int = 0
     fail_next: int = 0
     hang: bool = False
+    #: noise of the QPU targets (a ``density_matrix`` noise: preset name, NoiseModel, cirq channel); the
+    #: cloud simulator stays ideal, as IonQ's does unless asked for a noise model
+    noise: Any = None
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     requests: list[tuple[str, str, int]] = field(default_factory=list)
     url: str = ""
@@ -170,7 +176,13 @@ class FakeIonQ:
         try:
             if fail:
                 raise ValueError("injected failure: trap lost ions")
-            probs = np.abs(simulate(circuit_from_json(program["circuit"], n), qubits=cirq.LineQubit.range(n))) ** 2
+            circuit, qubits = circuit_from_json(program["circuit"], n), cirq.LineQubit.range(n)
+            if self.noise is not None and body["backend"] != "simulator":
+                noisy = DensityMatrixBackend(noise=self.noise)
+                probs = apply_readout(np.real(np.diag(noisy.density_matrix(circuit, qubits=qubits)))[None],
+                                      noisy.readout)[0].clip(0.0, None)
+            else:
+                probs = np.abs(simulate(circuit, qubits=qubits)) ** 2
         except ValueError as exc:
             job.failure = str(exc)
         else:

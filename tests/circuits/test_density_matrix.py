@@ -108,3 +108,24 @@ def test_bad_fold_and_measurements_are_refused() -> None:
         with pytest.raises(QStoreError) as err:
             call()
         assert err.value.code == "invalid_parameters"
+
+
+def test_fake_ionq_qpu_honours_a_noise_model() -> None:
+    from qstore.circuits.ionq_backend import IonQBackend
+
+    from .fake_ionq import FakeIonQ
+
+    spec = CircuitSpec(2, 2)
+    X, theta = np.array([[0.2, 0.9]]), np.linspace(-2, 2, spec.n_params)
+    with FakeIonQ(noise={"depolarizing_2q": 0.2, "readout_01": 0.05, "readout_10": 0.05}) as fake:
+        backend = IonQBackend(api_key=fake.api_key, remote_host=fake.url, target="qpu", shots=20_000,
+                              budget_usd=1e6, poll_interval=0.01, job_timeout=10.0, seed=1)
+        measured = backend.expectations(spec, X, theta)
+        compiled = backend.circuits(spec, spec.encode(X), theta)[0]
+    unmeasured = cirq.Circuit(op for op in compiled.all_operations() if not cirq.is_measurement(op))
+    noisy = DensityMatrixBackend(noise=fake.noise)
+    probs = apply_readout(np.real(np.diag(noisy.density_matrix(unmeasured, qubits=spec.qubits)))[None], noisy.readout)
+    expected = probs @ spec.observables.signs.T
+    ideal = get_backend("statevector").expectations(spec, X, theta)
+    assert np.all(np.abs(measured - expected) < 5 / np.sqrt(20_000)), (measured, expected)
+    assert np.all(np.abs(expected - ideal) > 0.05)
