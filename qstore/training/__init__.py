@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from qstore.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from .autoencoder import QuantumAutoencoder
     from .checkpoints import checkpoint_id, config_hash, run_record_id
     from .command import add_train_parser, run_train
     from .hybrid import HybridModel
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from .tunneling_optimizer import TunnelingOptimizer, tunneling_probability
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "autoencoder": ("QuantumAutoencoder",),
     "checkpoints": ("checkpoint_id", "config_hash", "run_record_id"),
     "command": ("add_train_parser", "run_train"),
     "hybrid": ("HybridModel",),

@@ -155,33 +155,44 @@ class ArraySource:
 
 
 class CollectionSource:
-    """A dataset collection read from LMDB: one scan for ids and statistics, then batches by id."""
+    """A dataset collection read from LMDB: one scan for ids and statistics, then batches by id.
 
-    def __init__(self, db: QStoreAPI, name: str):
+    ``labelled=False`` (models that learn without labels) also reads any vector collection by
+    name, and every row's label is 0.
+    """
+
+    def __init__(self, db: QStoreAPI, name: str, labelled: bool = True):
         self.db = db
         self.name = name
+        self.labelled = labelled
         self._collection: Any = None
         self._ids: list[str] = []
 
     async def summary(self) -> DataSummary:
-        info = await self.db.dataset_info(self.name)
-        self._collection = await self.db.collection(info["collection"])
+        if self.labelled or self.name in await self.db.list_datasets():
+            info = await self.db.dataset_info(self.name)
+            collection = info["collection"]
+        else:
+            collection = self.name
+        self._collection = await self.db.collection(collection)
         ids: list[str] = []
         labels: list[Any] = []
-        n_features = int(info["n_features"])
-        acc = _StatsAccumulator(n_features)
+        acc: _StatsAccumulator | None = None
         cursor = None
         while True:
             page = await self._collection.scroll(limit=SCAN_PAGE, cursor=cursor)
             if page.records:
                 ids.extend(r.id for r in page.records)
-                labels.extend(r.metadata.get("label") for r in page.records)
-                acc.add(np.stack([r.vector for r in page.records]).astype(np.float64))
+                labels.extend(r.metadata.get("label") if self.labelled else 0 for r in page.records)
+                block = np.stack([r.vector for r in page.records]).astype(np.float64)
+                acc = acc or _StatsAccumulator(block.shape[1])
+                acc.add(block)
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
-        if not ids:
+        if not ids or acc is None:
             raise error("empty_dataset", f"dataset {self.name!r} has no rows")
+        n_features = acc.minimum.shape[0]
         if any(v is None for v in labels):
             raise error("invalid_labels", f"dataset {self.name!r} has rows without a label")
         self._ids = ids
@@ -195,6 +206,8 @@ class CollectionSource:
         if missing:
             raise error("conflict", f"dataset {self.name!r} changed during training: rows {missing[:5]} are gone")
         X = np.stack([r.vector for r in records]).astype(np.float64)
+        if not self.labelled:
+            return X, np.zeros(len(records), dtype=np.int64)
         return X, np.asarray([r.metadata["label"] for r in records])
 
 
@@ -240,12 +253,12 @@ def distinct_labels(y: np.ndarray) -> np.ndarray:
         raise error("invalid_labels", f"labels cannot be ordered: {exc}") from None
 
 
-def source_for(db: QStoreAPI | None, data: Any) -> DataSource:
-    """A dataset name (needs ``db``) or an ``(X, y)`` pair."""
+def source_for(db: QStoreAPI | None, data: Any, labelled: bool = True) -> DataSource:
+    """A dataset name (needs ``db``; with ``labelled=False`` any vector collection) or an ``(X, y)`` pair."""
     if isinstance(data, str):
         if db is None:
             raise error("invalid_argument", "training on a dataset name needs a database")
-        return CollectionSource(db, data)
+        return CollectionSource(db, data, labelled)
     if isinstance(data, tuple) and len(data) == 2:
         return ArraySource(*data)
     raise error("invalid_argument", "data must be a dataset name or an (X, y) tuple")

@@ -21,6 +21,7 @@ import numpy as np
 
 from qstore.circuits import gradients
 from qstore.circuits.backend import Backend
+from qstore.circuits.observables import ZObservables
 from qstore.circuits.registry import get_backend
 from qstore.circuits.shots import shot_vjp
 from qstore.circuits.spec import CircuitSpec
@@ -46,13 +47,13 @@ class Runtime:
         self.gradient = gradients.gradient_method(self.gradient, self.backend)
 
     def vjp(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, cotangent: np.ndarray,
-            inputs: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+            inputs: bool = False, observables: ZObservables | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         if self.backend.shots is not None and self.gradient == "parameter-shift" and theta.ndim == 1:
-            X, theta, obs = self.backend.prepare(spec, X, theta, None)
+            X, theta, obs = self.backend.prepare(spec, X, theta, observables)
             g, g_x, self.grad_variance = shot_vjp(self.backend, spec, X, theta, cotangent, obs, inputs)
             return g, g_x
-        return gradients.vjp(self.backend, spec, X, theta, cotangent, method=self.gradient, inputs=inputs,
-                             **self.gradient_options)
+        return gradients.vjp(self.backend, spec, X, theta, cotangent, observables, method=self.gradient,
+                             inputs=inputs, **self.gradient_options)
 
     def metric(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, kind: str) -> np.ndarray:
         """Batch-averaged Fubini–Study metric of the circuit parameters (P, P)."""
@@ -74,6 +75,8 @@ class Model(abc.ABC):
     kind: ClassVar[str]
     #: name of the per-epoch quality metric in histories: accuracy or r2
     metric_name: ClassVar[str]
+    #: False for models that learn without labels: they also train on unlabelled vector collections
+    uses_labels: ClassVar[bool] = True
 
     def __init__(self, scaling: str):
         self.scaler = FeatureScaler(scaling)

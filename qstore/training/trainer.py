@@ -181,7 +181,7 @@ class Trainer:
             if self.dataset is None:
                 raise error("invalid_argument", "no data: pass a dataset name or (X, y)")
             data = self.dataset
-        source = source_for(self.db, data)
+        source = source_for(self.db, data, labelled=self.model.uses_labels)
         summary = await source.summary()
         self._prepare(summary)
         self.dataset = data if isinstance(data, str) else None

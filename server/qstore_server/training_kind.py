@@ -38,7 +38,7 @@ from .jobs import JobContext, JobKind
 DEFAULTS: dict[str, Any] = {"optimizer": "adam", "optimizer_options": None, "lr": 0.05, "epochs": 10,
                             "batch_size": 32, "seed": 0, "checkpoint_every": 1, "backend": "statevector",
                             "gradient": "adjoint", "validation": None, "run": None, "resume": None,
-                            "dataset": None, "model": None}
+                            "dataset": None, "model": None, "shots": None}
 _INTS = ("epochs", "batch_size", "seed", "checkpoint_every")
 _TEXT = ("optimizer", "backend", "gradient", "validation", "run", "resume", "dataset")
 
@@ -78,6 +78,8 @@ def check_train(params: dict[str, Any]) -> None:
     if p["backend"] not in backend_names():
         raise error("unknown_backend", f"train: unknown backend {p['backend']!r}; choose one of {backend_names()}")
     gradient_method(p["gradient"])
+    if p["shots"] is not None and (isinstance(p["shots"], bool) or not isinstance(p["shots"], int) or p["shots"] < 1):
+        raise error("invalid_argument", "train: shots must be a positive integer or null")
 
 
 def run_train(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -86,12 +88,13 @@ def run_train(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
 
     p = _params(params)
     if p["resume"] is not None:
-        trainer = ctx.call(Trainer.from_checkpoint(ctx.db, p["resume"], backend=p["backend"], progress_bar=False))
+        trainer = ctx.call(Trainer.from_checkpoint(ctx.db, p["resume"], backend=p["backend"], progress_bar=False,
+                                                   **({"shots": p["shots"]} if p["shots"] is not None else {})))
     else:
         options = dict(p["optimizer_options"] or {})
         trainer = Trainer(ctx.db, model_from_config(p["model"]), optimizer=p["optimizer"], lr=p["lr"],
                           backend=p["backend"], gradient=p["gradient"], batch_size=p["batch_size"], seed=p["seed"],
-                          run=p["run"], optimizer_options=options, progress_bar=False)
+                          run=p["run"], optimizer_options=options, progress_bar=False, shots=p["shots"])
     ctx.progress(0.0, f"run {trainer.run}: starting")
     history = ctx.call(trainer.fit(p["dataset"], epochs=p["epochs"], checkpoint_every=p["checkpoint_every"],
                                    validation=p["validation"], progress=ctx.progress,

@@ -1,0 +1,131 @@
+"""The quantum autoencoder: anomaly detection against PCA reconstruction error, checkpoints, jobs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qstore.errors import QStoreError
+from qstore.training import QuantumAutoencoder, Trainer, model_from_config
+
+LATENT = 4
+
+
+def _split(name: str):
+    from sklearn import datasets
+    from sklearn.decomposition import PCA
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    if name == "digits":
+        X, y = datasets.load_digits(return_X_y=True)
+        normal = y == 0
+    else:
+        X, y = datasets.load_breast_cancer(return_X_y=True)
+        normal = y == 1                                        # benign
+    X_tr, X_te, n_tr, n_te = train_test_split(X, normal, test_size=0.3, random_state=0, stratify=y)
+    # as qstore.training.reference_datasets: raw pixels for digits, standardised breast-cancer features
+    scaler = StandardScaler(with_mean=name != "digits", with_std=name != "digits").fit(X_tr[n_tr])
+    pca = PCA(8, random_state=0).fit(scaler.transform(X_tr[n_tr]))
+    return pca.transform(scaler.transform(X_tr[n_tr])), pca.transform(scaler.transform(X_te)), ~n_te
+
+
+def pca_auroc(Z_train: np.ndarray, Z_test: np.ndarray, anomalous: np.ndarray, latent: int) -> float:
+    from sklearn.decomposition import PCA
+    from sklearn.metrics import roc_auc_score
+
+    p = PCA(latent).fit(Z_train)
+    return float(roc_auc_score(anomalous, ((Z_test - p.inverse_transform(p.transform(Z_test))) ** 2).sum(axis=1)))
+
+
+#: per dataset, as the classifiers' RECIPES: entanglement, layers (lr 0.1, 40 epochs, batches of 16)
+SETTINGS = {"digits": ("linear", 2), "breast-cancer": ("circular", 3)}
+
+
+async def train_autoencoder(dataset: str, Z_train: np.ndarray, seed: int = 0) -> QuantumAutoencoder:
+    entanglement, layers = SETTINGS[dataset]
+    ae = QuantumAutoencoder(n_qubits=8, latent_qubits=LATENT, layers=layers, encoding="angle",
+                            entanglement=entanglement)
+    await Trainer(None, ae, lr=0.1, batch_size=16, seed=seed).fit((Z_train, np.zeros(len(Z_train))), epochs=40)
+    return ae
+
+
+async def _auroc(dataset: str, seed: int) -> tuple[QuantumAutoencoder, float, float]:
+    from sklearn.metrics import roc_auc_score
+
+    Z_train, Z_test, anomalous = _split(dataset)
+    ae = await train_autoencoder(dataset, Z_train, seed)
+    quantum = float(roc_auc_score(anomalous, ae.anomaly_score(Z_test)))
+    pca = pca_auroc(Z_train, Z_test, anomalous, LATENT)
+    print(f"{dataset} seed {seed}: AUROC quantum autoencoder {quantum:.3f}, PCA({LATENT}) {pca:.3f}")
+    return ae, quantum, pca
+
+
+@pytest.mark.parametrize("dataset", ["digits", "breast-cancer"])
+async def test_anomaly_auroc_is_at_least_pca_reconstruction_error(dataset: str) -> None:
+    """Trained on the normal class only (digit 0; benign), 8 PCA features, 4 latent qubits vs 4 components."""
+    ae, quantum, pca = await _auroc(dataset, seed=0)
+    assert quantum >= pca, (quantum, pca)
+    Z_train, Z_test, anomalous = _split(dataset)
+    threshold = ae.calibrate(Z_train, quantile=0.95)
+    assert np.mean(ae.anomaly_score(Z_train) > threshold) <= 0.05
+    assert np.mean(ae.is_anomaly(Z_test[anomalous])) > np.mean(ae.is_anomaly(Z_test[~anomalous]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["digits", "breast-cancer"])
+async def test_anomaly_auroc_beats_pca_for_every_seed(dataset: str) -> None:
+    for seed in range(1, 5):
+        _, quantum, pca = await _auroc(dataset, seed)
+        assert quantum >= pca, (seed, quantum, pca)
+
+
+async def test_autoencoder_checkpoints_and_resumes(fastdb) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 4))
+    await fastdb.import_dataset("normal", X, np.zeros(40, dtype=int))
+    ae = QuantumAutoencoder(n_qubits=2, latent_qubits=1, layers=2, encoding="amplitude")
+    trainer = Trainer(fastdb, ae, batch_size=10, seed=0, run="qae")
+    history = await trainer.fit("normal", epochs=2, checkpoint_every=1)
+    assert history["loss"][-1] < history["loss"][0] and history["fidelity"][-1] > history["fidelity"][0]
+    ae.calibrate(X)
+    resumed = await Trainer.from_checkpoint(fastdb, trainer.checkpoints[-1])
+    assert isinstance(resumed.model, QuantumAutoencoder)
+    np.testing.assert_array_equal(resumed.model.params, ae.params)
+    np.testing.assert_allclose(resumed.model.anomaly_score(X), ae.anomaly_score(X))
+    assert model_from_config(ae.config()).config() == ae.config()
+
+
+def test_bad_latent_size_is_a_typed_error() -> None:
+    for latent in (0, 3, 1.5):
+        with pytest.raises(QStoreError) as err:
+            QuantumAutoencoder(n_qubits=3, latent_qubits=latent, layers=1)
+        assert err.value.code == "invalid_argument"
+
+
+async def test_autoencoder_trains_on_an_unlabelled_vector_collection(fastdb) -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(30, 4)).astype(np.float32)
+    col = await fastdb.create_collection("embeddings", dim=4)
+    await col.upsert([f"v{i}" for i in range(30)], X, [{"source": "sensor"}] * 30)
+    ae = QuantumAutoencoder(n_qubits=4, latent_qubits=2, layers=1, encoding="angle")
+    history = await Trainer(fastdb, ae, batch_size=10, seed=0).fit("embeddings", epochs=3)
+    assert history["fidelity"][-1] > history["fidelity"][0]
+
+
+async def test_autoencoder_runs_as_a_train_job(server) -> None:
+    from qstore_client import AsyncClient
+
+    rng = np.random.default_rng(2)
+    async with AsyncClient(server.url) as client:
+        col = await client.create_collection("job-vectors", dim=4)
+        await col.upsert([f"r{i}" for i in range(24)], rng.random((24, 4)).astype(np.float32))
+        config = QuantumAutoencoder(n_qubits=4, latent_qubits=3, layers=1, encoding="angle").config()
+        job = await client.start_job("train", {"dataset": "job-vectors", "model": config, "epochs": 2,
+                                               "batch_size": 8, "run": "qae-job", "shots": 256,
+                                               "gradient": "parameter-shift"})
+        done = await client.wait_job(job.id, timeout=120)
+        assert done.state == "succeeded", done.error
+        result = await client.job_result(job.id)
+        assert len(result["history"]["fidelity"]) == 2 and result["history"]["grad_var"][0] > 0
+        ckpt = await client.load_checkpoint(result["latest_checkpoint"])
+        assert ckpt["model"]["config"]["type"] == "quantum_autoencoder" and ckpt["config"]["shots"] == 256
