@@ -144,7 +144,8 @@ class DensityMatrixBackend(Backend):
         if any(cirq.is_measurement(op) for op in resolved.all_operations()):
             raise error("invalid_parameters", "remove measurements: readout error is applied to probabilities")
         order = list(qubits) if qubits is not None else sorted(resolved.all_qubits())
-        return NoisyProgram(resolved, [], order, self.noise).run(np.zeros((1, 0)), check_fold(fold))[0]
+        rho: np.ndarray = NoisyProgram(resolved, [], order, self.noise).run(np.zeros((1, 0)), check_fold(fold))[0]
+        return rho
 
     def pauli_expectation(self, rho: np.ndarray, hamiltonian: PauliSumLike, qubits: Sequence[cirq.Qid],
                           unfold_readout: Sequence[np.ndarray] | None = None) -> float:

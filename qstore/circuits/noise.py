@@ -22,7 +22,7 @@ from qstore.errors import error
 def _depolarizing_from_fidelity(fidelity: float, n_qubits: int) -> float:
     """cirq.depolarize(p, n) with average gate fidelity F: F = 1 - p d / (d + 1), d = 2^n."""
     d = 2 ** n_qubits
-    return (1.0 - fidelity) * (d + 1) / d
+    return float((1.0 - fidelity) * (d + 1) / d)
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,6 @@ class NoiseModel:
         """The same gate noise for ``cirq.DensityMatrixSimulator`` (readout error is applied to probabilities)."""
         return _CirqNoise(self)
 
-    def scaled(self, factor: float) -> NoiseModel:
-        """Gate error rates times ``factor`` (readout unchanged): for checking extrapolation."""
-        return NoiseModel(*(min(1.0, getattr(self, f.name) * factor) for f in fields(self)[:4]),
-                          self.readout_01, self.readout_10, self.channel)
-
 
 class _CirqNoise(cirq.NoiseModel):
     def __init__(self, model: NoiseModel):
@@ -141,4 +136,5 @@ def apply_readout(probs: np.ndarray, confusion: Sequence[np.ndarray] | np.ndarra
     p = probs.reshape((B,) + (2,) * n)
     for q, m in enumerate(mats):
         p = np.moveaxis(np.tensordot(m, p, axes=([1], [q + 1])), 0, q + 1)
-    return p.reshape(B, dim)
+    out: np.ndarray = p.reshape(B, dim)
+    return out

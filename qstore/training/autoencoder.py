@@ -58,7 +58,7 @@ class QuantumAutoencoder(CircuitMixin, Model):
         return tuple(self._circuit_args["readout"])
 
     @property
-    def n_params(self) -> int:
+    def n_params(self) -> int:  # type: ignore[override]
         return self.spec.n_params
 
     def config(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ def test_zne_and_readout_mitigation_halve_the_error_on_random_circuits() -> None
     noisy, mitigated = get_backend("density_matrix", noise="ionq_aria"), get_backend("density_matrix", **MITIGATED)
     exact = get_backend("statevector")
     errors = []
-    for k in range(8):
+    for _ in range(8):
         spec = CircuitSpec(n_qubits=4, layers=int(rng.integers(2, 5)), entanglement="circular")
         X, theta = rng.random((1, 4)), rng.uniform(-np.pi, np.pi, spec.n_params)
         truth = exact.expectations(spec, X, theta)

@@ -26,7 +26,8 @@ PACKAGES = {"qstore": ROOT / "qstore", "qstore_server": ROOT / "server" / "qstor
 MYPY_STRICT = ["-p", "qstore_client", *(arg for module in (
     "qstore.errors", "qstore.runtime", "qstore.lazy", "qstore.circuits.backend", "qstore.circuits.registry",
     "qstore.circuits.gradients", "qstore.training.registry", "qstore.training.optimizers", "qstore.training.qng",
-    "qstore.training.tunneling_optimizer") for arg in ("-m", module))]
+    "qstore.training.tunneling_optimizer", "qstore.circuits.noise", "qstore.circuits.density_matrix",
+    "qstore.circuits.mitigation", "qstore.circuits.shots", "qstore.training.autoencoder") for arg in ("-m", module))]
 LAZY_PACKAGES = [ROOT / "qstore" / "training" / "__init__.py", ROOT / "qstore" / "federated" / "__init__.py"]
 
 
