@@ -78,3 +78,29 @@ def test_minimize_runs_on_a_mitigated_noisy_backend() -> None:
     dm = get_backend("density_matrix", noise="ionq_aria", mitigation=Mitigation("linear"))
     result = minimize(circuit, hamiltonian, [0.4, -0.3], steps=40, lr=0.2, backend=dm)
     assert result.energy < -1.9 and result.energies[0] > result.energy
+
+
+def test_zne_matches_mitiq() -> None:
+    """Mitiq cannot be a dependency (mitiq 1.1 requires cirq-core < 1.7); where it is importable anyway
+    (``pip install --no-deps mitiq tabulate``), our folding and fits must give its numbers."""
+    mitiq_zne = pytest.importorskip("mitiq.zne")
+    from mitiq.zne.inference import LinearFactory, RichardsonFactory
+    from mitiq.zne.scaling import fold_global
+
+    rng = np.random.default_rng(4)
+    q = cirq.LineQubit.range(3)
+    dm = get_backend("density_matrix", noise="ionq_aria")
+    z0 = cirq.PauliSum.from_pauli_strings([cirq.Z(q[0]) * cirq.Z(q[2])])
+    for k in range(4):
+        circuit = cirq.testing.random_circuit(q, n_moments=8, op_density=0.9, random_state=k,
+                                              gate_domain={cirq.H: 1, cirq.CNOT: 2, cirq.rx(rng.uniform(0, 6)): 1,
+                                                           cirq.ry(rng.uniform(0, 6)): 1, cirq.CZ: 2})
+
+        def executor(c: cirq.Circuit) -> float:
+            return dm.pauli_expectation(dm.density_matrix(c, qubits=q), z0, q)
+
+        for fit, factory in (("richardson", RichardsonFactory), ("linear", LinearFactory)):
+            theirs = mitiq_zne.execute_with_zne(circuit, executor, factory=factory([1, 3, 5]), scale_noise=fold_global)
+            ours = get_backend("density_matrix", noise="ionq_aria",
+                               mitigation={"zne": fit, "readout": False}).energy(circuit, z0, None, q)
+            assert ours == pytest.approx(theirs, abs=1e-9), (k, fit)

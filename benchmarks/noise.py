@@ -1,0 +1,175 @@
+"""Hardware conditions: density-matrix speed, error mitigation, noisy training, the quantum autoencoder.
+
+Tables:
+
+1. speed: our batched density-matrix simulator against ``cirq.DensityMatrixSimulator`` (complex128,
+   the same ``NoiseModel`` through ``to_cirq()``) on the classifier circuit (angle encoding, 3 layers,
+   linear CNOTs) under ``ionq_aria``, per circuit, at 4, 6 and 8 qubits; max |difference| of <Z>.
+2. mitigation: |error| of <Z_q> (mean over qubits) against the exact value on random circuits under
+   ``ionq_aria``, raw and with readout correction, ZNE (Richardson, linear) and both; then the same for
+   the energy of a 4-qubit transverse-field Ising VQE (at its optimum and at random parameters).
+3. training: test accuracy of a VQC trained and tested on a noisy backend, with and without
+   mitigation, over 5 seeds.
+4. autoencoder: AUROC of anomaly_score (trained on the normal class only) beside PCA reconstruction
+   error (same latent size, and 2) and IsolationForest, over 5 seeds.
+
+Usage: python benchmarks/noise.py [--only speed mitigation training autoencoder] [--seeds 5]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import cirq
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from qstore.circuits import CircuitSpec, get_backend  # noqa: E402
+from qstore.circuits.noise import PRESETS, NoiseModel  # noqa: E402
+
+MITIGATIONS = {"raw": None, "readout": {"zne": None, "readout": True},
+               "zne richardson": {"zne": "richardson", "readout": False},
+               "zne linear": {"zne": "linear", "readout": False},
+               "zne richardson + readout": {"zne": "richardson", "readout": True},
+               "zne linear + readout": {"zne": "linear", "readout": True}}
+
+
+def speed(qubits: list[int], batch: int) -> None:
+    print(f"\n## density-matrix speed (ionq_aria, 3 layers, batch {batch}; ms per circuit)\n")
+    print("| qubits | qstore density_matrix | cirq DensityMatrixSimulator | ratio | max abs diff |")
+    print("|---:|---:|---:|---:|---:|")
+    noise = PRESETS["ionq_aria"]
+    for n in qubits:
+        spec = CircuitSpec(n_qubits=n, layers=3)
+        rng = np.random.default_rng(n)
+        X, theta = rng.random((batch, n)), rng.uniform(-np.pi, np.pi, spec.n_params)
+        ours = get_backend("density_matrix", noise=noise)
+        ours.expectations(spec, X[:2], theta)                       # compile once
+        start = time.perf_counter()
+        z_ours = ours.expectations(spec, X, theta)
+        t_ours = (time.perf_counter() - start) / batch
+        ref = get_backend("cirq-density-matrix", noise=noise.to_cirq())
+        rows = max(2, min(batch, 16 if n < 8 else 4))
+        ref.expectations(spec, X[:1], theta)
+        start = time.perf_counter()
+        z_ref = ref.expectations(spec, X[:rows], theta)
+        t_ref = (time.perf_counter() - start) / rows
+        diff = float(np.abs(z_ours[:rows] - z_ref).max())
+        print(f"| {n} | {t_ours * 1e3:.2f} | {t_ref * 1e3:.2f} | **{t_ref / t_ours:.1f}x** | {diff:.1e} |")
+
+
+def mitigation_tables(n_circuits: int) -> None:
+    rng = np.random.default_rng(7)
+    exact = get_backend("statevector")
+    backends = {name: get_backend("density_matrix", noise="ionq_aria", mitigation=m)
+                for name, m in MITIGATIONS.items()}
+    print("\n## mitigation under ionq_aria: random 4-qubit circuits, mean |<Z_q> error|\n")
+    print("| circuit | layers | " + " | ".join(backends) + " |")
+    print("|---:|---:|" + "---:|" * len(backends))
+    totals = np.zeros(len(backends))
+    for k in range(n_circuits):
+        layers = int(rng.integers(2, 6))
+        spec = CircuitSpec(n_qubits=4, layers=layers, entanglement="circular")
+        X, theta = rng.random((1, 4)), rng.uniform(-np.pi, np.pi, spec.n_params)
+        truth = exact.expectations(spec, X, theta)
+        errs = np.array([np.abs(b.expectations(spec, X, theta) - truth).mean() for b in backends.values()])
+        totals += errs
+        print(f"| {k} | {layers} | " + " | ".join(f"{e:.5f}" for e in errs) + " |")
+    mean = totals / n_circuits
+    print("| **mean** | | " + " | ".join(f"**{e:.5f}**" for e in mean) + " |")
+    print("| **reduction** | | " + " | ".join(f"{mean[0] / e:.1f}x" for e in mean) + " |")
+
+    q = cirq.LineQubit.range(4)
+    hamiltonian = sum((cirq.Z(q[i]) * cirq.Z(q[i + 1]) for i in range(3)), cirq.PauliSum()) + \
+        sum((0.7 * cirq.X(qi) for qi in q), cirq.PauliSum())
+    from qstore.vqe import minimize
+
+    spec = CircuitSpec(n_qubits=4, layers=2)
+    vqe = minimize(spec, hamiltonian, np.random.default_rng(3).uniform(-0.3, 0.3, spec.n_params), steps=80, lr=0.1)
+    circuit, theta_symbols, input_symbols = spec.to_cirq()
+    bare = cirq.resolve_parameters(circuit, {s: 0.0 for s in input_symbols})
+    print("\n## mitigation under ionq_aria: 4-qubit TFIM VQE energy, |error|\n")
+    print("| parameters | exact energy | " + " | ".join(backends) + " |")
+    print("|---|---:|" + "---:|" * len(backends))
+    for label, params in (("VQE optimum", vqe.params), ("random", rng.uniform(-np.pi, np.pi, spec.n_params))):
+        resolver = dict(zip(theta_symbols, params))
+        truth = get_backend("density_matrix").energy(bare, hamiltonian, resolver, q)
+        errs = [abs(b.energy(bare, hamiltonian, resolver, q) - truth) for b in backends.values()]
+        print(f"| {label} | {truth:.4f} | " + " | ".join(f"{e:.5f}" for e in errs) + " |")
+
+
+async def training(seeds: int) -> None:
+    from qstore.training import Trainer, model_from_config
+    from qstore.training.reference_datasets import RECIPES, load_reference
+
+    recipe = RECIPES["iris"]
+    data = load_reference("iris", recipe.components)
+    noise = NoiseModel(depolarizing_1q=0.005, depolarizing_2q=0.03, readout_01=0.03, readout_10=0.05)
+    epochs = 15
+    print(f"\n## training under noise (iris, 3 classes, {recipe.model['n_qubits']} qubits, "
+          f"{recipe.model['layers']} layers, {epochs} epochs, parameter-shift; noise {noise})\n")
+    print("| seed | exact | noisy | noisy + ZNE linear + readout |")
+    print("|---:|---:|---:|---:|")
+    rows = []
+    for seed in range(seeds):
+        accuracy = []
+        for options in (None, {"noise": noise}, {"noise": noise, "mitigation": {"zne": "linear"}}):
+            backend = "statevector" if options is None else "density_matrix"
+            trainer = Trainer(None, model_from_config(recipe.model), lr=recipe.lr, batch_size=recipe.batch_size,
+                              seed=seed, backend=backend, backend_options=options,
+                              gradient="adjoint" if options is None else "parameter-shift")
+            await trainer.fit((data.X_train, data.y_train), epochs=epochs)
+            accuracy.append(await trainer.evaluate(data.X_test, data.y_test))
+        rows.append(accuracy)
+        print(f"| {seed} | " + " | ".join(f"{a:.3f}" for a in accuracy) + " |", flush=True)
+    mean = np.mean(rows, axis=0)
+    print("| **mean** | " + " | ".join(f"**{a:.3f}**" for a in mean) + " |")
+
+
+async def autoencoder(seeds: int) -> None:
+    from sklearn.ensemble import IsolationForest
+    from sklearn.metrics import roc_auc_score
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "training"))
+    from test_autoencoder import LATENT, _split, pca_auroc, train_autoencoder
+
+    print(f"\n## quantum autoencoder: AUROC (8 PCA features, 8 qubits, {LATENT} latent; mean ± sd over {seeds} seeds)\n")
+    print(f"| dataset (normal class) | quantum autoencoder | PCA({LATENT}) | PCA(2) | IsolationForest |")
+    print("|---|---:|---:|---:|---:|")
+    for dataset, normal in (("digits", "digit 0"), ("breast-cancer", "benign")):
+        Z_train, Z_test, anomalous = _split(dataset)
+        q, forest = [], []
+        for seed in range(seeds):
+            ae = await train_autoencoder(dataset, Z_train, seed)
+            q.append(roc_auc_score(anomalous, ae.anomaly_score(Z_test)))
+            iso = IsolationForest(random_state=seed).fit(Z_train)
+            forest.append(roc_auc_score(anomalous, -iso.score_samples(Z_test)))
+        print(f"| {dataset} ({normal}) | **{np.mean(q):.3f} ± {np.std(q):.3f}** | "
+              f"{pca_auroc(Z_train, Z_test, anomalous, LATENT):.3f} | {pca_auroc(Z_train, Z_test, anomalous, 2):.3f} | "
+              f"{np.mean(forest):.3f} ± {np.std(forest):.3f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", default=["speed", "mitigation", "training", "autoencoder"])
+    parser.add_argument("--qubits", nargs="*", type=int, default=[4, 6, 8])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--circuits", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=5)
+    args = parser.parse_args()
+    if "speed" in args.only:
+        speed(args.qubits, args.batch)
+    if "mitigation" in args.only:
+        mitigation_tables(args.circuits)
+    if "training" in args.only:
+        asyncio.run(training(args.seeds))
+    if "autoencoder" in args.only:
+        asyncio.run(autoencoder(args.seeds))
+
+
+if __name__ == "__main__":
+    main()
