@@ -92,3 +92,62 @@ def load_reference(name: str, components: int | None = 4, seed: int = 0, test_si
         pca = PCA(n_components=components, random_state=seed).fit(X_tr)
         X_tr, X_te = pca.transform(X_tr), pca.transform(X_te)
     return ReferenceData(X_tr, X_te, y_tr, y_te, how + f"; stratified {1 - test_size:.0%}/{test_size:.0%} split")
+
+
+# -- anomaly detection (the quantum autoencoder) ------------------------------------------------
+
+ANOMALY_DATASETS = ("digits", "breast-cancer")
+
+
+@dataclass(frozen=True)
+class AnomalyRecipe:
+    """How the autoencoder is trained on one dataset's normal class (Adam, lr 0.1, 40 epochs, batches of 16)."""
+
+    dataset: str
+    normal: str
+    model: dict[str, Any] = field(hash=False)
+    lr: float = 0.1
+    epochs: int = 40
+    batch_size: int = 16
+
+
+ANOMALY_RECIPES: dict[str, AnomalyRecipe] = {r.dataset: r for r in (
+    AnomalyRecipe("digits", "digit 0", {"type": "quantum_autoencoder", "n_qubits": 8, "latent_qubits": 4,
+                                        "layers": 2, "encoding": "angle", "entanglement": "linear"}),
+    AnomalyRecipe("breast-cancer", "benign", {"type": "quantum_autoencoder", "n_qubits": 8, "latent_qubits": 4,
+                                              "layers": 3, "encoding": "angle", "entanglement": "circular"}),
+)}
+
+
+def load_anomaly(name: str, components: int = 8, seed: int = 0, test_size: float = 0.3
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(normal training rows, all test rows, test rows' anomaly flags): digits with 0 as the normal class, raw
+    pixels; breast cancer with benign as normal, standardised. Scaling and PCA to ``components`` are
+    fitted on the normal training rows only."""
+    from sklearn import datasets
+    from sklearn.decomposition import PCA
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    if name == "digits":
+        X, y = datasets.load_digits(return_X_y=True)
+        normal = y == 0
+    elif name == "breast-cancer":
+        X, y = datasets.load_breast_cancer(return_X_y=True)
+        normal = y == 1
+    else:
+        raise error("invalid_argument", f"unknown anomaly dataset {name!r}; choose one of {ANOMALY_DATASETS}")
+    X_tr, X_te, n_tr, n_te = train_test_split(X.astype(np.float64), normal, test_size=test_size,
+                                              random_state=seed, stratify=y)
+    scaler = StandardScaler(with_mean=name != "digits", with_std=name != "digits").fit(X_tr[n_tr])
+    pca = PCA(components, random_state=seed).fit(scaler.transform(X_tr[n_tr]))
+    return pca.transform(scaler.transform(X_tr[n_tr])), pca.transform(scaler.transform(X_te)), ~n_te
+
+
+def pca_anomaly_auroc(Z_train: np.ndarray, Z_test: np.ndarray, anomalous: np.ndarray, latent: int) -> float:
+    """AUROC of PCA reconstruction error with ``latent`` components: the classical baseline."""
+    from sklearn.decomposition import PCA
+    from sklearn.metrics import roc_auc_score
+
+    p = PCA(latent).fit(Z_train)
+    return float(roc_auc_score(anomalous, ((Z_test - p.inverse_transform(p.transform(Z_test))) ** 2).sum(axis=1)))

@@ -6,56 +6,22 @@ import pytest
 
 from qstore.errors import QStoreError
 from qstore.training import QuantumAutoencoder, Trainer, model_from_config
+from qstore.training.reference_datasets import ANOMALY_RECIPES, load_anomaly, pca_anomaly_auroc
 
 LATENT = 4
-
-
-def _split(name: str):
-    from sklearn import datasets
-    from sklearn.decomposition import PCA
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
-
-    if name == "digits":
-        X, y = datasets.load_digits(return_X_y=True)
-        normal = y == 0
-    else:
-        X, y = datasets.load_breast_cancer(return_X_y=True)
-        normal = y == 1                                        # benign
-    X_tr, X_te, n_tr, n_te = train_test_split(X, normal, test_size=0.3, random_state=0, stratify=y)
-    # as qstore.training.reference_datasets: raw pixels for digits, standardised breast-cancer features
-    scaler = StandardScaler(with_mean=name != "digits", with_std=name != "digits").fit(X_tr[n_tr])
-    pca = PCA(8, random_state=0).fit(scaler.transform(X_tr[n_tr]))
-    return pca.transform(scaler.transform(X_tr[n_tr])), pca.transform(scaler.transform(X_te)), ~n_te
-
-
-def pca_auroc(Z_train: np.ndarray, Z_test: np.ndarray, anomalous: np.ndarray, latent: int) -> float:
-    from sklearn.decomposition import PCA
-    from sklearn.metrics import roc_auc_score
-
-    p = PCA(latent).fit(Z_train)
-    return float(roc_auc_score(anomalous, ((Z_test - p.inverse_transform(p.transform(Z_test))) ** 2).sum(axis=1)))
-
-
-#: per dataset, as the classifiers' RECIPES: entanglement, layers (lr 0.1, 40 epochs, batches of 16)
-SETTINGS = {"digits": ("linear", 2), "breast-cancer": ("circular", 3)}
-
-
-async def train_autoencoder(dataset: str, Z_train: np.ndarray, seed: int = 0) -> QuantumAutoencoder:
-    entanglement, layers = SETTINGS[dataset]
-    ae = QuantumAutoencoder(n_qubits=8, latent_qubits=LATENT, layers=layers, encoding="angle",
-                            entanglement=entanglement)
-    await Trainer(None, ae, lr=0.1, batch_size=16, seed=seed).fit((Z_train, np.zeros(len(Z_train))), epochs=40)
-    return ae
 
 
 async def _auroc(dataset: str, seed: int) -> tuple[QuantumAutoencoder, float, float]:
     from sklearn.metrics import roc_auc_score
 
-    Z_train, Z_test, anomalous = _split(dataset)
-    ae = await train_autoencoder(dataset, Z_train, seed)
+    recipe = ANOMALY_RECIPES[dataset]
+    Z_train, Z_test, anomalous = load_anomaly(dataset)
+    ae = model_from_config(recipe.model)
+    assert isinstance(ae, QuantumAutoencoder) and ae.latent_qubits == LATENT
+    await Trainer(None, ae, lr=recipe.lr, batch_size=recipe.batch_size, seed=seed).fit(
+        (Z_train, np.zeros(len(Z_train))), epochs=recipe.epochs)
     quantum = float(roc_auc_score(anomalous, ae.anomaly_score(Z_test)))
-    pca = pca_auroc(Z_train, Z_test, anomalous, LATENT)
+    pca = pca_anomaly_auroc(Z_train, Z_test, anomalous, LATENT)
     print(f"{dataset} seed {seed}: AUROC quantum autoencoder {quantum:.3f}, PCA({LATENT}) {pca:.3f}")
     return ae, quantum, pca
 
@@ -65,7 +31,7 @@ async def test_anomaly_auroc_is_at_least_pca_reconstruction_error(dataset: str) 
     """Trained on the normal class only (digit 0; benign), 8 PCA features, 4 latent qubits vs 4 components."""
     ae, quantum, pca = await _auroc(dataset, seed=0)
     assert quantum >= pca, (quantum, pca)
-    Z_train, Z_test, anomalous = _split(dataset)
+    Z_train, Z_test, anomalous = load_anomaly(dataset)
     threshold = ae.calibrate(Z_train, quantile=0.95)
     assert np.mean(ae.anomaly_score(Z_train) > threshold) <= 0.05
     assert np.mean(ae.is_anomaly(Z_test[anomalous])) > np.mean(ae.is_anomaly(Z_test[~anomalous]))
