@@ -66,30 +66,55 @@ class _Gate:
 
     def superoperator(self, v: np.ndarray, inverse: bool, spanning_only: bool = False) -> np.ndarray:
         """(Bm, 4^k, 4^k) for value rows v: the operations (or their inverses, in reverse order), each then
-        its noise. Built by running the 4^k basis matrices |r><c| of the gate's own qubits through them,
-        so decompositions need no algebra."""
+        its noise."""
         if self.constant and (inverse, spanning_only) in self.cache:
             return self.cache[inverse, spanning_only]
         k = len(self.axes) // 2
-        d2 = 4 ** k
         parts = [([(st, st.unitary(v)) for st in steps], noise) for steps, noise in self.parts]
         if inverse:
             parts = [([(st, np.conj(np.swapaxes(u, -1, -2))) for st, u in reversed(ops)], noise)
                      for ops, noise in reversed(parts)]
-        rows = max([u.shape[0] for ops, _ in parts for _, u in ops], default=1)
-        basis = np.tile(np.eye(d2, dtype=np.complex128), (rows, 1)).reshape((rows * d2,) + (2,) * (2 * k))
-        for ops, noise in parts:
-            for step, u in ops:
-                u = np.repeat(u, d2, axis=0) if u.shape[0] > 1 else u
-                basis = apply_matrix(basis, u, step.axes)
-                basis = apply_matrix(basis, np.conj(u), tuple(a + k for a in step.axes))
-            for axes, s in noise:
-                if not spanning_only or len(axes) == 2 * k:
-                    basis = apply_matrix(basis, s, axes)
-        out = np.swapaxes(basis.reshape(rows, d2, d2), 1, 2)
+        kept = [(ops, [(axes, s) for axes, s in noise if not spanning_only or len(axes) == 2 * k])
+                for ops, noise in parts]
+        whole = all(st.axes == tuple(range(k)) for ops, _ in kept for st, _ in ops) and \
+            all(axes == tuple(range(2 * k)) for _, noise in kept for axes, _ in noise)
+        out = _compose(kept, k) if whole else _run_basis(kept, k)
         if self.constant:
             self.cache[inverse, spanning_only] = out
         return out
+
+
+_Ops = list[tuple[list[tuple[_Step, np.ndarray]], _Noise]]
+
+
+def _compose(parts: _Ops, k: int) -> np.ndarray:
+    """Superoperator of steps and noise that all act on every one of the k qubits: products of
+    U (x) conj(U) (batched) and the noise matrices. The common case, and cheap."""
+    d2 = 4 ** k
+    out = np.eye(d2, dtype=np.complex128)[None]
+    for ops, noise in parts:
+        for _, u in ops:
+            s = np.einsum("bij,bkl->bikjl", u, np.conj(u)).reshape(u.shape[0], d2, d2)
+            out = s @ out
+        for _, s in noise:
+            out = s @ out
+    return out
+
+
+def _run_basis(parts: _Ops, k: int) -> np.ndarray:
+    """Superoperator of any steps and noise on subsets of the k qubits: run the 4^k basis matrices
+    |r><c| through them (so decompositions and partial noise need no embedding algebra)."""
+    d2 = 4 ** k
+    rows = max([u.shape[0] for ops, _ in parts for _, u in ops], default=1)
+    basis = np.tile(np.eye(d2, dtype=np.complex128), (rows, 1)).reshape((rows * d2,) + (2,) * (2 * k))
+    for ops, noise in parts:
+        for step, u in ops:
+            u = np.repeat(u, d2, axis=0) if u.shape[0] > 1 else u
+            basis = apply_matrix(basis, u, step.axes)
+            basis = apply_matrix(basis, np.conj(u), tuple(a + k for a in step.axes))
+        for axes, s in noise:
+            basis = apply_matrix(basis, s, axes)
+    return np.swapaxes(basis.reshape(rows, d2, d2), 1, 2)
 
 
 def _passes(applications: list[tuple[tuple[int, ...], np.ndarray]]) -> float:
