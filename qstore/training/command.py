@@ -37,7 +37,10 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=("adam", "sgd", "qng", "tunneling"), default="adam")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default="statevector", help="statevector | cirq | cirq-density-matrix | ionq")
+    p.add_argument("--backend", default="statevector",
+                   help="statevector | cirq | cirq-density-matrix | density_matrix | ionq")
+    p.add_argument("--noise", help="noise of the density_matrix backend: a preset (ionq_aria)")
+    p.add_argument("--shots", type=int, help="estimate every expectation from this many shots (parameter-shift)")
     p.add_argument("--gradient", default="adjoint", help="adjoint | parameter-shift | finite-diff | spsa")
     p.add_argument("--checkpoint-every", type=int, default=5, help="epochs between checkpoints (0: none)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from this checkpoint id")
@@ -76,7 +79,11 @@ async def train(args: argparse.Namespace) -> dict[str, Any]:
     async with await qstore.Database.open(args.data_dir) as db:
         test = await _reference_split(db, args) if args.sklearn else None
         progress_bar = False if args.no_progress else None
-        options = dict(backend=args.backend, progress_bar=progress_bar)
+        options: dict[str, Any] = dict(backend=args.backend, progress_bar=progress_bar)
+        if args.noise:
+            options["backend_options"] = {"noise": args.noise}
+        if args.shots is not None:
+            options["shots"] = args.shots
         if args.resume:
             trainer = await Trainer.from_checkpoint(db, args.resume, **options)
         else:

@@ -1,9 +1,12 @@
 """Training and evaluation from shot-sampled expectations, and the shot gradient's variance."""
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
+import qstore
 from qstore.circuits import CircuitSpec, get_backend
 from qstore.circuits.shots import shot_vjp
 from qstore.errors import QStoreError
@@ -72,3 +75,25 @@ async def test_iris_with_1000_shots_is_within_3_points_of_exact(reference) -> No
         accuracy[shots] = await trainer.evaluate(data.X_test, data.y_test)
     print("iris accuracy exact / 1000 shots:", accuracy)
     assert accuracy[1000] >= accuracy[None] - 0.03, accuracy
+
+
+def test_train_command_runs_with_shots_on_a_noisy_backend(tmp_path, capsys) -> None:
+    import argparse
+
+    from qstore.training import add_train_parser, run_train
+
+    parser = argparse.ArgumentParser(prog="qstore")
+    add_train_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "--data-dir", str(tmp_path / "data"), "--sklearn", "iris-binary", "--qubits",
+                              "4", "--layers", "1", "--epochs", "1", "--batch-size", "35", "--backend",
+                              "density_matrix", "--noise", "ionq_aria", "--shots", "200", "--checkpoint-every", "1",
+                              "--run", "noisy", "--no-progress"])
+    assert run_train(args) == 0
+    assert "noisy-e00001" in capsys.readouterr().out
+
+    async def saved() -> dict:
+        async with await qstore.Database.open(str(tmp_path / "data")) as db:
+            return await db.load_checkpoint("noisy-e00001")
+
+    checkpoint = asyncio.run(saved())
+    assert checkpoint["config"]["shots"] == 200 and checkpoint["metrics"]["grad_var"][0] > 0
