@@ -221,6 +221,14 @@ class DensityMatrixBackend(Backend):
         self._rng = np.random.default_rng(seed)
         self._programs: dict[CircuitSpec, NoisyProgram] = {}
         self.mitigation = mitigation_from(mitigation)
+        #: inverse readout confusion matrices per qubit count, measured on first use (``mitigation``)
+        self.readout_calibration: dict[int, list[np.ndarray]] = {}
+
+    def with_shots(self, shots: int | None) -> Backend:
+        clone = super().with_shots(shots)
+        assert isinstance(clone, DensityMatrixBackend)
+        clone.readout_calibration = {}                   # calibrate again, with the new shots
+        return clone
 
     def program(self, spec: CircuitSpec) -> NoisyProgram:
         if spec not in self._programs:

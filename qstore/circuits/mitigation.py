@@ -90,7 +90,14 @@ class Mitigation:
 
 
 def calibrate_readout(backend: DensityMatrixBackend, n_qubits: int) -> list[np.ndarray]:
-    """Inverse per-qubit confusion matrices measured on ``backend`` (its shots, if any)."""
+    """Inverse per-qubit confusion matrices measured on ``backend`` (its shots, if any), once per backend
+    and qubit count, as a device is calibrated once per session, not per circuit."""
+    if n_qubits not in backend.readout_calibration:
+        backend.readout_calibration[n_qubits] = _calibrate(backend, n_qubits)
+    return backend.readout_calibration[n_qubits]
+
+
+def _calibrate(backend: DensityMatrixBackend, n_qubits: int) -> list[np.ndarray]:
     qubits = cirq.LineQubit.range(n_qubits)
     columns = []
     for prepare in (cirq.Circuit(cirq.I.on_each(qubits)), cirq.Circuit(cirq.X.on_each(qubits))):
