@@ -2,7 +2,7 @@
 from qstore.collection import Collection
 from qstore.database import Database
 from qstore.errors import (
-    AlreadyExists, BackendError, Conflict, Forbidden, InvalidArgument, LimitExceeded, NotFound,
+    AlreadyExists, BackendError, Conflict, Forbidden, InsufficientStorage, InvalidArgument, LimitExceeded, NotFound,
     QStoreError, Unauthorized, Unavailable,
 )
 from qstore_client.types import Branch, Hit, Measurement, Page, Record
@@ -10,6 +10,6 @@ from qstore_client.types import Branch, Hit, Measurement, Page, Record
 __version__ = "0.1.0"
 __all__ = [
     "AlreadyExists", "BackendError", "Branch", "Collection", "Conflict", "Database", "Forbidden", "Hit",
-    "InvalidArgument", "LimitExceeded", "Measurement", "NotFound", "Page", "QStoreError", "Record",
+    "InsufficientStorage", "InvalidArgument", "LimitExceeded", "Measurement", "NotFound", "Page", "QStoreError", "Record",
     "Unauthorized", "Unavailable",
 ]

@@ -24,7 +24,7 @@ from qstore import records, validation
 from qstore.errors import InvalidArgument, NotFound
 from qstore.index import IndexSpec, VectorIndex, compile_filter
 from qstore.index.rwlock import RWLock, WouldBlock
-from qstore.index.snapshot import read_snapshot, write_snapshot
+from qstore.index.snapshot import Snapshot, SnapshotInvalid, read_snapshot, write_snapshot
 from qstore.records import Entry
 from qstore.storage import WriteContext, codec
 from qstore_client.types import Hit, Measurement, Page, Record
@@ -72,6 +72,7 @@ class Collection:
         self._snapshot_thread: threading.Thread | None = None
         self._snapshot_lock = threading.Lock()  # the background snapshot and close() share one temp file
         self.snapshot_seq = 0
+        self.snapshot_problem: str | None = None  # why the last load discarded the snapshot
         self.dropped = False
 
     def __repr__(self) -> str:
@@ -96,19 +97,14 @@ class Collection:
 
     # ------------------------------------------------------------------ loading
     def load(self, txn: Any) -> None:
-        """Build summaries from LMDB and the index from its snapshot plus the change sequence."""
-        snap = read_snapshot(self.snapshot_path)
-        if snap is not None and snap[0] > self._storage.last_seq:
-            log.warning("snapshot of %s is newer than the database; rebuilding", self.name)
-            snap = None
+        """Build summaries from LMDB and the index from its verified snapshot plus the change sequence."""
+        snap = self._restore_snapshot()
         added: set[int] = set()
         removed: set[int] = set()
         if snap is not None:
-            seq, tombs, data = snap
-            self.index = VectorIndex.restore(self.dim, self.metric, self.spec, seq, tombs, data)
-            self.snapshot_seq = seq
+            self.snapshot_seq = snap.seq
             cur = self._storage.cursor(txn, "changes")
-            if cur.set_range(codec.u64(seq + 1)):
+            if cur.set_range(codec.u64(snap.seq + 1)):
                 for _key, raw in cur:
                     change = codec.unpack(raw)
                     if change["c"] == self.cid:
@@ -137,12 +133,54 @@ class Collection:
         vecs = self.index.prepare(np.stack(add_vecs)) if add_vecs else np.empty((0, self.dim), np.float32)
         self.index.apply(np.array(add_ids, np.int64), vecs, np.array(sorted(removed), np.int64),
                          self._storage.last_seq)
-        live = sum(len(e.iids) for e in self._entries.values())
-        if self.index.size != live:  # never expected; derived state is repaired from LMDB
-            log.error("index of %s holds %d vectors but LMDB %d; rebuilding", self.name, self.index.size, live)
-            self.index = VectorIndex(self.dim, self.metric, self.spec)
-            self._rebuild_from(txn)
         self.index.wait_for_rebuild()
+        problem = self.index_mismatch()
+        if problem:  # e.g. a snapshot whose change history was pruned; LMDB has the truth
+            log.error("index of %s disagrees with LMDB (%s); rebuilding", self.name, problem)
+            self.snapshot_problem = self.snapshot_problem or f"replay left the index inconsistent: {problem}"
+            self.index = VectorIndex(self.dim, self.metric, self.spec)
+            self.snapshot_seq = 0  # the snapshot on disk is not what the index holds now
+            self._rebuild_from(txn)
+            self.index.wait_for_rebuild()
+
+    def _restore_snapshot(self) -> Snapshot | None:
+        """Load the verified snapshot into ``self.index``; None (logged) when there is none to
+        trust, and the index is then built from LMDB alone."""
+        try:
+            snap = read_snapshot(self.snapshot_path)
+            if snap is None:
+                log.info("no snapshot of %s; building its index from LMDB", self.name)
+                return None
+            if snap.cid != self.cid:
+                raise SnapshotInvalid(f"it belongs to collection id {snap.cid}, not {self.cid}")
+            if snap.seq > self._storage.last_seq:
+                raise SnapshotInvalid(f"it is newer than the database (sequence {snap.seq} > "
+                                      f"{self._storage.last_seq})")
+            try:
+                index = VectorIndex.restore(self.dim, self.metric, self.spec, snap.seq, snap.tombstones, snap.data)
+            except RuntimeError as exc:  # FAISS's own parse errors
+                raise SnapshotInvalid(f"FAISS cannot read it: {exc}") from None
+            if index._index.d != self.dim or index.size != snap.count:
+                raise SnapshotInvalid(f"it holds {index.size} vectors of dimension {index._index.d}, "
+                                      f"its header says {snap.count} of dimension {self.dim}")
+        except (SnapshotInvalid, OSError) as exc:
+            self.snapshot_problem = f"snapshot {self.snapshot_path} discarded: {exc}"
+            log.warning("%s; rebuilding the index of %s from LMDB", self.snapshot_problem, self.name)
+            return None
+        self.index = index
+        return snap
+
+    def index_mismatch(self) -> str | None:
+        """How the index's vector ids differ from the branch ids in LMDB's records, or None."""
+        live = np.concatenate([e.iids for e in self._entries.values()]) if self._entries \
+            else np.empty(0, np.int64)
+        have = self.index.ids()
+        missing = np.setdiff1d(live, have)
+        extra = np.setdiff1d(have, live)
+        if not len(missing) and not len(extra) and len(have) == len(live):
+            return None
+        return (f"{len(missing)} vector(s) missing from the index, {len(extra)} not in LMDB, "
+                f"{len(have)} indexed vs {len(live)} stored")
 
     def _rebuild_from(self, txn: Any) -> None:
         ids, vecs = [], []
@@ -286,9 +324,9 @@ class Collection:
                 os.makedirs(os.path.dirname(self.snapshot_path), exist_ok=True)
                 self.index.wait_for_rebuild()
                 pending = self._unsnapshotted
-                seq, tombs, data = self.index.snapshot()
+                seq, tombs, data, count = self.index.snapshot()
                 if not self.dropped:
-                    write_snapshot(self.snapshot_path, seq, tombs, data)
+                    write_snapshot(self.snapshot_path, self.cid, seq, count, tombs, data)
                     self.snapshot_seq = seq
                     self._unsnapshotted -= pending
         except Exception:

@@ -50,7 +50,12 @@ class Database:
         loop = asyncio.get_running_loop()
         storage = await loop.run_in_executor(None, lambda: Storage(path, sync=sync, map_size=map_size))
         db = cls(storage, clock, snapshot_every)
-        await storage.read(db._load)
+        try:
+            await storage.read(db._load)
+        except BaseException:
+            # Release the environment and threads, or retrying the open in this process fails.
+            await loop.run_in_executor(None, storage.close)
+            raise
         if sweep_interval:
             db._sweeper = asyncio.create_task(db._sweep_forever(sweep_interval), name="qstore-sweeper")
         log.info("opened %s: %d collection(s)", path, len(db._collections))

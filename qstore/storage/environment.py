@@ -14,7 +14,9 @@ wait for indexing before writers are held back.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import mmap
 import os
 import queue
 import threading
@@ -24,6 +26,7 @@ from typing import Any, TypeVar
 
 import lmdb
 
+from qstore.errors import InsufficientStorage
 from qstore.storage import codec
 
 log = logging.getLogger(__name__)
@@ -132,13 +135,17 @@ class Storage:
             os.path.join(path, "lmdb"), subdir=True, map_size=map_size, max_dbs=len(TABLES) + 2,
             sync=sync, metasync=sync, max_readers=512, readahead=False,
         )
-        self.tables = {name: self.env.open_db(name.encode()) for name in TABLES}
+        try:
+            self.tables = {name: self.env.open_db(name.encode()) for name in TABLES}
+            with self.env.begin() as txn:
+                raw = txn.get(LAST_SEQ_KEY, db=self.tables["meta"])
+        except BaseException:
+            self.env.close()  # or this process could never open the directory again
+            raise
+        self.last_seq = codec.read_u64(raw) if raw else 0
         self._gate = _ResizeGate()
         self.pool = ThreadPoolExecutor(max_workers=read_threads or max(4, (os.cpu_count() or 2) * 2),
                                        thread_name_prefix="qstore-read")
-        with self.env.begin() as txn:
-            raw = txn.get(LAST_SEQ_KEY, db=self.tables["meta"])
-        self.last_seq = codec.read_u64(raw) if raw else 0
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="qstore-writer", daemon=True)
         # Deferred hooks (FAISS adds) run on their own thread so the next batch's LMDB work
@@ -256,12 +263,21 @@ class Storage:
                 break
             except lmdb.MapFullError:
                 txn.abort()
-                new_size = self.env.info()["map_size"] * 2
-                log.info("LMDB map full; growing map to %d MiB", new_size >> 20)
-                self._gate.resize(self.env, new_size)
+                try:
+                    self._grow()
+                except InsufficientStorage as exc:
+                    outcomes, hooks, deferred = [(False, exc)] * len(batch), [], []
+                    break
             except BaseException as exc:
                 txn.abort()
-                log.exception("write batch failed")
+                if _out_of_space(exc):
+                    # Nothing of the batch committed; LMDB stays usable, so the next batch
+                    # succeeds as soon as space returns, and reads go on meanwhile.
+                    log.error("write batch refused, storage is full: %s", exc)
+                    exc = InsufficientStorage(f"the disk under {self.path} is full ({exc}); nothing was "
+                                              "written. Free space and retry.")
+                else:
+                    log.exception("write batch failed")
                 outcomes = [(False, exc)] * len(batch)
                 hooks, deferred = [], []
                 break
@@ -271,6 +287,20 @@ class Storage:
             self._applies.put(deferred)
         for job, (ok, value) in zip(batch, outcomes):
             job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+
+    def _grow(self) -> None:
+        """Double the map. LMDB unmaps before it maps the larger size and is left without a map
+        if that fails, so the new size is first reserved here: a refusal is InsufficientStorage."""
+        old = self.env.info()["map_size"]
+        new = old * 2
+        try:
+            mmap.mmap(-1, new, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ).close()
+        except (OSError, ValueError, OverflowError) as exc:
+            log.error("LMDB map full at %d MiB and cannot grow: %s", old >> 20, exc)
+            raise InsufficientStorage(f"the database map is full at {old >> 20} MiB and cannot grow to "
+                                      f"{new >> 20} MiB ({exc}); nothing was written") from None
+        log.info("LMDB map full; growing map to %d MiB", new >> 20)
+        self._gate.resize(self.env, new)
 
     def _apply_loop(self) -> None:
         while (hooks := self._applies.get()) is not None:
@@ -290,6 +320,18 @@ class Storage:
         self.pool.shutdown(wait=True)
         self.env.sync(True)
         self.env.close()
+
+
+_FULL = tuple(os.strerror(e) for e in (errno.ENOSPC, errno.EDQUOT, errno.EIO))
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """LMDB reports a full disk as ENOSPC, or as EIO when a page write comes up short."""
+    if isinstance(exc, (lmdb.DiskError, lmdb.MapFullError)):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, lmdb.Error) and any(m in str(exc) for m in _FULL)
 
 
 def _run_hooks(hooks: list[Callable[[], None]]) -> None:
