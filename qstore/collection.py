@@ -9,6 +9,7 @@ then index" is decided in exactly one place.
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import os
@@ -166,6 +167,8 @@ class Collection:
         except (SnapshotInvalid, OSError) as exc:
             self.snapshot_problem = f"snapshot {self.snapshot_path} discarded: {exc}"
             log.warning("%s; rebuilding the index of %s from LMDB", self.snapshot_problem, self.name)
+            with contextlib.suppress(OSError):  # the next snapshot replaces it; until then it misleads
+                os.remove(self.snapshot_path)
             return None
         self.index = index
         return snap
@@ -181,6 +184,51 @@ class Collection:
             return None
         return (f"{len(missing)} vector(s) missing from the index, {len(extra)} not in LMDB, "
                 f"{len(have)} indexed vs {len(live)} stored")
+
+    def summary_mismatch(self, docs: dict[str, dict[str, Any]]) -> list[str]:
+        """How the in-memory summaries differ from these LMDB documents (record id -> document)."""
+        out = []
+        if set(self._entries) != set(docs):
+            out.append(f"{len(set(docs) - set(self._entries))} record(s) missing from the summaries, "
+                       f"{len(set(self._entries) - set(docs))} not in LMDB")
+        with self._expiry_lock:
+            timed = set(self._expired) | {rid for _t, rid in self._expiry_heap}
+        for rid, doc in docs.items():
+            entry, want = self._entries.get(rid), records.doc_entry(doc)
+            if entry is None:
+                continue
+            if (not np.array_equal(entry.iids, want.iids) or entry.contexts != want.contexts
+                    or entry.expires_at != want.expires_at or entry.metadata != want.metadata
+                    or not np.allclose(entry.probs, want.probs)):
+                out.append(f"summary of {rid!r} differs from its record")
+            elif any(self._owner.get(i) != rid for i in want.iids.tolist()):
+                out.append(f"branch owners of {rid!r} are wrong")
+            elif want.expires_at is not None and rid not in timed:
+                out.append(f"{rid!r} expires at {want.expires_at} but is not in the expiry heap")
+        superposed = sum(1 for d in docs.values() if len(d["b"]) > 1)
+        if self._superposed != superposed:
+            out.append(f"superposed count is {self._superposed}, LMDB has {superposed}")
+        return out
+
+    def rebuild_derived(self, txn: Any) -> None:
+        """Rebuild the summaries and the index from LMDB alone (``check(repair=True)``)."""
+        with self._lock.write():
+            self._entries, self._owner, self._contexts = {}, {}, {}
+            self._superposed, self._max_branches = 0, 1
+            with self._expiry_lock:
+                self._expiry_heap, self._expired = [], {}
+            prefix = codec.u32(self.cid)
+            cur = self._storage.cursor(txn, "records")
+            if cur.set_range(prefix):
+                for key, raw in cur:
+                    if not key.startswith(prefix):
+                        break
+                    self._track(key[4:].decode(), records.doc_entry(codec.unpack(raw)))
+            self.index.wait_for_rebuild()
+            self.index = VectorIndex(self.dim, self.metric, self.spec)
+            self._rebuild_from(txn)
+            self.index.wait_for_rebuild()
+            self.snapshot_seq = 0  # the snapshot on disk no longer describes the index
 
     def _rebuild_from(self, txn: Any) -> None:
         ids, vecs = [], []

@@ -103,6 +103,7 @@ ERROR_CODES: dict[str, type[QStoreError]] = {
     "limit_exceeded": LimitExceeded,
     "unavailable": Unavailable,
     "insufficient_storage": InsufficientStorage,
+    "invalid_backup": InvalidArgument,
     # records and collections
     "dimension_mismatch": InvalidArgument,
     "invalid_vector": InvalidArgument,
