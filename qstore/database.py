@@ -13,7 +13,7 @@ import numpy as np
 
 from qstore import validation
 from qstore.collection import SNAPSHOT_EVERY, Collection
-from qstore.errors import AlreadyExists, InvalidArgument, NotFound
+from qstore.errors import AlreadyExists, InsufficientStorage, InvalidArgument, NotFound
 from qstore.index.spec import IndexSpec, check_metric
 from qstore.storage import Storage, WriteContext, codec
 
@@ -93,7 +93,10 @@ class Database:
         for col in self._collections.values():
             if col._unsnapshotted or col.snapshot_seq == 0:
                 await loop.run_in_executor(None, col.snapshot)
-        await self._prune_changes()
+        try:
+            await self._prune_changes()
+        except InsufficientStorage:  # a full disk must not keep the environment open
+            log.warning("closing %s on a full disk: the change history stays until the next open", self.path)
         await loop.run_in_executor(None, self._storage.close)
 
     # ------------------------------------------------------------------ upkeep

@@ -3,6 +3,7 @@
 again by themselves once space returns."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -83,6 +84,15 @@ async def test_full_disk_refuses_writes_then_recovers(tmp_path):
                 assert (await col.get(ids[-1:]))[0] is not None
             report = await db.check()
             assert report.ok and not report.problems, report
+            b = max(acked) + 1
+            with pytest.raises(qstore.InsufficientStorage):  # full again, then closed while full
+                while True:
+                    await col.upsert(*batch(b))
+                    acked.append(b)
+                    b += 1
+        async with await qstore.Database.open(path, sweep_interval=None) as db:  # opens on a full disk
+            col = await db.collection("v")
+            assert await col.count() == len(acked) * BATCH
 
 
 MAP_CHILD = """
@@ -158,3 +168,43 @@ def raw_status(url: str) -> int:
     import urllib.request
     with urllib.request.urlopen(url + "/v1/health", timeout=5) as resp:
         return resp.status
+
+
+@pytest.mark.slow
+async def test_full_disk_under_concurrent_writers_many_cycles(tmp_path):
+    """Eight writers at once (their upserts share group-commit batches), HNSW, five fill/free
+    cycles: every acknowledged batch is there, every refused one is wholly absent."""
+    with tiny_fs(tmp_path, 24) as mnt:
+        path = str(mnt / "db")
+        db = await qstore.Database.open(path, sweep_interval=None, snapshot_every=2000)
+        col = await db.create_collection("v", dim=DIM, index={"type": "hnsw", "m": 16})
+        acked, refused, b = set(), set(), 0
+        for cycle in range(5):
+            spare = filler(mnt, 3)
+            while True:
+                todo = list(range(b, b + 8))
+                b += 8
+                results = await asyncio.gather(*[col.upsert(*batch(n)) for n in todo], return_exceptions=True)
+                for n, r in zip(todo, results):
+                    if isinstance(r, qstore.InsufficientStorage):
+                        refused.add(n)
+                    else:
+                        assert r == BATCH, r
+                        acked.add(n)
+                if refused and len(refused) >= 8 * (cycle + 1):
+                    break
+            assert await col.count() == len(acked) * BATCH
+            spare.unlink()
+            # make room for the next cycle: delete some acknowledged batches
+            for n in sorted(acked)[: len(acked) // 3]:
+                await col.delete(batch(n)[0])
+                acked.discard(n)
+        await db.close()
+        async with await qstore.Database.open(path, sweep_interval=None) as db:
+            col = await db.collection("v")
+            assert await col.count() == len(acked) * BATCH
+            for n in acked:
+                assert (await col.get(batch(n)[0][:1]))[0] is not None
+            for n in refused:
+                assert (await col.get(batch(n)[0][:1]))[0] is None
+            assert (await db.check()).ok
