@@ -29,7 +29,7 @@ Progress = Callable[[int], None]
 async def export_jsonl(col: Collection, out: IO[str], progress: Progress | None = None) -> int:
     """Write the collection to ``out``; returns the number of records written."""
     now = col._now()
-    out.write(json.dumps({"format": FORMAT, "collection": {k: v for k, v in col.config.items() if k != "regions"}})
+    out.write(json.dumps({"format": FORMAT, "collection": {k: v for k, v in col.config.items() if k not in ("cid", "regions")}})
               + "\n")
     n, cursor = 0, None
     while True:

@@ -274,8 +274,8 @@ class Storage:
                     # Nothing of the batch committed; LMDB stays usable, so the next batch
                     # succeeds as soon as space returns, and reads go on meanwhile.
                     log.error("write batch refused, storage is full: %s", exc)
-                    exc = InsufficientStorage(f"the disk under {self.path} is full ({exc}); nothing was "
-                                              "written. Free space and retry.")
+                    exc = InsufficientStorage(f"the disk under {self.path} refused the write ({exc}): it is "
+                                              "full or failing. Nothing was written; free space and retry.")
                 else:
                     log.exception("write batch failed")
                 outcomes = [(False, exc)] * len(batch)
