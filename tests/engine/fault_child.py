@@ -5,7 +5,7 @@ SIGKILLs it at random moments.
 
 Every round upserts batch ``b`` into the collection "keep" and prints ``ACK b``, then runs the
 mode's long operation, printing ``BEGIN b`` before it and ``DONE b`` once it is acknowledged:
-  snapshot  write keep's index snapshot
+  snapshot  write keep's index snapshot, ten times over
   ivf       create "ivf<b>" and insert past its training size (IVF training)
   regions   rebuild keep's tunneling regions
   hnsw      delete half of an older batch of keep (tombstones past 20% start an HNSW rebuild)
@@ -41,7 +41,9 @@ async def main(path: str, mode: str, start: int) -> None:
         print(f"BEGIN {b}", flush=True)
         if mode == "snapshot":
             await keep.count()  # indexed
-            await loop.run_in_executor(None, keep.snapshot)
+            for _ in range(10):  # a wide window: most kills land inside a snapshot write
+                keep._unsnapshotted += 1
+                await loop.run_in_executor(None, keep.snapshot)
         elif mode == "ivf":
             col = await db.create_collection(f"ivf{b}", dim=DIM, index={"type": "ivf", "nlist": 16})
             await col.upsert([str(i) for i in range(800)], vectors(10_000 + b, 800))

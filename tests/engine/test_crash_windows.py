@@ -21,10 +21,13 @@ BATCH, DIM = 400, 32
 
 
 def kill_during(path: str, mode: str, start: int, rng: np.random.Generator) -> list[tuple[str, int]]:
-    """Let the child get through a few rounds, then SIGKILL it soon after a BEGIN."""
+    """Let the child get through a few rounds, then SIGKILL it at a uniformly random instant of
+    its next long operation (how long one takes is timed on the rounds before)."""
     proc = subprocess.Popen([sys.executable, CHILD, path, mode, str(start)], stdout=subprocess.PIPE, text=True)
     events: list[tuple[str, int]] = []
     wanted, begun = int(rng.integers(2, 5)), 0
+    took: list[float] = []
+    began = 0.0
     deadline = time.monotonic() + 120
     while begun < wanted and time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -32,8 +35,12 @@ def kill_during(path: str, mode: str, start: int, rng: np.random.Generator) -> l
             break
         kind, n = line.split()
         events.append((kind, int(n)))
-        begun += kind == "BEGIN"
-    time.sleep(float(rng.uniform(0, 0.25)))  # somewhere inside the operation (or the next write)
+        if kind == "BEGIN":
+            begun += 1
+            began = time.monotonic()
+        elif kind == "DONE":
+            took.append(time.monotonic() - began)
+    time.sleep(float(rng.uniform(0, max(took) if took else 0.05)))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     events += [(k, int(n)) for k, n in (line.split() for line in proc.stdout.read().splitlines())]
