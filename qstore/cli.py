@@ -96,15 +96,31 @@ async def import_file(args: argparse.Namespace) -> int:
     async with await qstore.Database.open(args.data_dir) as db:
         with tqdm(desc=f"import {args.file.name}", unit="rec") as bar:
             if args.file.suffix == ".npy":
-                X = np.load(args.file, mmap_mode="r")
-                lines = (json.dumps({"id": str(i), "vector": np.asarray(X[i], np.float32).tolist()})
-                         for i in range(len(X)))
+                col = await _import_npy(db, args, bar.update)
             else:
-                lines = args.file.open()
-            col = await import_jsonl(db, lines, args.collection, {"metric": args.metric, "index": {"type": args.index}},
-                                     bar.update)
+                with args.file.open() as lines:
+                    col = await import_jsonl(db, lines, args.collection,
+                                             {"metric": args.metric, "index": {"type": args.index}}, bar.update)
         print(f"{col.name}: {await col.count()} records")
     return 0
+
+
+async def _import_npy(db: qstore.Database, args: argparse.Namespace, progress: Any) -> qstore.Collection:
+    X = np.load(args.file, mmap_mode="r")
+    if X.ndim != 2 or not len(X):
+        raise qstore.InvalidArgument(f"{args.file}: expected a non-empty (n, dim) array, got shape {X.shape}")
+    if not args.collection:
+        raise qstore.InvalidArgument("--collection is required for .npy files", "invalid_name")
+    try:
+        col = await db.collection(args.collection)
+    except qstore.NotFound:
+        col = await db.create_collection(args.collection, dim=X.shape[1], metric=args.metric,
+                                         index={"type": args.index})
+    for start in range(0, len(X), BATCH):
+        rows = np.asarray(X[start:start + BATCH], dtype=np.float32)
+        await col.upsert([str(i) for i in range(start, start + len(rows))], rows)
+        progress(len(rows))
+    return col
 
 
 async def export_file(args: argparse.Namespace) -> int:
