@@ -19,7 +19,7 @@ import numpy as np
 from qstore.collection import Collection
 from qstore.database import Database
 from qstore.errors import InvalidArgument, NotFound
-from qstore.states import entanglement
+from qstore.storage import codec
 
 FORMAT = 2
 BATCH = 1000
@@ -46,7 +46,7 @@ async def export_jsonl(col: Collection, out: IO[str], progress: Progress | None 
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
-    for name, g in sorted((await entanglement.groups(col)).items()):
+    for name, g in sorted((await groups(col)).items()):
         out.write(json.dumps({"group": name, "members": g["members"], "strength": g["strength"]}) + "\n")
     return n
 
@@ -119,6 +119,24 @@ async def import_jsonl(db: Database, lines: Iterable[str], name: str | None = No
     for g in groups:
         await col.entangle(g["group"], g["members"], g["strength"])
     return col
+
+
+async def groups(col: Collection) -> dict[str, dict[str, Any]]:
+    """Every entanglement group of the collection: name -> {"members": [ids], "strength": ρ}.
+    Keys follow ``qstore.states.entanglement``: collection id + b"G" + group name."""
+    prefix = codec.u32(col.cid) + b"G"
+
+    def read(txn: Any) -> dict[str, dict[str, Any]]:
+        out = {}
+        cur = col._storage.cursor(txn, "groups")
+        if cur.set_range(prefix):
+            for key, raw in cur:
+                if not key.startswith(prefix):
+                    break
+                out[key[len(prefix):].decode()] = codec.unpack(raw)
+        return out
+
+    return await col._storage.read(read)
 
 
 def _superposed(branches: list[dict[str, Any]] | None) -> bool:

@@ -151,21 +151,3 @@ async def update(col: Collection, rid: str, vector: Any) -> None:
         col._commit_docs(ctx, docs)
 
     await col._write(write)
-
-
-async def groups(col: Collection) -> dict[str, dict[str, Any]]:
-    """Every entanglement group of the collection: name -> {"members": [ids], "strength": ρ}."""
-    col._check_open()
-    prefix = codec.u32(col.cid) + b"G"
-
-    def read(txn: Any) -> dict[str, dict[str, Any]]:
-        out = {}
-        cur = col._storage.cursor(txn, "groups")
-        if cur.set_range(prefix):
-            for key, raw in cur:
-                if not key.startswith(prefix):
-                    break
-                out[key[len(prefix):].decode()] = codec.unpack(raw)
-        return out
-
-    return await col._storage.read(read)

@@ -13,8 +13,7 @@ import pytest
 
 import qstore
 from qstore import cli
-from qstore.export import export_jsonl, import_jsonl
-from qstore.states import entanglement
+from qstore.export import export_jsonl, groups, import_jsonl
 from qstore.storage import codec
 
 DIM = 16
@@ -56,7 +55,7 @@ async def dump(col: qstore.Collection, versions: bool = True) -> dict:
             break
         cursor = page.next_cursor
     settings = {k: v for k, v in col.config.items() if k not in ("cid", "regions")}
-    return {"settings": settings, "records": recs, "groups": await entanglement.groups(col)}
+    return {"settings": settings, "records": recs, "groups": await groups(col)}
 
 
 async def test_export_import_round_trips_everything(tmp_path, clock):
