@@ -157,3 +157,20 @@ async def test_failed_open_releases_everything(tmp_path):
         txn.put(b"col:a", good, db=env.open_db(b"meta", txn=txn))
     env.close()
     await assert_serves(path, data)
+
+
+async def test_stale_snapshot_past_the_pruned_history_is_rebuilt(tmp_path):
+    """A sound but old snapshot (an index directory put back from earlier) whose later changes were
+    pruned: same vector count, different vectors. Replay cannot bring it up to date; the id-for-id
+    comparison with LMDB catches it, where a count comparison would not."""
+    path = str(tmp_path / "db")
+    data = await make_db(path)
+    shutil.copy(snapshot_file(path), str(tmp_path / "old.faiss"))
+    X = data["a"].copy()
+    async with await qstore.Database.open(path, sweep_interval=None) as db:
+        col = await db.collection("a")
+        X[:100] = np.random.default_rng(9).normal(size=(100, DIM)).astype(np.float32)
+        await col.upsert([f"a{i}" for i in range(100)], X[:100])  # same ids and count, new vectors
+    shutil.copy(str(tmp_path / "old.faiss"), snapshot_file(path))
+    problems = await assert_serves(path, {"a": X})
+    assert len(problems) == 1 and "inconsistent" in problems[0]
