@@ -172,12 +172,12 @@ def _check_groups(ctx: WriteContext, col: Collection, docs: dict[str, Any], prob
              if sorted(set(member_of.get(m, []))) != want_member_of.get(m, [])]
     if wrong:
         problem("group", f"membership lists of {len(wrong)} record(s) disagree with their groups "
-                         f"(e.g. {sorted(wrong)[0]!r})", repair)
+                         f"(e.g. {min(wrong)!r})", repair)
     if repair:
-        for name in groups:
+        for name, g in groups.items():
             if name not in fixed_groups:
                 ctx.delete("groups", gpre + name.encode())
-            elif fixed_groups[name] != groups[name]:
+            elif fixed_groups[name] != g:
                 ctx.put("groups", gpre + name.encode(), codec.pack(fixed_groups[name]))
         for m in wrong:
             if m in want_member_of:

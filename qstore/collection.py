@@ -20,15 +20,20 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qstore_client.types import Hit, Measurement, Page, Record
 
 from qstore import records, validation
 from qstore.errors import InvalidArgument, NotFound
 from qstore.index import IndexSpec, VectorIndex, compile_filter
 from qstore.index.rwlock import RWLock, WouldBlock
-from qstore.index.snapshot import Snapshot, SnapshotInvalid, read_snapshot, write_snapshot
+from qstore.index.snapshot import (
+    Snapshot,
+    SnapshotInvalid,
+    read_snapshot,
+    write_snapshot,
+)
 from qstore.records import Entry
 from qstore.storage import WriteContext, codec
-from qstore_client.types import Hit, Measurement, Page, Record
 
 if TYPE_CHECKING:
     from qstore.database import Database

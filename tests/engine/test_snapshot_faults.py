@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import threading
+from pathlib import Path
 
 import lmdb
 import numpy as np
@@ -48,7 +49,7 @@ def snapshot_file(path: str, cid: int = 1) -> str:
 
 
 def damage(file: str, how: str) -> None:
-    raw = bytearray(open(file, "rb").read())
+    raw = bytearray(Path(file).read_bytes())
     if how == "truncated":
         raw = raw[: len(raw) // 2]
     elif how == "bit-flipped":
@@ -57,8 +58,7 @@ def damage(file: str, how: str) -> None:
         raw[15] ^= 0x01
     elif how == "empty":
         raw = bytearray()
-    with open(file, "wb") as f:
-        f.write(raw)
+    Path(file).write_bytes(raw)
 
 
 @pytest.mark.parametrize("how", ["truncated", "bit-flipped", "header-flipped", "empty"])
@@ -81,11 +81,11 @@ async def test_bit_flip_that_faiss_accepts_is_caught(tmp_path):
         X = np.random.default_rng(0).normal(size=(N, DIM)).astype(np.float32)
         await col.upsert([f"a{i}" for i in range(N)], X)
     file = snapshot_file(path)
-    raw = bytearray(open(file, "rb").read())
+    raw = bytearray(Path(file).read_bytes())
     at = raw.find(np.ascontiguousarray(X[0] / np.linalg.norm(X[0]), dtype=np.float32).tobytes())
     assert at > 0
     raw[at + 3] ^= 0x40  # the sign-and-exponent byte of the first vector's first component
-    open(file, "wb").write(raw)
+    Path(file).write_bytes(raw)
     assert await assert_serves(path, {"a": X}) != []
 
 
@@ -104,8 +104,8 @@ async def test_missing_snapshot_and_stray_files(tmp_path):
     path = str(tmp_path / "db")
     data = await make_db(path)
     os.remove(snapshot_file(path))
-    open(snapshot_file(path) + ".tmp", "wb").write(b"half a snapshot")  # a write cut by a crash
-    open(snapshot_file(path, 99), "wb").write(b"a dropped collection's")
+    Path(snapshot_file(path) + ".tmp").write_bytes(b"half a snapshot")  # a write cut by a crash
+    Path(snapshot_file(path, 99)).write_bytes(b"a dropped collection's")
     assert await assert_serves(path, data) == []
     assert os.listdir(os.path.join(path, "indexes")) == ["1.faiss"]
 
@@ -126,8 +126,8 @@ async def test_snapshot_newer_than_the_database_is_refused(tmp_path):
 async def test_snapshot_of_an_older_format_is_refused(tmp_path):
     path = str(tmp_path / "db")
     data = await make_db(path)
-    raw = open(snapshot_file(path), "rb").read()
-    open(snapshot_file(path), "wb").write(b"QSTORE-IDX1\n" + raw[12:])
+    raw = Path(snapshot_file(path)).read_bytes()
+    Path(snapshot_file(path)).write_bytes(b"QSTORE-IDX1\n" + raw[12:])
     problems = await assert_serves(path, data)
     assert len(problems) == 1
 
