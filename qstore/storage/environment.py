@@ -139,8 +139,10 @@ class Storage:
             self.tables = {name: self.env.open_db(name.encode()) for name in TABLES}
             with self.env.begin() as txn:
                 raw = txn.get(LAST_SEQ_KEY, db=self.tables["meta"])
-        except BaseException:
+        except BaseException as exc:
             self.env.close()  # or this process could never open the directory again
+            if _out_of_space(exc):  # creating the tables of a new database on a full disk
+                raise InsufficientStorage(f"cannot create the database in {path}: {exc}") from None
             raise
         self.last_seq = codec.read_u64(raw) if raw else 0
         self._gate = _ResizeGate()
@@ -237,8 +239,9 @@ class Storage:
             hooks: list[Callable[[], None]] = []
             deferred: list[Callable[[], None]] = []
             seq = self.last_seq
-            txn = self.env.begin(write=True)
-            try:
+            txn = None
+            try:  # every failure, even of begin, answers the batch: the writer thread must live on
+                txn = self.env.begin(write=True)
                 for job in batch:
                     child = self.env.begin(write=True, parent=txn)
                     ctx = WriteContext(self, child, seq)
@@ -262,14 +265,15 @@ class Storage:
                 self.last_seq = seq
                 break
             except lmdb.MapFullError:
-                txn.abort()
+                txn.abort()  # type: ignore[union-attr]  # MapFull comes from inside the transaction
                 try:
                     self._grow()
                 except InsufficientStorage as exc:
                     outcomes, hooks, deferred = [(False, exc)] * len(batch), [], []
                     break
             except BaseException as exc:
-                txn.abort()
+                if txn is not None:
+                    txn.abort()
                 if _out_of_space(exc):
                     # Nothing of the batch committed; LMDB stays usable, so the next batch
                     # succeeds as soon as space returns, and reads go on meanwhile.
@@ -300,7 +304,12 @@ class Storage:
             raise InsufficientStorage(f"the database map is full at {old >> 20} MiB and cannot grow to "
                                       f"{new >> 20} MiB ({exc}); nothing was written") from None
         log.info("LMDB map full; growing map to %d MiB", new >> 20)
-        self._gate.resize(self.env, new)
+        try:
+            self._gate.resize(self.env, new)
+        except lmdb.Error as exc:
+            log.error("growing the LMDB map to %d MiB failed: %s", new >> 20, exc)
+            raise InsufficientStorage(f"the database map could not grow to {new >> 20} MiB ({exc}); "
+                                      "nothing was written") from None
 
     def _apply_loop(self) -> None:
         while (hooks := self._applies.get()) is not None:
