@@ -115,7 +115,7 @@ class Database:
         for col in list(self._collections.values()):  # fresh snapshots make the restore quick
             if col._unsnapshotted or col.snapshot_seq == 0:
                 await loop.run_in_executor(None, col.snapshot)
-        return await asyncio.get_running_loop().run_in_executor(None, backup.take, self, path)
+        return await loop.run_in_executor(None, backup.take, self, path)
 
     @classmethod
     async def restore(cls, backup_path: str, path: str, **open_args: Any) -> Database:
