@@ -9,6 +9,7 @@ then index" is decided in exactly one place.
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import os
@@ -24,7 +25,12 @@ from qstore import records, validation
 from qstore.errors import InvalidArgument, NotFound
 from qstore.index import IndexSpec, VectorIndex, compile_filter
 from qstore.index.rwlock import RWLock, WouldBlock
-from qstore.index.snapshot import read_snapshot, write_snapshot
+from qstore.index.snapshot import (
+    Snapshot,
+    SnapshotInvalid,
+    read_snapshot,
+    write_snapshot,
+)
 from qstore.records import Entry
 from qstore.storage import WriteContext, codec
 from qstore_client.types import Hit, Measurement, Page, Record
@@ -72,6 +78,7 @@ class Collection:
         self._snapshot_thread: threading.Thread | None = None
         self._snapshot_lock = threading.Lock()  # the background snapshot and close() share one temp file
         self.snapshot_seq = 0
+        self.snapshot_problem: str | None = None  # why the last load discarded the snapshot
         self.dropped = False
 
     def __repr__(self) -> str:
@@ -96,19 +103,14 @@ class Collection:
 
     # ------------------------------------------------------------------ loading
     def load(self, txn: Any) -> None:
-        """Build summaries from LMDB and the index from its snapshot plus the change sequence."""
-        snap = read_snapshot(self.snapshot_path)
-        if snap is not None and snap[0] > self._storage.last_seq:
-            log.warning("snapshot of %s is newer than the database; rebuilding", self.name)
-            snap = None
+        """Build summaries from LMDB and the index from its verified snapshot plus the change sequence."""
+        snap = self._restore_snapshot()
         added: set[int] = set()
         removed: set[int] = set()
         if snap is not None:
-            seq, tombs, data = snap
-            self.index = VectorIndex.restore(self.dim, self.metric, self.spec, seq, tombs, data)
-            self.snapshot_seq = seq
+            self.snapshot_seq = snap.seq
             cur = self._storage.cursor(txn, "changes")
-            if cur.set_range(codec.u64(seq + 1)):
+            if cur.set_range(codec.u64(snap.seq + 1)):
                 for _key, raw in cur:
                     change = codec.unpack(raw)
                     if change["c"] == self.cid:
@@ -137,12 +139,101 @@ class Collection:
         vecs = self.index.prepare(np.stack(add_vecs)) if add_vecs else np.empty((0, self.dim), np.float32)
         self.index.apply(np.array(add_ids, np.int64), vecs, np.array(sorted(removed), np.int64),
                          self._storage.last_seq)
-        live = sum(len(e.iids) for e in self._entries.values())
-        if self.index.size != live:  # never expected; derived state is repaired from LMDB
-            log.error("index of %s holds %d vectors but LMDB %d; rebuilding", self.name, self.index.size, live)
+        self.index.wait_for_rebuild()
+        problem = self.index_mismatch()
+        if problem:  # e.g. a snapshot whose change history was pruned; LMDB has the truth
+            log.error("index of %s disagrees with LMDB (%s); rebuilding", self.name, problem)
+            self.snapshot_problem = self.snapshot_problem or f"replay left the index inconsistent: {problem}"
+            self.index = VectorIndex(self.dim, self.metric, self.spec)
+            self.snapshot_seq = 0  # the snapshot on disk is not what the index holds now
+            self._rebuild_from(txn)
+            self.index.wait_for_rebuild()
+
+    def _restore_snapshot(self) -> Snapshot | None:
+        """Load the verified snapshot into ``self.index``; None (logged) when there is none to
+        trust, and the index is then built from LMDB alone."""
+        try:
+            snap = read_snapshot(self.snapshot_path)
+            if snap is None:
+                log.info("no snapshot of %s; building its index from LMDB", self.name)
+                return None
+            if snap.cid != self.cid:
+                raise SnapshotInvalid(f"it belongs to collection id {snap.cid}, not {self.cid}")
+            if snap.seq > self._storage.last_seq:
+                raise SnapshotInvalid(f"it is newer than the database (sequence {snap.seq} > "
+                                      f"{self._storage.last_seq})")
+            try:
+                index = VectorIndex.restore(self.dim, self.metric, self.spec, snap.seq, snap.tombstones, snap.data)
+            except RuntimeError as exc:  # FAISS's own parse errors
+                raise SnapshotInvalid(f"FAISS cannot read it: {exc}") from None
+            if index._index.d != self.dim or index.size != snap.count:
+                raise SnapshotInvalid(f"it holds {index.size} vectors of dimension {index._index.d}, "
+                                      f"its header says {snap.count} of dimension {self.dim}")
+        except (SnapshotInvalid, OSError) as exc:
+            self.snapshot_problem = f"snapshot {self.snapshot_path} discarded: {exc}"
+            log.warning("%s; rebuilding the index of %s from LMDB", self.snapshot_problem, self.name)
+            with contextlib.suppress(OSError):  # the next snapshot replaces it; until then it misleads
+                os.remove(self.snapshot_path)
+            return None
+        self.index = index
+        return snap
+
+    def index_mismatch(self) -> str | None:
+        """How the index's vector ids differ from the branch ids in LMDB's records, or None."""
+        live = np.concatenate([e.iids for e in self._entries.values()]) if self._entries \
+            else np.empty(0, np.int64)
+        have = self.index.ids()
+        missing = np.setdiff1d(live, have)
+        extra = np.setdiff1d(have, live)
+        if not len(missing) and not len(extra) and len(have) == len(live):
+            return None
+        return (f"{len(missing)} vector(s) missing from the index, {len(extra)} not in LMDB, "
+                f"{len(have)} indexed vs {len(live)} stored")
+
+    def summary_mismatch(self, docs: dict[str, dict[str, Any]]) -> list[str]:
+        """How the in-memory summaries differ from these LMDB documents (record id -> document)."""
+        out = []
+        if set(self._entries) != set(docs):
+            out.append(f"{len(set(docs) - set(self._entries))} record(s) missing from the summaries, "
+                       f"{len(set(self._entries) - set(docs))} not in LMDB")
+        with self._expiry_lock:
+            timed = set(self._expired) | {rid for _t, rid in self._expiry_heap}
+        for rid, doc in docs.items():
+            entry, want = self._entries.get(rid), records.doc_entry(doc)
+            if entry is None:
+                continue
+            if (not np.array_equal(entry.iids, want.iids) or entry.contexts != want.contexts
+                    or entry.expires_at != want.expires_at or entry.metadata != want.metadata
+                    or not np.allclose(entry.probs, want.probs)):
+                out.append(f"summary of {rid!r} differs from its record")
+            elif any(self._owner.get(i) != rid for i in want.iids.tolist()):
+                out.append(f"branch owners of {rid!r} are wrong")
+            elif want.expires_at is not None and rid not in timed:
+                out.append(f"{rid!r} expires at {want.expires_at} but is not in the expiry heap")
+        superposed = sum(1 for d in docs.values() if len(d["b"]) > 1)
+        if self._superposed != superposed:
+            out.append(f"superposed count is {self._superposed}, LMDB has {superposed}")
+        return out
+
+    def rebuild_derived(self, txn: Any) -> None:
+        """Rebuild the summaries and the index from LMDB alone (``check(repair=True)``)."""
+        with self._lock.write():
+            self._entries, self._owner, self._contexts = {}, {}, {}
+            self._superposed, self._max_branches = 0, 1
+            with self._expiry_lock:
+                self._expiry_heap, self._expired = [], {}
+            prefix = codec.u32(self.cid)
+            cur = self._storage.cursor(txn, "records")
+            if cur.set_range(prefix):
+                for key, raw in cur:
+                    if not key.startswith(prefix):
+                        break
+                    self._track(key[4:].decode(), records.doc_entry(codec.unpack(raw)))
+            self.index.wait_for_rebuild()
             self.index = VectorIndex(self.dim, self.metric, self.spec)
             self._rebuild_from(txn)
-        self.index.wait_for_rebuild()
+            self.index.wait_for_rebuild()
+            self.snapshot_seq = 0  # the snapshot on disk no longer describes the index
 
     def _rebuild_from(self, txn: Any) -> None:
         ids, vecs = [], []
@@ -286,9 +377,9 @@ class Collection:
                 os.makedirs(os.path.dirname(self.snapshot_path), exist_ok=True)
                 self.index.wait_for_rebuild()
                 pending = self._unsnapshotted
-                seq, tombs, data = self.index.snapshot()
+                seq, tombs, data, count = self.index.snapshot()
                 if not self.dropped:
-                    write_snapshot(self.snapshot_path, seq, tombs, data)
+                    write_snapshot(self.snapshot_path, self.cid, seq, count, tombs, data)
                     self.snapshot_seq = seq
                     self._unsnapshotted -= pending
         except Exception:

@@ -24,7 +24,8 @@ from .types import Hit, Measurement, Page, Record
 # Status -> code for error replies without a protocol body (e.g. from a proxy).
 STATUS_CODES = {400: "invalid_argument", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                 409: "conflict", 413: "limit_exceeded", 415: "unsupported_media_type",
-                502: "backend_error", 503: "unavailable", 504: "unavailable"}
+                502: "backend_error", 503: "unavailable", 504: "unavailable",
+                507: "insufficient_storage"}
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,11 @@ class AsyncClient:
     async def sweep(self) -> int:
         """Remove decohered records now instead of at the background sweeper's next pass."""
         return await self._call("sweep")
+
+    async def backup(self, name: str) -> dict[str, Any]:
+        """Back the server's database up to ``<data dir>/backups/<name>`` (admin scope); returns
+        the backup's manifest. Writers keep going while it runs."""
+        return await self._call("backup", dict(name=name))
 
     async def save_checkpoint(self, doc: dict[str, Any], id: str | None = None) -> str:
         return await self._call("save_checkpoint", dict(checkpoint=doc, id=id))

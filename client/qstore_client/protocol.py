@@ -644,6 +644,7 @@ OPS: dict[str, Op] = {op.name: op for op in [
     _op("correlation", {"id_a": RECORD_ID, "id_b": RECORD_ID}, {"id_a", "id_b"}, Number(), read=True),
     _op("build_regions", {"n_regions": Nullable(Integer()), "seed": Integer()}, set(), Integer()),
     _op("sweep", {}, set(), Integer()),
+    _op("backup", {"name": NAME}, {"name"}, DOCUMENT),  # admin scope
     # quantum states
     _op("put_state", {"id": RECORD_ID, "state": StateVector()}, {"id", "state"}, DOCUMENT),
     _op("get_state", {"id": RECORD_ID}, {"id"}, StateVector(), read=True),
@@ -693,6 +694,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "correlation": ("POST", "/collections/{name}/correlation"),
     "build_regions": ("POST", "/collections/{name}/build_regions"),
     "sweep": ("POST", "/sweep"),
+    "backup": ("POST", "/admin/backup"),
     "put_state": ("POST", "/states/put"),
     "get_state": ("POST", "/states/get"),
     "measure_state": ("POST", "/states/measure"),

@@ -199,10 +199,11 @@ class VectorIndex:
         return -out if self.metric == "l2" else out
 
     # -- snapshots -------------------------------------------------------------
-    def snapshot(self) -> tuple[int, np.ndarray, bytes]:
+    def snapshot(self) -> tuple[int, np.ndarray, bytes, int]:
+        """(last sequence applied, tombstones, serialized index, live vectors), taken together."""
         with self.lock.read():
             tombs = np.array(sorted(self._tombstones), dtype=np.int64)
-            return self.applied_seq, tombs, faiss.serialize_index(self._index).tobytes()
+            return self.applied_seq, tombs, faiss.serialize_index(self._index).tobytes(), self.size
 
     @classmethod
     def restore(cls, dim: int, metric: str, spec: IndexSpec, seq: int, tombs: np.ndarray,

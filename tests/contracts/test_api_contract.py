@@ -27,8 +27,10 @@ ONE_SIDED = {
                       "check", "backup", "restore"},               # offline maintenance (issue 14)
     qstore_client.AsyncClient: {"health", "metrics",               # server endpoints
                                 "job_kinds", "start_job", "list_jobs", "job", "job_result",
-                                "cancel_job", "delete_job", "wait_job"},
-    qstore.Collection: {"config", "snapshot_path", "load", "snapshot", "candidates"},  # engine internals
+                                "cancel_job", "delete_job", "wait_job",
+                                "backup"},                                   # into the server's data dir, by name
+    qstore.Collection: {"config", "snapshot_path", "load", "snapshot", "candidates",  # engine internals
+                        "index_mismatch", "summary_mismatch", "rebuild_derived"},   # what Database.check runs
     qstore_client.Collection: set(),
 }
 
