@@ -170,6 +170,14 @@ class VectorIndex:
                 faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64)))
         return self._tomb_selector
 
+    def coarse_centroids(self) -> np.ndarray | None:
+        """The IVF coarse centroids once the index is trained, else None."""
+        with self.lock.read():
+            if not isinstance(self._index, faiss.IndexIVF):
+                return None
+            quantizer = self._index.quantizer
+            return quantizer.reconstruct_n(0, quantizer.ntotal)
+
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         with self.lock.read():
             return self._index.reconstruct_batch(np.asarray(ids, dtype=np.int64))

@@ -67,7 +67,7 @@ async def test_groups_persist_and_deleting_a_member_leaves_them(tmp_path, rng):
         await col.entangle("pair", ["a", "b"], strength=0.9)
     async with await qstore.Database.open(path) as db:
         col = await db.collection("g")
-        assert await col.correlation("a", "b") == pytest.approx(0.9)  # strongest shared group
+        assert await col.correlation("a", "b") == pytest.approx(1 - 0.5 * 0.1)  # one ρ per pair
         assert await col.correlation("b", "c") == pytest.approx(0.5)
         await col.delete(["a"])
         with pytest.raises(NotFound):

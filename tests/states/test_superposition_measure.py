@@ -11,10 +11,10 @@ def v(*xs):
 
 async def test_amplitudes_are_normalised_and_every_branch_indexed(db):
     col = await db.create_collection("s", dim=3, metric="cosine", index={"type": "flat"})
-    await col.superpose("r", [(v(1, 0, 0), "a", 3), (v(0, 1, 0), "b", 4j), (v(0, 0, 1), None, 0)])
+    await col.superpose("r", [(v(1, 0, 0), "a", 3), (v(0, 1, 0), "b", 4j), (v(0, 0, 1), None, np.float32(1e-3))])
     rec = (await col.get(["r"]))[0]
     amps = [b.amplitude for b in rec.branches]
-    np.testing.assert_allclose(amps, [0.6, 0.8j, 0])
+    np.testing.assert_allclose(amps, np.array([3, 4j, 1e-3]) / np.sqrt(25 + 1e-6), rtol=1e-6)
     np.testing.assert_allclose(sum(abs(a) ** 2 for a in amps), 1.0)
     np.testing.assert_allclose(rec.vector, [0, 1, 0])  # the most probable branch
     assert col.index.size == 3

@@ -69,9 +69,11 @@ async def test_per_region_and_filters(clustered):
     assert {cluster_of(h) for h in hits} == {2, 5}
 
 
-def test_entry_probability_is_wkb_shaped():
+def test_entry_probability_uses_the_distance_to_the_voronoi_cell():
+    """1-D, centroids 0, 2, 6, query at 0: the cell of 6 starts at 4 (not at the bisector 3)."""
     centroids = np.array([[0.0, 0], [2, 0], [6, 0]])
-    radii = np.ones(3)
-    home, p = entry_probabilities(np.array([0.0, 0]), centroids, radii, t=1.0)
+    home, p = entry_probabilities(np.array([0.0, 0]), centroids, np.ones(3), t=1.0)
     assert home == 0 and p[0] == 1
-    np.testing.assert_allclose(p[1:], np.exp(-2 * np.array([1.0, 3.0]) / 1.0))
+    np.testing.assert_allclose(p[1:], np.exp(-2 * np.array([1.0, 4.0]) / 1.0))
+    _, p = entry_probabilities(np.array([0.0, 0]), centroids, np.full(3, 2.0), t=3.0)  # units of the radius
+    np.testing.assert_allclose(p[1:], np.exp(-2 * np.array([0.5, 2.0]) / 3.0))
