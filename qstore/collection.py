@@ -77,6 +77,8 @@ class Collection:
         self._iid_high = 0  # one past the largest internal id applied: ids are never reused
         self._region_of: dict[int, int] | None = None  # tunneling region of each live vector
         self._members: list[set[int]] = []  # vectors of each region
+        self._member_vectors: list[tuple[np.ndarray, np.ndarray] | None] = []  # per region; None: stale
+        self._gaps = np.empty((0, 0))  # distances between the region centroids
         self._search_cost = 0.0  # moving average of a plain one-vector search, seconds
         self._unsnapshotted = 0
         self._snapshot_thread: threading.Thread | None = None
@@ -556,9 +558,10 @@ class Collection:
         can enter the top k. Until then the pool widens."""
         limit = max(len(allowed) if allowed is not None else self.index.size, 1)
         pool = min(k * min(self._max_branches, 8), limit)
+        born: dict[str, float] = {}
         while True:
             scores, iids = self._raw_search(q[None, :], pool, allowed, hidden, ef, wait)
-            ranked = self._scored(q, scores[0], iids[0], context, due)
+            ranked = self._scored(q, scores[0], iids[0], context, due, born)
             found = int((iids[0] >= 0).sum())
             if found < pool or pool >= limit:
                 return ranked  # nothing is left unseen
@@ -567,33 +570,48 @@ class Collection:
             pool = min(pool * 4, limit)
 
     def _scored(self, q: np.ndarray, scores: np.ndarray, iids: np.ndarray, context: str | None,
-                due: dict[str, Entry]) -> list[Scored]:
+                due: dict[str, Entry], born: dict[str, float] | None = None) -> list[Scored]:
         """(record, score, its best branch id) for the records owning these branches, best first.
         A superposed record scores Σ|α_i|²·sim(q, v_i) over its branches, or over the branches
-        labelled ``context`` (renormalised) when a context is given."""
+        labelled ``context`` (renormalised) when a context is given. ``born`` keeps the scores
+        already computed for this query."""
         seen: dict[str, tuple[float, int]] = {}
+        owner = self._owner
         for s, iid in zip(scores.tolist(), iids.tolist()):
-            if iid < 0:
-                continue
-            rid = self._owner.get(iid)
-            if rid is not None and rid not in seen:
-                seen[rid] = (s, iid)
+            if iid >= 0:
+                rid = owner.get(iid)
+                if rid is not None and rid not in seen:
+                    seen[rid] = (s, iid)
         if self._superposed:
-            mixed = []  # (record, its branch ids, their renormalised probabilities)
+            born = {} if born is None else born
+            mixed, ids, probs = [], [], []  # records to score, their branch ids and probabilities
             for rid in seen:
-                entry = self._view(self._entries[rid], rid in due)
-                if entry is None or not entry.superposed:
+                entry = self._entries[rid]
+                if rid in born or len(entry.iids) < 2:
                     continue
-                mask = np.ones(len(entry.iids), bool) if context is None else \
-                    np.array([c == context for c in entry.contexts])
-                if mask.sum() > 1:
-                    mixed.append((rid, entry.iids[mask], entry.probs[mask] / entry.probs[mask].sum()))
+                if rid in due:
+                    entry = self._view(entry, True)
+                    if entry is None or len(entry.iids) < 2:
+                        continue
+                if context is None:
+                    b, p = entry.iids, entry.probs
+                else:
+                    mask = np.fromiter((c == context for c in entry.contexts), bool, len(entry.contexts))
+                    b, p = entry.iids[mask], entry.probs[mask]
+                    if len(b) < 2:
+                        continue
+                    p = p / p.sum()
+                mixed.append(rid)
+                ids.append(b)
+                probs.append(p)
             if mixed:
-                sims = self.index.similarity(q[None, :], self.index.vectors(np.concatenate([m[1] for m in mixed])))[0]
-                at = 0
-                for rid, ids, probs in mixed:
-                    seen[rid] = (float(np.dot(probs, sims[at:at + len(ids)])), seen[rid][1])
-                    at += len(ids)
+                flat = np.concatenate(ids)
+                sims = self.index.similarity(q[None, :], self.index.vectors(flat))[0]
+                starts = np.cumsum([0] + [len(b) for b in ids[:-1]])
+                born.update(zip(mixed, np.add.reduceat(np.concatenate(probs) * sims, starts).tolist()))
+            for rid, (s, iid) in seen.items():
+                if rid in born:
+                    seen[rid] = (born[rid], iid)
         ranked = [(rid, s, iid) for rid, (s, iid) in seen.items()]
         ranked.sort(key=itemgetter(1), reverse=True)  # stable: ties keep FAISS's order
         return ranked
@@ -651,6 +669,8 @@ class Collection:
         vecs = self.index.vectors(ids) if len(ids) else np.empty((0, self.dim), np.float32)
         self._region_of = {}
         self._members = [set() for _ in self.regions["centroids"]]
+        self._member_vectors = [None] * len(self._members)
+        self._gaps = tunnel.centroid_gaps(self.regions["centroids"])
         self._place(ids, vecs, np.empty(0, np.int64))
 
     def _place(self, ids: np.ndarray, vecs: np.ndarray, removed: np.ndarray) -> None:
@@ -663,10 +683,22 @@ class Collection:
             r = self._region_of.pop(iid, None)
             if r is not None:
                 self._members[r].discard(iid)
+                self._member_vectors[r] = None
         if len(ids):
             for iid, r in zip(ids.tolist(), tunnel.assign(vecs, self.regions["centroids"])[0].tolist()):
                 self._region_of[iid] = r
                 self._members[r].add(iid)
+                self._member_vectors[r] = None
+
+    def _region_vectors(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """A region's ids and vectors, copied once after each change to it: entering a region is
+        then one matrix product. Readers may fill it concurrently; they store equal values."""
+        cached = self._member_vectors[r]
+        if cached is None:
+            ids = np.fromiter(self._members[r], np.int64, len(self._members[r]))
+            cached = (ids, self.index.vectors(ids) if len(ids) else np.empty((0, self.dim), np.float32))
+            self._member_vectors[r] = cached
+        return cached
 
     def _tunnel_sync(self, q: np.ndarray, k: int, pred: Any, context: str | None, t: float,
                      seed: int | None, cap: int, now: float) -> list[Hit]:
@@ -676,19 +708,21 @@ class Collection:
             allowed = self.candidates(pred, context, due)
             hidden = self._hidden_iids(due) if allowed is None else None
             near = self._ranked(q, k, allowed, hidden, None, context, due)[:k]
-            home, probs = tunnel.entry_probabilities(q, self.regions["centroids"], self.regions["radii"], t)
+            home, probs = tunnel.entry_probabilities(q, self.regions["centroids"], self.regions["radii"], t,
+                                                     self._gaps)
             draws = rng.random(len(probs))
             fan = min(self._max_branches, 8) if self._superposed else 1
             cand_s, cand_i = [], []
             for r in np.flatnonzero(draws < probs).tolist():
                 if r == home:
                     continue
-                ids = np.fromiter(self._members[r], np.int64, len(self._members[r]))
+                ids, vecs = self._region_vectors(r)
                 if allowed is not None or hidden is not None:
-                    ids = ids[np.isin(ids, allowed) if allowed is not None else ~np.isin(ids, hidden)]
+                    keep = np.isin(ids, allowed) if allowed is not None else ~np.isin(ids, hidden)
+                    ids, vecs = ids[keep], vecs[keep]
                 if not len(ids):
                     continue
-                sims = self.index.similarity(q[None, :], self.index.vectors(ids))[0]
+                sims = self.index.similarity(q[None, :], vecs)[0]
                 top = np.argsort(-sims, kind="stable")[:cap * fan]
                 cand_s.append(sims[top])
                 cand_i.append(ids[top])

@@ -95,11 +95,16 @@ def stale(regions: dict[str, Any] | None, *, size: int, written: int, ivf_ready:
     return written >= DRIFT * n or size < n / 2
 
 
-def cell_distances(q: np.ndarray, centroids: np.ndarray) -> tuple[int, np.ndarray]:
-    """The query's region and its distance to every region's Voronoi cell (0 for its own)."""
+def centroid_gaps(centroids: np.ndarray) -> np.ndarray:
+    """Distances between every two centroids (computed once per set of regions)."""
     c = centroids.astype(np.float64)
-    d2 = ((c - q) ** 2).sum(1)
-    gap = np.linalg.norm(c[:, None, :] - c[None, :, :], axis=2)
+    return np.sqrt(((c[:, None, :] - c[None, :, :]) ** 2).sum(-1))
+
+
+def cell_distances(q: np.ndarray, centroids: np.ndarray, gap: np.ndarray | None = None) -> tuple[int, np.ndarray]:
+    """The query's region and its distance to every region's Voronoi cell (0 for its own)."""
+    d2 = ((centroids.astype(np.float64) - q) ** 2).sum(1)
+    gap = centroid_gaps(centroids) if gap is None else gap
     with np.errstate(divide="ignore", invalid="ignore"):
         # distance from q to the half-space {x: |x − c_r| ≤ |x − c_j|}, for every (r, j)
         face = (d2[:, None] - d2[None, :]) / (2.0 * gap)
@@ -107,9 +112,10 @@ def cell_distances(q: np.ndarray, centroids: np.ndarray) -> tuple[int, np.ndarra
     return int(d2.argmin()), np.maximum(face.max(1), 0.0)
 
 
-def entry_probabilities(q: np.ndarray, centroids: np.ndarray, radii: np.ndarray, t: float) -> tuple[int, np.ndarray]:
+def entry_probabilities(q: np.ndarray, centroids: np.ndarray, radii: np.ndarray, t: float,
+                        gap: np.ndarray | None = None) -> tuple[int, np.ndarray]:
     """The query's region and T(r) = exp(−2·d_r/t) for every region (1 for its own)."""
-    home, d = cell_distances(q, centroids)
+    home, d = cell_distances(q, centroids, gap)
     probs = np.exp(-2.0 * d / radii[home] / t)
     probs[home] = 1.0
     return home, probs
