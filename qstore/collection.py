@@ -75,10 +75,7 @@ class Collection:
         self._expired: dict[str, Entry] = {}
         self._expiry_lock = threading.Lock()
         self._iid_high = 0  # one past the largest internal id applied: ids are never reused
-        self._region_of: dict[int, int] | None = None  # tunneling region of each live vector
-        self._members: list[set[int]] = []  # vectors of each region
-        self._member_vectors: list[tuple[np.ndarray, np.ndarray] | None] = []  # per region; None: stale
-        self._gaps = np.empty((0, 0))  # distances between the region centroids
+        self._region_map: tunnel.RegionMap | None = None  # the tunneling region of each live vector
         self._search_cost = 0.0  # moving average of a plain one-vector search, seconds
         self._unsnapshotted = 0
         self._snapshot_thread: threading.Thread | None = None
@@ -304,7 +301,10 @@ class Collection:
                 self._untrack(rid)
                 if entry is not None:
                     self._track(rid, entry)
-            self._place(ids, vecs, removed)
+            if len(ids):
+                self._iid_high = max(self._iid_high, int(ids.max()) + 1)
+            if self._region_map is not None:
+                self._region_map.place(ids, vecs, removed)
         self._unsnapshotted += len(ids) + len(removed)
         if self._unsnapshotted >= self._db.snapshot_every and self._snapshot_thread is None:
             self._snapshot_thread = threading.Thread(target=self.snapshot, name="qstore-snapshot", daemon=True)
@@ -656,49 +656,20 @@ class Collection:
         if tunnel.stale(r, size=self.index.size, written=self._iid_high - (r or {}).get("mark", 0),
                         ivf_ready=self.index.coarse_centroids() is not None):
             await self.build_regions(r.get("requested") if r else None, r.get("seed", 0) if r else 0)
-        elif self._region_of is None:  # regions loaded with the config: place the members once
+        elif self._region_map is None:  # regions loaded with the config: place the members once
             await self._storage.run(self._place_all_locked)
 
     def _place_all_locked(self) -> None:
         with self._lock.write():
-            if self._region_of is None:
+            if self._region_map is None:
                 self._place_all()
 
     def _place_all(self) -> None:
         ids = self.index.ids()
-        vecs = self.index.vectors(ids) if len(ids) else np.empty((0, self.dim), np.float32)
-        self._region_of = {}
-        self._members = [set() for _ in self.regions["centroids"]]
-        self._member_vectors = [None] * len(self._members)
-        self._gaps = tunnel.centroid_gaps(self.regions["centroids"])
-        self._place(ids, vecs, np.empty(0, np.int64))
+        self._region_map = tunnel.RegionMap(self.regions, ids, self._vectors_of(ids))
 
-    def _place(self, ids: np.ndarray, vecs: np.ndarray, removed: np.ndarray) -> None:
-        """Keep each vector's region current: O(changed vectors × regions) per write."""
-        if len(ids):
-            self._iid_high = max(self._iid_high, int(ids.max()) + 1)
-        if self._region_of is None:
-            return
-        for iid in removed.tolist():
-            r = self._region_of.pop(iid, None)
-            if r is not None:
-                self._members[r].discard(iid)
-                self._member_vectors[r] = None
-        if len(ids):
-            for iid, r in zip(ids.tolist(), tunnel.assign(vecs, self.regions["centroids"])[0].tolist()):
-                self._region_of[iid] = r
-                self._members[r].add(iid)
-                self._member_vectors[r] = None
-
-    def _region_vectors(self, r: int) -> tuple[np.ndarray, np.ndarray]:
-        """A region's ids and vectors, copied once after each change to it: entering a region is
-        then one matrix product. Readers may fill it concurrently; they store equal values."""
-        cached = self._member_vectors[r]
-        if cached is None:
-            ids = np.fromiter(self._members[r], np.int64, len(self._members[r]))
-            cached = (ids, self.index.vectors(ids) if len(ids) else np.empty((0, self.dim), np.float32))
-            self._member_vectors[r] = cached
-        return cached
+    def _vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        return self.index.vectors(ids) if len(ids) else np.empty((0, self.dim), np.float32)
 
     def _tunnel_sync(self, q: np.ndarray, k: int, pred: Any, context: str | None, t: float,
                      seed: int | None, cap: int, now: float) -> list[Hit]:
@@ -708,15 +679,15 @@ class Collection:
             allowed = self.candidates(pred, context, due)
             hidden = self._hidden_iids(due) if allowed is None else None
             near = self._ranked(q, k, allowed, hidden, None, context, due)[:k]
-            home, probs = tunnel.entry_probabilities(q, self.regions["centroids"], self.regions["radii"], t,
-                                                     self._gaps)
+            regions = self._region_map
+            home, probs = regions.entry_probabilities(q, t)
             draws = rng.random(len(probs))
             fan = min(self._max_branches, 8) if self._superposed else 1
             cand_s, cand_i = [], []
             for r in np.flatnonzero(draws < probs).tolist():
                 if r == home:
                     continue
-                ids, vecs = self._region_vectors(r)
+                ids, vecs = regions.vectors(r, self._vectors_of)
                 if allowed is not None or hidden is not None:
                     keep = np.isin(ids, allowed) if allowed is not None else ~np.isin(ids, hidden)
                     ids, vecs = ids[keep], vecs[keep]
@@ -731,7 +702,7 @@ class Collection:
                 for rid, s, iid in self._scored(q, np.concatenate(cand_s), np.concatenate(cand_i), context, due):
                     merged.setdefault(rid, (s, iid))
             ranked = sorted(((rid, s, iid) for rid, (s, iid) in merged.items()), key=itemgetter(1), reverse=True)
-            keep = tunnel.select([self._region_of.get(iid, home) for _, _, iid in ranked], home, k, cap)
+            keep = tunnel.select([regions.region_of.get(iid, home) for _, _, iid in ranked], home, k, cap)
             return self._hits([ranked[i] for i in keep])
 
     # ------------------------------------------------------------------ quantum primitives

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import faiss
@@ -141,3 +142,42 @@ def select(regions: list[int], home: int, k: int, cap: int) -> list[int]:
             if i not in picked and (r == home or not home_first):
                 chosen.append(i)
     return sorted(chosen)
+
+
+class RegionMap:
+    """Which region each live vector is in, kept current write by write at O(changed vectors ×
+    regions), and each region's vectors, copied once after each change to that region (entering
+    a region is then one matrix product)."""
+
+    def __init__(self, regions: dict[str, Any], ids: np.ndarray, vecs: np.ndarray):
+        self.centroids: np.ndarray = regions["centroids"]
+        self.radii: np.ndarray = regions["radii"]
+        self.gaps = centroid_gaps(self.centroids)
+        self.region_of: dict[int, int] = {}
+        self.members: list[set[int]] = [set() for _ in self.centroids]
+        self._vectors: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(self.centroids)
+        self.place(ids, vecs, np.empty(0, np.int64))
+
+    def place(self, ids: np.ndarray, vecs: np.ndarray, removed: np.ndarray) -> None:
+        for iid in removed.tolist():
+            r = self.region_of.pop(iid, None)
+            if r is not None:
+                self.members[r].discard(iid)
+                self._vectors[r] = None
+        if len(ids):
+            for iid, r in zip(ids.tolist(), assign(vecs, self.centroids)[0].tolist()):
+                self.region_of[iid] = r
+                self.members[r].add(iid)
+                self._vectors[r] = None
+
+    def vectors(self, r: int, reconstruct: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Region r's ids and vectors. Concurrent readers may both fill the copy; they store equal values."""
+        cached = self._vectors[r]
+        if cached is None:
+            ids = np.fromiter(self.members[r], np.int64, len(self.members[r]))
+            cached = (ids, reconstruct(ids))
+            self._vectors[r] = cached
+        return cached
+
+    def entry_probabilities(self, q: np.ndarray, t: float) -> tuple[int, np.ndarray]:
+        return entry_probabilities(q, self.centroids, self.radii, t, self.gaps)

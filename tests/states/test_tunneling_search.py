@@ -138,4 +138,4 @@ async def test_writes_place_their_vectors_in_regions(clustered):
     await col.delete(["5-0", "5-1"])
     hits = await col.query(q, top_k=16, tunneling=1e6, seed=0, per_region=2)
     assert "new" in {h.id for h in hits}
-    assert sum(len(m) for m in col._members) == col.index.size == 799
+    assert sum(len(m) for m in col._region_map.members) == col.index.size == 799
