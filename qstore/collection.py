@@ -204,12 +204,10 @@ class Collection:
             return dict(self._expired) if self._expired else {}
 
     def _view(self, entry: Entry, due: bool) -> Entry | None:
-        """A record as reads see it: gone once decohered, or collapsed in collapse mode."""
+        """The summary of ``decoherence.view``: gone once decohered, or collapsed in collapse mode."""
         if not due:
             return entry
-        if self.on_decohere == "collapse" and entry.superposed:
-            return entry.collapsed()
-        return None
+        return entry.collapsed() if decoherence.collapses(len(entry.iids), self.on_decohere) else None
 
     def _hidden_iids(self, due: dict[str, Entry]) -> np.ndarray | None:
         if not due:
@@ -598,7 +596,7 @@ class Collection:
                 else:
                     mask = np.fromiter((c == context for c in entry.contexts), bool, len(entry.contexts))
                     b, p = entry.iids[mask], entry.probs[mask]
-                    if len(b) < 2:
+                    if len(b) < 2 or not p.sum() > 0:  # zero amplitudes are refused; older data may hold them
                         continue
                     p = p / p.sum()
                 mixed.append(rid)
@@ -654,7 +652,7 @@ class Collection:
         """Rebuild the regions when the data has moved since they were built (or IVF has trained)."""
         r = self.regions
         if tunnel.stale(r, size=self.index.size, written=self._iid_high - (r or {}).get("mark", 0),
-                        ivf_ready=self.index.coarse_centroids() is not None):
+                        ivf_ready=self.spec.type == "ivf" and self.index.trained):
             await self.build_regions(r.get("requested") if r else None, r.get("seed", 0) if r else 0)
         elif self._region_map is None:  # regions loaded with the config: place the members once
             await self._storage.run(self._place_all_locked)

@@ -13,11 +13,16 @@ def expired(doc: Doc, now: float) -> bool:
     return doc["e"] is not None and doc["e"] <= now
 
 
+def collapses(n_branches: int, on_decohere: str) -> bool:
+    """Whether an expired record survives as its most probable branch (else it is gone)."""
+    return on_decohere == "collapse" and n_branches > 1
+
+
 def view(doc: Doc | None, now: float, on_decohere: str) -> Doc | None:
     """The record as every operation sees it at ``now`` (None: it does not exist)."""
     if doc is None or not expired(doc, now):
         return doc
-    if on_decohere == "collapse" and len(doc["b"]) > 1:
+    if collapses(len(doc["b"]), on_decohere):
         b = doc["b"][top_branch(doc)]
         return {**doc, "b": [[b[0], b[1], b[2], 1.0, 0.0]], "e": None}
     return None

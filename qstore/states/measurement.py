@@ -18,7 +18,7 @@ def probabilities(doc: Doc, context: str | None) -> np.ndarray:
     """Branch probabilities, projected onto ``context`` and renormalised when one is given."""
     probs = records.probabilities(doc)
     if context is not None:
-        mask = np.array([b[2] == context for b in doc["b"]])
+        mask = np.array([b[2] == context for b in doc["b"]]) & (probs > 0)  # zero branches: refused now
         if not mask.any():
             raise NotFound(f"the record has no branch with context {context!r}", "context_not_found")
         probs = np.where(mask, probs, 0.0)
