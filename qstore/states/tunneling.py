@@ -24,7 +24,7 @@ import numpy as np
 
 from qstore.errors import InvalidArgument
 
-MAX_REGIONS = 64
+MAX_REGIONS = 256  # an explicit build_regions(n); the default count stops at 64
 SAMPLE = 20_000
 # Rebuild the regions once vectors written since the build reach this share of the vectors then.
 DRIFT = 0.5
@@ -44,7 +44,7 @@ def check_per_region(per_region: Any, k: int) -> int:
 
 
 def default_regions(n: int) -> int:
-    return int(np.clip(round(math.sqrt(n / 4)), 2, MAX_REGIONS))
+    return int(np.clip(round(math.sqrt(n / 4)), 2, 64))
 
 
 def fit(sample: np.ndarray, n_regions: int, metric: str, seed: int,
