@@ -642,7 +642,7 @@ class Collection:
         coarse = self.index.coarse_centroids() if n_regions is None else None
         centroids, radii = tunnel.fit(self.index.vectors(np.sort(sample)),
                                       n_regions or tunnel.default_regions(len(ids)), self.metric, seed, coarse)
-        regions = {"centroids": centroids, "radii": radii, "n": int(len(ids)), "mark": mark,
+        regions = {"centroids": centroids, "radii": radii, "n": len(ids), "mark": mark,
                    "requested": n_regions, "seed": seed, "source": "kmeans" if coarse is None else "ivf"}
         with self._lock.write():  # every member placed once per build; writes then place their own
             self.regions = regions

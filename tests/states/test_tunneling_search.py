@@ -130,7 +130,7 @@ async def test_fewer_than_two_vectors_answer_like_plain_search(db):
 
 
 async def test_writes_place_their_vectors_in_regions(clustered):
-    col, centers, X = clustered
+    col, centers, _ = clustered
     q = centers[0].astype(np.float32)
     await col.query(q, top_k=10, tunneling=1e6, seed=0)
     step = (q - centers[5]) / np.linalg.norm(q - centers[5])
