@@ -537,15 +537,15 @@ class Collection:
         return hits
 
     def _raw_search(self, q: np.ndarray, k: int, allowed: np.ndarray | None, hidden: np.ndarray | None,
-                    ef: int | None, wait: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                    ef: int | None, wait: bool = True, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         if allowed is None:
-            return self.index.search(q, k, exclude=hidden, ef=ef, wait=wait)
+            return self.index.search(q, k, exclude=hidden, ef=ef, nprobe=nprobe, wait=wait)
         live = max(self.index.size, 1)
         if len(allowed) <= EXACT_SEARCH_MAX or len(allowed) <= EXACT_SEARCH_SHARE * live:
             return self.index.exact_search(q, k, allowed)
         # HNSW needs a wider beam when the selector rejects most of what it visits.
         boost = int(min(1024, max(ef or self.spec.ef_search, k) * live / len(allowed)))
-        return self.index.search(q, k, allowed=allowed, ef=boost)
+        return self.index.search(q, k, allowed=allowed, ef=max(boost, ef or 0), nprobe=nprobe)
 
     def _ranked(self, q: np.ndarray, k: int, allowed: np.ndarray | None, hidden: np.ndarray | None,
                 ef: int | None, context: str | None, due: dict[str, Entry], wait: bool = True) -> list[Scored]:
@@ -555,17 +555,23 @@ class Collection:
         among the records seen is at least the lowest similarity in the pool, no unseen record
         can enter the top k. Until then the pool widens."""
         limit = max(len(allowed) if allowed is not None else self.index.size, 1)
-        pool = min(k * min(self._max_branches, 8), limit)
+        first = pool = min(k * min(self._max_branches, 8), limit)
         born: dict[str, float] = {}
+        effort: dict[str, int | None] = {"ef": ef, "nprobe": None}
+        ivf = self.spec.type == "ivf" and self.index.trained
         while True:
-            scores, iids = self._raw_search(q[None, :], pool, allowed, hidden, ef, wait)
+            scores, iids = self._raw_search(q[None, :], pool, allowed, hidden, wait=wait, **effort)
             ranked = self._scored(q, scores[0], iids[0], context, due, born)
             found = int((iids[0] >= 0).sum())
-            if found < pool or pool >= limit:
+            unprobed = ivf and (effort["nprobe"] or self.spec.nprobe) < self.spec.nlist  # lists not searched
+            if pool >= limit or (found < pool and not unprobed):
                 return ranked  # nothing is left unseen
             if len(ranked) >= k and ranked[k - 1][1] >= float(scores[0][found - 1]):
                 return ranked
+            # Deeper, and with the approximate index's effort in step: an HNSW beam twice the
+            # pool, and IVF probing as many more lists as the pool grew.
             pool = min(pool * 4, limit)
+            effort = {"ef": max(2 * pool, ef or 0), "nprobe": min(self.spec.nprobe * pool // first, self.spec.nlist)}
 
     def _scored(self, q: np.ndarray, scores: np.ndarray, iids: np.ndarray, context: str | None,
                 due: dict[str, Entry], born: dict[str, float] | None = None) -> list[Scored]:
