@@ -538,6 +538,8 @@ class Collection:
 
     def _raw_search(self, q: np.ndarray, k: int, allowed: np.ndarray | None, hidden: np.ndarray | None,
                     ef: int | None, wait: bool = True, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if self.spec.type == "hnsw" and k > (ef or self.spec.ef_search):
+            ef = k  # FAISS keeps efSearch even when k exceeds it: the tail of the results would be poor
         if allowed is None:
             return self.index.search(q, k, exclude=hidden, ef=ef, nprobe=nprobe, wait=wait)
         live = max(self.index.size, 1)
@@ -557,21 +559,21 @@ class Collection:
         limit = max(len(allowed) if allowed is not None else self.index.size, 1)
         first = pool = min(k * min(self._max_branches, 8), limit)
         born: dict[str, float] = {}
-        effort: dict[str, int | None] = {"ef": ef, "nprobe": None}
+        nprobe = self.spec.nprobe
         ivf = self.spec.type == "ivf" and self.index.trained
         while True:
-            scores, iids = self._raw_search(q[None, :], pool, allowed, hidden, wait=wait, **effort)
+            scores, iids = self._raw_search(q[None, :], pool, allowed, hidden, ef, wait,
+                                            nprobe if pool > first else None)
             ranked = self._scored(q, scores[0], iids[0], context, due, born)
             found = int((iids[0] >= 0).sum())
-            unprobed = ivf and (effort["nprobe"] or self.spec.nprobe) < self.spec.nlist  # lists not searched
-            if pool >= limit or (found < pool and not unprobed):
+            if pool >= limit or (found < pool and not (ivf and nprobe < self.spec.nlist)):
                 return ranked  # nothing is left unseen
             if len(ranked) >= k and ranked[k - 1][1] >= float(scores[0][found - 1]):
                 return ranked
-            # Deeper, and with the approximate index's effort in step: an HNSW beam twice the
-            # pool, and IVF probing as many more lists as the pool grew.
+            # Deeper: HNSW's beam follows the pool (see _raw_search); IVF probes as many more
+            # lists as the pool grew.
             pool = min(pool * 4, limit)
-            effort = {"ef": max(2 * pool, ef or 0), "nprobe": min(self.spec.nprobe * pool // first, self.spec.nlist)}
+            nprobe = min(self.spec.nprobe * pool // first, self.spec.nlist)
 
     def _scored(self, q: np.ndarray, scores: np.ndarray, iids: np.ndarray, context: str | None,
                 due: dict[str, Entry], born: dict[str, float] | None = None) -> list[Scored]:

@@ -97,3 +97,17 @@ async def test_born_recall_matches_the_index_plain_recall(fastdb, index):
     born_recall /= len(queries)
     print(f"recall@{k}: born {born_recall:.3f} plain {plain_recall:.3f}")
     assert born_recall >= plain_recall - 0.02, (born_recall, plain_recall)
+
+
+async def test_hnsw_beam_widens_for_a_top_k_above_ef_search(fastdb):
+    """FAISS keeps efSearch when k exceeds it; the Born pools (and any large top_k) need the beam."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(3000, 16)).astype(np.float32)
+    col = await fastdb.create_collection("beam", dim=16, metric="l2",
+                                         index={"type": "hnsw", "m": 8, "ef_construction": 40, "ef_search": 16})
+    await col.upsert([str(i) for i in range(len(X))], X)
+    recall = []
+    for q in rng.normal(size=(10, 16)).astype(np.float32):
+        exact = set(np.argsort(((X - q) ** 2).sum(1))[:300].astype(str))
+        recall.append(len(exact & {h.id for h in await col.query(q, top_k=300)}) / 300)
+    assert np.mean(recall) > 0.9, np.mean(recall)
