@@ -612,7 +612,7 @@ class Collection:
                 probs.append(p)
             if mixed:
                 flat = np.concatenate(ids)
-                sims = self.index.similarity(q[None, :], self.index.vectors(flat))[0]
+                sims = self._similarities(q, flat, scores, iids)
                 starts = np.cumsum([0] + [len(b) for b in ids[:-1]])
                 born.update(zip(mixed, np.add.reduceat(np.concatenate(probs) * sims, starts).tolist()))
             for rid, (s, iid) in seen.items():
@@ -621,6 +621,20 @@ class Collection:
         ranked = [(rid, s, iid) for rid, (s, iid) in seen.items()]
         ranked.sort(key=itemgetter(1), reverse=True)  # stable: ties keep FAISS's order
         return ranked
+
+    def _similarities(self, q: np.ndarray, ids: np.ndarray, known_scores: np.ndarray,
+                      known_ids: np.ndarray) -> np.ndarray:
+        """sim(q, v) for the vectors ``ids``, reusing the scores a search already returned."""
+        order = np.argsort(known_ids)
+        sorted_ids = known_ids[order]
+        at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+        known = sorted_ids[at] == ids
+        sims = np.empty(len(ids), np.float32)
+        sims[known] = known_scores[order][at[known]]
+        if not known.all():
+            rest = ids[~known]
+            sims[~known] = self.index.similarity(q[None, :], self.index.vectors(rest))[0]
+        return sims
 
     def _hits(self, ranked: list[Scored]) -> list[Hit]:
         entries = self._entries
