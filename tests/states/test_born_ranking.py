@@ -19,12 +19,15 @@ def sim(metric, q, X):
     return X @ q
 
 
-def brute_force(records, metric, q, k):
-    """(id, Born score) best first, from the records as stored."""
+def brute_force(records, metric, q, k, context=None):
+    """(id, Born score) best first, from the records as stored; with a context, over the
+    branches carrying it (renormalised), and records without one left out."""
     scores = {}
     for rec in records:
-        p = np.array([abs(b.amplitude) ** 2 for b in rec.branches])
-        scores[rec.id] = float(p @ sim(metric, q, np.stack([b.vector for b in rec.branches])))
+        branches = [b for b in rec.branches if context is None or b.context == context]
+        if branches:
+            p = np.array([abs(b.amplitude) ** 2 for b in branches])
+            scores[rec.id] = float(p @ sim(metric, q, np.stack([b.vector for b in branches])) / p.sum())
     return sorted(scores.items(), key=lambda kv: -kv[1])[:k]
 
 
@@ -52,13 +55,14 @@ async def test_flat_ranking_equals_brute_force_with_2_to_12_branches(fastdb, met
         await col.superpose(f"s{r}", [(rng.normal(size=dim), f"c{j % 3}", a) for j, a in enumerate(amps)])
     await col.upsert([f"p{i}" for i in range(60)], rng.normal(size=(60, dim)))
     stored = await col.get([f"s{r}" for r in range(120)] + [f"p{i}" for i in range(60)])
-    for _ in range(15):
-        q = rng.normal(size=dim).astype(np.float32)
-        for k in (1, 7, 25):
-            expected = brute_force(stored, metric, q, k)
-            hits = await col.query(q, top_k=k)
+    Q = rng.normal(size=(15, dim)).astype(np.float32)
+    for q, batch in zip(Q, await col.query_batch(Q, top_k=7)):
+        for k, context in ((1, None), (7, None), (25, None), (7, "c1")):
+            expected = brute_force(stored, metric, q, k, context)
+            hits = await col.query(q, top_k=k, context=context)
             assert [h.id for h in hits] == [rid for rid, _ in expected]
             np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], rtol=1e-4, atol=1e-4)
+        assert [h.id for h in batch] == [rid for rid, _ in brute_force(stored, metric, q, 7)]
     assert len(await col.query(rng.normal(size=dim), top_k=1000)) == 180  # every record, once
 
 
