@@ -15,6 +15,7 @@ from qstore import validation
 from qstore.collection import SNAPSHOT_EVERY, Collection
 from qstore.errors import AlreadyExists, InsufficientStorage, InvalidArgument, NotFound
 from qstore.index.spec import IndexSpec, check_metric
+from qstore.states import quantum_state
 from qstore.storage import Storage, WriteContext, codec
 
 if TYPE_CHECKING:
@@ -199,8 +200,7 @@ class Database:
     # ------------------------------------------------------------------ decoherence
     async def sweep(self) -> int:
         """Remove (or collapse) every record whose coherence time has passed. Returns how many."""
-        from qstore.states import decoherence
-        return await decoherence.sweep(self, list(self._collections.values()))
+        return sum([await col.sweep() for col in list(self._collections.values())])
 
     async def _sweep_forever(self, interval: float) -> None:
         """Background upkeep: expire records, and drop change history that snapshots cover."""
@@ -235,21 +235,35 @@ class Database:
 
     # ------------------------------------------------------------------ quantum states
     async def put_state(self, id: str, statevector: Any) -> None:
-        from qstore.states import quantum_state
-        await quantum_state.put_state(self, id, statevector)
+        validation.check_id(id)
+        psi = quantum_state.check_state(statevector)
+        data = codec.pack({"n": int(len(psi)).bit_length() - 1, "v": psi})
+        await self._storage.write(lambda ctx: ctx.put("states", id.encode(), data))
 
     async def get_state(self, id: str) -> np.ndarray:
-        from qstore.states import quantum_state
-        return await quantum_state.get_state(self, id)
+        validation.check_id(id)
+        raw = await self._storage.read(lambda txn: self._storage.get(txn, "states", id.encode()))
+        if raw is None:
+            raise NotFound(f"state {id!r} does not exist; store it with put_state", "not_found")
+        return codec.unpack(raw)["v"]
 
     async def delete_state(self, id: str) -> None:
-        from qstore.states import quantum_state
-        await quantum_state.delete_state(self, id)
+        validation.check_id(id)
+
+        def write(ctx: WriteContext) -> None:
+            if not ctx.delete("states", id.encode()):
+                raise NotFound(f"state {id!r} does not exist", "not_found")
+
+        await self._storage.write(write)
 
     async def measure_state(self, id: str, shots: int = 1000, qubits: list[int] | None = None,
                             seed: int | None = None) -> dict[str, int]:
-        from qstore.states import quantum_state
-        return await quantum_state.measure_state(self, id, shots, qubits, seed)
+        shots = quantum_state.check_shots(shots)
+        psi = await self.get_state(id)
+        qubits = quantum_state.check_qubits(qubits, len(psi).bit_length() - 1)
+        rng = np.random.default_rng(seed)
+        return await asyncio.get_running_loop().run_in_executor(
+            None, quantum_state.measure, psi, shots, qubits, rng)
 
     # ------------------------------------------------------------------ datasets
     async def import_dataset(self, name: str, X: Any, y: Any) -> Collection:

@@ -298,6 +298,9 @@ class Collection:
     async def entangle(self, group: str, ids: Sequence[str], strength: float = 1.0) -> None:
         await self._call("entangle", dict(group=group, ids=ids, strength=strength))
 
+    async def disentangle(self, group: str, ids: Sequence[str] | None = None) -> None:
+        await self._call("disentangle", dict(group=group, ids=ids))
+
     async def update(self, id: str, vector: ArrayLike) -> None:
         await self._call("update", dict(id=id, vector=vector))
 

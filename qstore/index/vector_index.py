@@ -143,16 +143,17 @@ class VectorIndex:
 
     # -- search (read threads) -------------------------------------------------
     def search(self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None,
-               exclude: np.ndarray | None = None, ef: int | None = None,
+               exclude: np.ndarray | None = None, ef: int | None = None, nprobe: int | None = None,
                wait: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-k over live ids (or ``allowed`` ids). Scores are higher-is-better.
+        ``ef`` (HNSW) and ``nprobe`` (IVF) override the spec's search effort.
         With ``wait=False`` it raises WouldBlock rather than wait for a writer."""
         with self.lock.read(wait), _threads_for(len(queries)):
             selector = self._selector(allowed, exclude)
-            if selector is None and ef is None:  # the hot path: no per-query parameter objects
+            if selector is None and ef is None and nprobe is None:  # the hot path: no parameter objects
                 dist, ids = self._index.search(queries, k)
             else:
-                params = specs.search_params(self._index, self.spec, selector, ef)
+                params = specs.search_params(self._index, self.spec, selector, ef, nprobe)
                 dist, ids = self._index.search(queries, k, params=params)
         return (-dist if self.metric == "l2" else dist), ids
 
@@ -168,6 +169,14 @@ class VectorIndex:
             self._tomb_selector = faiss.IDSelectorNot(
                 faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64)))
         return self._tomb_selector
+
+    def coarse_centroids(self) -> np.ndarray | None:
+        """The IVF coarse centroids once the index is trained, else None."""
+        with self.lock.read():
+            if not isinstance(self._index, faiss.IndexIVF):
+                return None
+            quantizer = self._index.quantizer
+            return quantizer.reconstruct_n(0, quantizer.ntotal)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         with self.lock.read():
