@@ -384,16 +384,21 @@ class Collection:
                updates: dict[str, Entry | None]) -> None:
         if self.dropped:
             return
-        with self._lock.write():
-            self.index.apply(ids, vecs, removed, seq)
-            for rid, entry in updates.items():
-                self._untrack(rid)
-                if entry is not None:
-                    self._track(rid, entry)
-            if len(ids):
-                self._iid_high = max(self._iid_high, int(ids.max()) + 1)
-            if self._region_map is not None:
-                self._region_map.place(ids, vecs, removed)
+        # The graph work first, under the index lock only and a chunk at a time, so searches
+        # interleave; then one short exclusive step publishes the batch to the summaries.
+        try:
+            self.index.add(ids, vecs)
+        finally:
+            with self._lock.write():
+                self.index.apply(ids[:0], vecs[:0], removed, seq)
+                for rid, entry in updates.items():
+                    self._untrack(rid)
+                    if entry is not None:
+                        self._track(rid, entry)
+                if len(ids):
+                    self._iid_high = max(self._iid_high, int(ids.max()) + 1)
+                if self._region_map is not None:
+                    self._region_map.place(ids, vecs, removed)
         self._unsnapshotted += len(ids) + len(removed)
         if self._unsnapshotted >= self._db.snapshot_every and self._snapshot_thread is None:
             self._snapshot_thread = threading.Thread(target=self.snapshot, name="qstore-snapshot", daemon=True)
@@ -629,8 +634,6 @@ class Collection:
 
     def _raw_search(self, q: np.ndarray, k: int, allowed: np.ndarray | None, hidden: np.ndarray | None,
                     ef: int | None, wait: bool = True, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        if self.spec.type == "hnsw" and k > (ef or self.spec.ef_search):
-            ef = k  # FAISS keeps efSearch even when k exceeds it: the tail of the results would be poor
         if allowed is None:
             return self.index.search(q, k, exclude=hidden, ef=ef, nprobe=nprobe, wait=wait)
         live = max(self.index.size, 1)
