@@ -20,7 +20,7 @@ from .types import Hit, Measurement, Page, Record
 
 # Status -> code for error replies without a protocol body (e.g. from a proxy).
 STATUS_CODES = {400: "invalid_argument", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                409: "conflict", 413: "limit_exceeded", 415: "unsupported_media_type",
+                409: "conflict", 413: "limit_exceeded", 415: "unsupported_media_type", 429: "too_many_requests",
                 502: "backend_error", 503: "unavailable", 504: "unavailable"}
 
 
@@ -154,8 +154,8 @@ class AsyncClient:
     async def drop_collection(self, name: str) -> Any:
         return await self._call("drop_collection", params={"name": name})
 
-    async def put_state(self, id: str, vec: np.ndarray) -> Any:
-        return await self._call("put_state", dict(id=id, state=vec))
+    async def put_state(self, id: str, statevector: np.ndarray) -> Any:
+        return await self._call("put_state", dict(id=id, statevector=statevector))
 
     async def get_state(self, id: str) -> np.ndarray:
         return await self._call("get_state", dict(id=id))
@@ -184,7 +184,7 @@ class AsyncClient:
         return await self._call("sweep")
 
     async def save_checkpoint(self, doc: dict, id: str | None = None) -> str:
-        return await self._call("save_checkpoint", dict(checkpoint=doc, id=id))
+        return await self._call("save_checkpoint", dict(doc=doc, id=id))
 
     async def list_checkpoints(self, run: str | None = None) -> list[dict]:
         return await self._call("list_checkpoints", query={"run": run} if run is not None else None)

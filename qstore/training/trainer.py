@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 from qstore.circuits.backend import Backend, get_backend
-from qstore_client.errors import Cancelled, InvalidArgument, error
+from qstore_client.errors import Cancelled, InvalidArgument
 from tqdm import tqdm
 
-from .checkpoints import (CHECKPOINT, RUN_RECORD, check_checkpoint, checkpoint_id, config_hash,
+from .checkpoints import (CHECKPOINT, RUN_RECORD, check_checkpoint, checkpoint_id, config_hash, validate_checkpoint,
                           run_record_id)
 from .data import DataSource, check_features, epoch_batches, source_for
 from .models import Model, Runtime, model_from_config
@@ -121,8 +121,7 @@ class Trainer:
     async def from_checkpoint(cls, db: Any, checkpoint: str, **options: Any) -> Trainer:
         """A trainer rebuilt from a checkpoint (model, optimizer, batch size, gradient) and resumed."""
         doc = await db.load_checkpoint(checkpoint)
-        if doc.get("kind") != CHECKPOINT:
-            raise error("checkpoint_mismatch", f"{checkpoint!r} is not a checkpoint")
+        validate_checkpoint(doc)
         cfg = doc["config"]
         opt = doc["optimizer"]
         hyper = dict(opt["hyperparameters"])

@@ -35,7 +35,7 @@ class QueryBatcher:
             return None
         try:
             flt = json.dumps(common.get("filter"), sort_keys=True)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):  # not JSON-able: not batchable; the engine judges it
             return None
         return col, vector.shape[0], common.get("top_k"), flt
 

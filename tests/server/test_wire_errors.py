@@ -187,7 +187,7 @@ async def test_read_only_key_reads_but_cannot_write(http, col):
         ("POST", f"/v1/collections/{col.name}/measure", msgpack.packb({"id": "k1", "collapse": True})),
         ("DELETE", f"/v1/collections/{col.name}", None),
         ("POST", "/v1/collections", msgpack.packb({"name": "ro-made", "dim": 4})),
-        ("POST", "/v1/states/put", msgpack.packb({"id": "s", "state": [[1.0, 0.0], [0.0, 0.0]]})),
+        ("POST", "/v1/states/put", msgpack.packb({"id": "s", "statevector": [[1.0, 0.0], [0.0, 0.0]]})),
         ("POST", "/v1/jobs", msgpack.packb({"kind": "copy_collection", "params": {"source": col.name,
                                                                                   "target": "ro-copy"}})),
     ]
