@@ -119,6 +119,10 @@ class AsyncClient:
             payload = loads(reply.body, reply.content_type) if reply.body else None
         except QStoreError:
             payload = None
+        if 300 <= reply.status < 400:
+            raise error("invalid_argument", f"{what}: the server redirected (HTTP {reply.status}) to "
+                                            f"{reply.location or '(no Location)'}; the client does not follow "
+                                            "redirects, so give it the final URL")
         if reply.status >= 400:
             err = error_from_body(payload)
             if err is None:

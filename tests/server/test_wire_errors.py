@@ -166,7 +166,7 @@ async def test_bad_api_key_is_401(http, col, headers):
     for method, path, body in [("POST", f"/v1/collections/{col.name}/upsert", msgpack.packb(upsert_body())),
                                ("GET", f"/v1/collections/{col.name}/count", None),
                                ("GET", "/v1/metrics", None)]:
-        async with http.request(method, path, data=body, headers=headers) as resp:
+        async with http.request(method, path, data=body, headers={**headers, "Accept": MP}) as resp:
             assert resp.status == 401
             assert resp.headers["WWW-Authenticate"].startswith("Bearer")
             assert msgpack.unpackb(await resp.read())["error"]["code"] == "unauthorized"
