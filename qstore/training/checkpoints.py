@@ -26,6 +26,8 @@ import numpy as np
 
 from qstore_client.errors import error
 
+from .rng_state import restore_rng
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint"
@@ -72,6 +74,7 @@ def validate_checkpoint(doc: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, types):
             raise error("invalid_checkpoint", f"checkpoint {doc.get('id')!r}: {name} must be a "
                                               f"{' or '.join(t.__name__ for t in types)}")
+    restore_rng(doc["rng"])  # the bit generator's name is checked against an allow-list there
     if doc["epoch"] < 0 or doc["step"] < 0:
         raise error("invalid_checkpoint", "checkpoint: epoch and step are >= 0")
     opt, model, config = doc["optimizer"], doc["model"], doc["config"]
