@@ -71,7 +71,7 @@ class Limits:
 NO_LIMITS = Limits(**{name: 2**62 for name in Limits.__dataclass_fields__})
 MAX_AXES = 32  # NumPy 1.x's own limit; a deeper tensor shape is refused before NumPy sees it
 MAX_DEPTH = 64  # nesting of a document (maps and lists)
-SEED_MAX = 2**64 - 1
+SEED_MAX = 2**63 - 1  # FAISS and NumPy both take it
 
 
 # ---------------------------------------------------------------------------- body format
@@ -885,7 +885,7 @@ OPS: dict[str, Op] = {op.name: op for op in [
     _op("correlation", f"POST {COL}/correlation", {"id_a": RECORD_ID, "id_b": RECORD_ID}, {"id_a", "id_b"},
         Number()),
     _op("build_regions", f"POST {COL}/build_regions", {
-        "n_regions": Nullable(Integer(limit="max_regions")), "seed": Integer(least=0, most=SEED_MAX)},
+        "n_regions": Nullable(Integer(limit="max_regions", least=1)), "seed": Integer(least=0, most=2**31 - 1)},
         set(), Integer(), "write"),
     _op("sweep", "POST /sweep", {}, set(), Integer(), "admin"),
     # quantum states

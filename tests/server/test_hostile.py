@@ -11,15 +11,22 @@ import asyncio
 import json
 import logging
 import socket
+from pathlib import Path
 
 import aiohttp
 import msgpack
 import numpy as np
 import pytest
 
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
 from qstore_client import AsyncClient, NotFound
-from qstore_server import ServerConfig
+from qstore_client.protocol import OPS
+from qstore_server import ServerConfig, create_app
+from qstore_server.auth import allows, expand
 from qstore_server.cli import serve
+from tests.server import scope_table
 from tests.servers import MEMORY_LIMIT
 
 MP, JS = "application/msgpack", "application/json"
@@ -98,7 +105,9 @@ async def send(url: str, method: str, path: str, body: object = None, *, key: st
     data = raw if raw is not None else (msgpack.packb(body) if body is not None else None)
     async with aiohttp.ClientSession() as http:
         async with http.request(method, url + "/v1" + path, data=data, headers=hdrs) as resp:
-            return resp.status, await resp.json(content_type=None)
+            if resp.content_type != JS:  # the metrics text
+                return resp.status, {"text": await resp.text()}
+            return resp.status, await resp.json()
 
 
 def tensor(shape: list[int], data: bytes = b"", dtype: str = "f32") -> dict:
@@ -112,6 +121,7 @@ def nested(depth: int, leaf: object) -> object:
 
 
 Q = "/collections/base/query"
+TINY_MODEL = {"type": "vqc", "n_qubits": 2, "layers": 1, "n_classes": 2}
 VEC = [1.0, 0.0, 0.0, 0.0]
 
 # (label, key, method, path, body, status, code)
@@ -138,10 +148,10 @@ COUNTS = [
     ("n_regions 2^40", "k-write", "POST", "/collections/base/build_regions", {"n_regions": 2**40}, 413,
      "limit_exceeded"),
     ("train epochs 10^9", "k-write", "POST", "/jobs",
-     {"kind": "train", "params": {"dataset": "d", "model": {"type": "vqc", "n_qubits": 2}, "epochs": 10**9}},
+     {"kind": "train", "params": {"dataset": "d", "model": TINY_MODEL, "epochs": 10**9}},
      413, "limit_exceeded"),
     ("federated batch_size 10^9", "k-fed", "POST", "/jobs",
-     {"kind": "federated_fit", "params": {"round": 0, "params": [0.0], "model": {}, "state": {},
+     {"kind": "federated_fit", "params": {"round": 0, "params": [0.0], "model": TINY_MODEL, "state": {},
                                           "batch_size": 10**9}}, 413, "limit_exceeded"),
 ]
 
@@ -289,6 +299,49 @@ async def test_job_deadline(keyless, name):
         assert done.state == "failed" and done.error.code == "job_timeout"
         assert await client.list_checkpoints(run=name) == []
         assert (await client.health())["status"] == "ok"
+
+
+def test_scope_table_in_the_protocol_doc_is_the_servers():
+    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
+    assert scope_table.render() in doc
+
+
+async def test_every_route_with_every_scope(unchanged):
+    """Item 5: each operation, called with each key (and none), is refused exactly when the scope
+    table says so: 401 without a key, 403 without the scope; otherwise auth lets it through (the
+    request itself is harmless: missing fields, or an absent collection or id)."""
+    params = {"name": "absent-collection", "id": "absent-id"}
+    keys = {None: frozenset(), **{k: expand({scope}) for k, scope in KEYS.items()}}
+    checked = 0
+    for op in OPS.values():
+        path = op.path.format(**params)
+        for key, scopes in keys.items():
+            status, reply = await send(unchanged.url, op.method, path, {} if op.method == "POST" else None, key=key)
+            if op.scope != "public" and key is None:
+                expected = {401}
+            elif not allows(scopes, op):
+                expected = {403}
+            else:
+                expected = set(range(200, 300)) | {400, 404, 409}
+            assert status in expected, (op.name, key, status, reply)
+            checked += 1
+    assert checked == len(OPS) * 5
+
+
+async def test_a_route_missing_from_the_table_is_forbidden(tmp_path):
+    """Item 5: authorisation fails closed, also for a route someone adds without an operation."""
+    app = create_app(ServerConfig(data_dir=tmp_path / "data", keys={"k": frozenset({"admin", "federated"})}))
+
+    async def extra(request: web.Request) -> web.Response:
+        return web.json_response({"result": "should not be reached"})
+
+    app.router.add_get("/v1/extra", extra, name="extra")
+    app.router.add_get("/v1/unnamed", extra)
+    async with TestServer(app, host="127.0.0.1") as srv:
+        async with aiohttp.ClientSession() as http:
+            for path in ("/v1/extra", "/v1/unnamed"):
+                async with http.get(srv.make_url(path), headers={"Authorization": "Bearer k"}) as resp:
+                    assert resp.status == 403 and (await resp.json())["error"]["code"] == "forbidden"
 
 
 async def test_federated_key_reaches_only_federated_jobs(unchanged, name):
