@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 import numpy as np
 
 from .errors import QStoreError, error
-from .protocol import JSON, MSGPACK, OPS, PREFIX, ROUTES, error_from_body, loads
+from .protocol import JSON, MSGPACK, OPS, PREFIX, error_from_body, loads
 from .transport import Pool, Reply, TransportError
 from .types import Hit, Measurement, Page, Record
 
@@ -90,7 +90,7 @@ class AsyncClient:
     async def _call(self, name: str, args: dict[str, Any] | None = None, *, params: dict[str, str] | None = None,
                     query: dict[str, str] | None = None, read: bool | None = None) -> Any:
         op = OPS[name]
-        method, template = ROUTES[name]
+        method, template = op.method, op.path
         target = PREFIX + template.format(**{k: quote(v, safe="") for k, v in (params or {}).items()})
         if query:
             target += "?" + urlencode(query)

@@ -57,7 +57,7 @@ class Limits:
     max_shots: int = 1_000_000      # measure_state shots
     max_filter_depth: int = 16      # nesting of $and / $or / $not
     max_filter_terms: int = 256     # conditions in one filter
-    max_epochs: int = 1000          # a job's epochs
+    max_epochs: int = 100_000       # a job's epochs (time is bounded by the deadline)
     max_train_batch: int = 4096     # a job's batch_size
     max_jobs: int = 64              # jobs pending or running at once (then 429)
     max_job_seconds: float = 6 * 3600.0  # a job's deadline, from its start
