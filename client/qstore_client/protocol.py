@@ -574,6 +574,8 @@ class Document(Kind):
             return {k: self._decode(v, f"{field}.{k}", limits, depth + 1) for k, v in wire.items()}
         if isinstance(wire, list):
             return [self._decode(v, field, limits, depth + 1) for v in wire]
+        if isinstance(wire, int) and not isinstance(wire, bool) and not -(2**63) <= wire < 2**64:
+            raise error("invalid_argument", f"{field}: integer {wire} is outside 64 bits (msgpack's range)")
         if wire is None or isinstance(wire, (bool, int, float, str, bytes)):
             return wire
         raise error("invalid_argument", f"{field}: unsupported value {type(wire).__name__}")

@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 from qstore import Collection
+from qstore_client.errors import error
 from qstore_client.protocol import OPS, PREFIX, Op
 
 from . import __version__
@@ -108,6 +109,9 @@ def handler(op: Op) -> Callable[[web.Request], Awaitable[web.Response]]:
     call = call_for(op)
 
     async def handle(request: web.Request) -> web.Response:
+        unknown = set(request.query) - set(op.query)
+        if unknown:
+            raise error("unknown_field", f"{op.name}: unknown query parameter(s) {sorted(unknown)}")
         args = await read_args(request, op) if op.method == "POST" else {}
         args.update((k, request.query[k]) for k in op.query if k in request.query)
         return reply(request, op, await call(request, op, args))
