@@ -34,6 +34,8 @@ def normalise_branches(col: Collection, branches: Any) -> list[tuple[np.ndarray,
         vecs.append(vec)
         contexts.append(ctx)
         amps.append(amp)
+    if len({np.shape(v) for v in vecs}) > 1:  # np.stack would raise a bare ValueError
+        raise InvalidArgument(f"every branch vector needs dimension {col.dim}", "dimension_mismatch")
     arr = validation.check_vectors(np.stack([np.asarray(v, dtype=np.float32).ravel() for v in vecs])
                                    if all(np.ndim(v) == 1 for v in vecs) else vecs,
                                    col.dim, metric=col.metric, n=len(vecs))

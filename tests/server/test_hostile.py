@@ -188,6 +188,8 @@ SHAPES = [
      {"name": "wide", "X": [[0.0]] * 20000, "y": ["y" * 4000] + ["n"] * 19999}, 413, "limit_exceeded"),
     ("document 500 deep", "/checkpoints", {"doc": nested(500, 1)}, 413, "limit_exceeded"),
     ("document int over 64 bits", "/checkpoints", {"doc": {"n": 2**70}}, 400, "invalid_argument"),
+    ("branches of two shapes", "/collections/base/superpose",  # found by the fuzzer
+     {"id": "s", "branches": [{"vector": []}, {"vector": [1.0, 2.0]}]}, 400, "dimension_mismatch"),
 ]
 
 
@@ -405,6 +407,21 @@ async def test_curl_defaults_head_and_unparsable_requests(keyed):
         assert json.loads(body)["error"]["code"] == "invalid_argument", body
     status, reply = await send(keyed.url, "GET", "/health", key=None)
     assert status == 200
+
+
+async def test_dataset_with_a_record_written_by_hand_is_409(keyless, name):
+    """Found by the fuzzer: a record upserted into a dataset's collection has no label."""
+    async with AsyncClient(keyless.url) as client:
+        col = await client.import_dataset(name, np.ones((3, 2)), np.array([0, 1, 0]))
+        await col.upsert(["stray"], np.ones((1, 2)))
+        status, reply = await send(keyless.url, "GET", f"/datasets/{name}/data", key=None)
+        assert (status, reply["error"]["code"]) == (409, "conflict")
+        assert (await client.health())["status"] == "ok"
+
+
+async def test_unknown_query_parameter_is_refused(unchanged):
+    status, reply = await send(unchanged.url, "GET", "/checkpoints?run=x&limit=10")
+    assert (status, reply["error"]["code"]) == (400, "unknown_field")
 
 
 def raw_exchange(port: int, request: bytes) -> tuple[int, bytes]:
