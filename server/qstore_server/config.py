@@ -93,21 +93,16 @@ class ServerConfig:
         QSTORE_API_KEY (and --api-key-file) keys have every scope but federated, as before scopes
         existed; QSTORE_READONLY_API_KEY (--readonly-key-file) keys are read; QSTORE_KEYS
         (--keys-file) names each key's scopes."""
+        sources = [(environ.get("QSTORE_API_KEY", ""), "admin"), (environ.get("QSTORE_READONLY_API_KEY", ""), "read"),
+                   (environ.get("QSTORE_KEYS", ""), None)]
+        for path, scope in ((args.api_key_file, "admin"), (args.readonly_key_file, "read"), (args.keys_file, None)):
+            if path:
+                sources.append((Path(path).read_text(), scope))
         keys: dict[str, set[str]] = {}
-
-        def add(found: Mapping[str, frozenset[str]] | frozenset[str], scopes: frozenset[str] = frozenset()) -> None:
-            for key in found:
-                keys.setdefault(key, set()).update(found[key] if isinstance(found, dict) else scopes)
-
-        add(parse_keys(environ.get("QSTORE_API_KEY", "")), frozenset({"admin"}))
-        add(parse_keys(environ.get("QSTORE_READONLY_API_KEY", "")), frozenset({"read"}))
-        add(parse_scoped_keys(environ.get("QSTORE_KEYS", "")))
-        if args.api_key_file:
-            add(parse_keys(Path(args.api_key_file).read_text()), frozenset({"admin"}))
-        if args.readonly_key_file:
-            add(parse_keys(Path(args.readonly_key_file).read_text()), frozenset({"read"}))
-        if args.keys_file:
-            add(parse_scoped_keys(Path(args.keys_file).read_text()))
+        for text, scope in sources:  # plain key lists have one scope; scoped lists name theirs
+            found = parse_scoped_keys(text) if scope is None else dict.fromkeys(parse_keys(text), {scope})
+            for key, scopes in found.items():
+                keys.setdefault(key, set()).update(scopes)
         limits = Limits(**{name: getattr(args, name) for name in Limits.__dataclass_fields__})
         return cls(
             data_dir=Path(args.data_dir), host=args.host, port=args.port,
