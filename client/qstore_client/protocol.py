@@ -50,6 +50,7 @@ class Limits:
     max_batch: int = 10_000
     max_dim: int = 4096
     max_top_k: int = 1000
+    max_hits: int = 250_000         # rows x top_k of one query_batch (the reply's size)
     max_ef: int = 4096              # query ef, an index's ef_search / ef_construction
     max_hnsw_m: int = 256           # an HNSW index's m (links per node)
     max_nlist: int = 65_536         # an IVF index's nlist and nprobe

@@ -29,6 +29,7 @@ authentication:
 LIMIT_HELP = {
     "max_body_bytes": "largest request body", "max_batch": "most ids / vectors / queries in one request",
     "max_dim": "largest vector dimension", "max_top_k": "largest top_k (and per_region) of a query",
+    "max_hits": "most hits one query_batch may return (rows x top_k)",
     "max_ef": "largest ef of a query, and ef_search / ef_construction of an index",
     "max_hnsw_m": "largest m of an HNSW index", "max_nlist": "largest nlist / nprobe of an IVF index",
     "max_regions": "most tunneling regions", "max_shots": "most shots of measure_state",

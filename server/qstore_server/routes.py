@@ -18,7 +18,7 @@ from . import __version__
 from .auth import check_job_kind
 from .middleware import require_scope
 from .openapi import openapi_document
-from .state import ACCESS, BATCHER, DB, JOBS, METRICS
+from .state import ACCESS, BATCHER, CONFIG, DB, JOBS, METRICS
 from .wire import read_args, reply
 
 Call = Callable[[web.Request, Op, dict[str, Any]], Awaitable[Any]]
@@ -60,6 +60,12 @@ async def query(request: web.Request, op: Op, args: dict[str, Any]) -> Any:
     return await request.app[BATCHER].query(await collection_of(request), args)
 
 
+async def query_batch(request: web.Request, op: Op, args: dict[str, Any]) -> Any:
+    rows = len(args["vectors"]) if args["vectors"].ndim == 2 else 1
+    request.app[CONFIG].limits.check("max_hits", rows * args.get("top_k", 10), "rows x top_k of query_batch")
+    return await collection_method(request, op, args)
+
+
 async def measure(request: web.Request, op: Op, args: dict[str, Any]) -> Any:
     if args.get("collapse"):
         require_scope(request, "write", "measure with collapse=true")
@@ -92,7 +98,7 @@ def job_call(method: str) -> Call:
 
 CALLS: dict[str, Call] = {
     "health": health, "openapi": openapi, "metrics": metrics, "collection": collection,
-    "query": query, "measure": measure,
+    "query": query, "query_batch": query_batch, "measure": measure,
     "job_kinds": job_kinds, "start_job": start_job, "list_jobs": list_jobs,
     "job": job_call("get"), "job_result": job_call("result"), "cancel_job": job_call("cancel"),
     "delete_job": job_call("delete"),

@@ -139,6 +139,8 @@ COUNTS = [
     ("tunneling NaN", "k-read", "POST", Q, {"vector": VEC, "tunneling": float("nan")}, 400, "invalid_tunneling"),
     ("tunneling Inf", "k-read", "POST", Q, {"vector": VEC, "tunneling": float("inf")}, 400, "invalid_tunneling"),
     ("seed negative", "k-read", "POST", Q, {"vector": VEC, "tunneling": 0.5, "seed": -1}, 400, "invalid_argument"),
+    ("query_batch rows x top_k", "k-read", "POST", "/collections/base/query_batch",
+     {"vectors": [VEC] * 1000, "top_k": 1000}, 413, "limit_exceeded"),
     ("shots 10^12", "k-read", "POST", "/states/measure", {"id": "psi", "shots": 10**12}, 413, "limit_exceeded"),
     ("qubit index 2^40", "k-read", "POST", "/states/measure", {"id": "psi", "qubits": [2**40]}, 400,
      "invalid_argument"),
