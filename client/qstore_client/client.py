@@ -87,16 +87,19 @@ class AsyncClient:
 
     # ------------------------------------------------------------------ transport
 
-    async def _call(self, name: str, args: dict[str, Any] | None = None, *, params: dict[str, str] | None = None,
-                    query: dict[str, str] | None = None, read: bool | None = None) -> Any:
+    async def _call(self, name: str, args: dict[str, Any] | None = None, *, read: bool | None = None) -> Any:
+        """Make operation `name` with a method's arguments (its `locals()`, so each argument is named
+        once, in the signature, which a test holds to `OPS`): path parameters go in the path, query
+        parameters in the query string, the rest in the body (an optional None is the default)."""
         op = OPS[name]
-        method, template = op.method, op.path
-        target = PREFIX + template.format(**{k: quote(v, safe="") for k, v in (params or {}).items()})
+        args = {k: v for k, v in (args or {}).items() if k != "self"}
+        target = PREFIX + op.path.format(**{p: quote(args.pop(p), safe="") for p in op.path_params})
+        query = {q: v for q in op.query if (v := args.pop(q, None)) is not None}
         if query:
             target += "?" + urlencode(query)
-        body = op.encode_body(args or {}, self._binary) if method == "POST" else None
-        reply = await self._send(method, target, body, op.read if read is None else read)
-        return self._result(op, reply, f"{method} {target}")
+        body = op.encode_body(args, self._binary) if op.method == "POST" else None
+        reply = await self._send(op.method, target, body, op.read if read is None else read)
+        return self._result(op, reply, f"{op.method} {target}")
 
     async def _send(self, method: str, target: str, body: bytes | None, retry: bool) -> Reply:
         attempts = 1 + self.retries if retry else 1
@@ -148,56 +151,54 @@ class AsyncClient:
 
     async def create_collection(self, name: str, dim: int, metric: str = "cosine", index: dict | None = None,
                                 coherence_time: float | None = None, on_decohere: str = "delete") -> "Collection":
-        desc = await self._call("create_collection", dict(name=name, dim=dim, metric=metric, index=index,
-                                                          coherence_time=coherence_time, on_decohere=on_decohere))
-        return Collection(self, desc)
+        return Collection(self, await self._call("create_collection", locals()))
 
     async def collection(self, name: str) -> "Collection":
-        return Collection(self, await self._call("collection", params={"name": name}))
+        return Collection(self, await self._call("collection", locals()))
 
     async def drop_collection(self, name: str) -> Any:
-        return await self._call("drop_collection", params={"name": name})
+        return await self._call("drop_collection", locals())
 
     async def put_state(self, id: str, statevector: np.ndarray) -> Any:
-        return await self._call("put_state", dict(id=id, statevector=statevector))
+        return await self._call("put_state", locals())
 
     async def get_state(self, id: str) -> np.ndarray:
-        return await self._call("get_state", dict(id=id))
+        return await self._call("get_state", locals())
 
     async def measure_state(self, id: str, shots: int = 1000, qubits: Sequence[int] | None = None,
                             seed: int | None = None) -> dict[str, int]:
-        return await self._call("measure_state", dict(id=id, shots=shots, qubits=qubits, seed=seed))
+        return await self._call("measure_state", locals())
 
     async def delete_state(self, id: str) -> Any:
-        return await self._call("delete_state", dict(id=id))
+        return await self._call("delete_state", locals())
 
     async def import_dataset(self, name: str, X: np.ndarray, y: np.ndarray) -> "Collection":
-        return Collection(self, await self._call("import_dataset", dict(name=name, X=X, y=y)))
+        return Collection(self, await self._call("import_dataset", locals()))
 
     async def list_datasets(self) -> list[str]:
         return await self._call("list_datasets")
 
     async def dataset_info(self, name: str) -> dict:
-        return await self._call("dataset_info", params={"name": name})
+        return await self._call("dataset_info", locals())
 
     async def load_dataset(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        return await self._call("load_dataset", params={"name": name})
+        return await self._call("load_dataset", locals())
 
     async def sweep(self) -> int:
         """Remove decohered records now instead of at the background sweeper's next pass."""
         return await self._call("sweep")
 
     async def save_checkpoint(self, doc: dict, id: str | None = None) -> str:
-        return await self._call("save_checkpoint", dict(doc=doc, id=id))
+        return await self._call("save_checkpoint", locals())
 
     async def list_checkpoints(self, run: str | None = None) -> list[dict]:
-        return await self._call("list_checkpoints", query={"run": run} if run is not None else None)
+        return await self._call("list_checkpoints", locals())
 
     async def load_checkpoint(self, id: str) -> dict:
-        return await self._call("load_checkpoint", params={"id": id})
+        return await self._call("load_checkpoint", locals())
 
     async def delete_checkpoint(self, id: str) -> Any:
-        return await self._call("delete_checkpoint", params={"id": id})
+        return await self._call("delete_checkpoint", locals())
 
     # ------------------------------------------------------------------ jobs
 
@@ -205,23 +206,23 @@ class AsyncClient:
         return await self._call("job_kinds")
 
     async def start_job(self, kind: str, params: dict | None = None) -> Job:
-        return Job.from_wire(await self._call("start_job", dict(kind=kind, params=params)))
+        return Job.from_wire(await self._call("start_job", locals()))
 
     async def list_jobs(self) -> list[Job]:
         return [Job.from_wire(doc) for doc in await self._call("list_jobs")]
 
     async def job(self, id: str) -> Job:
-        return Job.from_wire(await self._call("job", params={"id": id}))
+        return Job.from_wire(await self._call("job", locals()))
 
     async def job_result(self, id: str) -> Any:
         """The finished job's result; a failed job raises its error, an unfinished one `conflict`."""
-        return await self._call("job_result", params={"id": id})
+        return await self._call("job_result", locals())
 
     async def cancel_job(self, id: str) -> Job:
-        return Job.from_wire(await self._call("cancel_job", params={"id": id}))
+        return Job.from_wire(await self._call("cancel_job", locals()))
 
     async def delete_job(self, id: str) -> Any:
-        return await self._call("delete_job", params={"id": id})
+        return await self._call("delete_job", locals())
 
     async def wait_job(self, id: str, timeout: float | None = None, poll: float = 0.1) -> Job:
         """Poll until the job finishes (any final state); `unavailable` after `timeout` seconds."""
@@ -242,13 +243,12 @@ class Collection:
         self.name: str = descriptor["name"]
         self.dim: int = descriptor["dim"]
         self.metric: str = descriptor["metric"]
-        self._params = {"name": self.name}
 
     def __repr__(self) -> str:
         return f"Collection(name={self.name!r}, dim={self.dim}, metric={self.metric!r}, url={self._client.url!r})"
 
     async def _call(self, name: str, args: dict[str, Any] | None = None, read: bool | None = None) -> Any:
-        return await self._client._call(name, args, params=self._params, read=read)
+        return await self._client._call(name, {**(args or {}), "name": self.name}, read=read)
 
     async def info(self) -> dict:
         return await self._call("info")
@@ -258,46 +258,42 @@ class Collection:
 
     async def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict | None] | None = None,
                      coherence_time: float | None = None) -> Any:
-        return await self._call("upsert", dict(ids=ids, vectors=vectors, metadata=metadata,
-                                                coherence_time=coherence_time))
+        return await self._call("upsert", locals())
 
     async def get(self, ids: Sequence[str]) -> list[Record | None]:
-        return await self._call("get", dict(ids=ids))
+        return await self._call("get", locals())
 
     async def delete(self, ids: Sequence[str]) -> Any:
-        return await self._call("delete", dict(ids=ids))
+        return await self._call("delete", locals())
 
     async def query(self, vector: np.ndarray, top_k: int = 10, filter: dict | None = None, context: str | None = None,
                     tunneling: float | None = None, seed: int | None = None, ef: int | None = None,
                     per_region: int | None = None) -> list[Hit]:
-        return await self._call("query", dict(vector=vector, top_k=top_k, filter=filter, context=context,
-                                               tunneling=tunneling, seed=seed, ef=ef, per_region=per_region))
+        return await self._call("query", locals())
 
     async def query_batch(self, vectors: np.ndarray, top_k: int = 10, filter: dict | None = None) -> list[list[Hit]]:
-        return await self._call("query_batch", dict(vectors=vectors, top_k=top_k, filter=filter))
+        return await self._call("query_batch", locals())
 
     async def scroll(self, limit: int = 100, cursor: str | None = None, filter: dict | None = None) -> Page:
-        return await self._call("scroll", dict(limit=limit, cursor=cursor, filter=filter))
+        return await self._call("scroll", locals())
 
     async def superpose(self, id: str, branches: Iterable[tuple], metadata: dict | None = None,
                         coherence_time: float | None = None) -> Any:
-        return await self._call("superpose", dict(id=id, branches=branches, metadata=metadata,
-                                                   coherence_time=coherence_time))
+        return await self._call("superpose", locals())
 
     async def measure(self, id: str, context: str | None = None, collapse: bool = False,
                       seed: int | None = None) -> Measurement:
-        return await self._call("measure", dict(id=id, context=context, collapse=collapse, seed=seed),
-                                read=not collapse)
+        return await self._call("measure", locals(), read=not collapse)
 
     async def entangle(self, group: str, ids: Sequence[str], strength: float = 1.0) -> Any:
-        return await self._call("entangle", dict(group=group, ids=ids, strength=strength))
+        return await self._call("entangle", locals())
 
     async def update(self, id: str, vector: np.ndarray) -> Any:
-        return await self._call("update", dict(id=id, vector=vector))
+        return await self._call("update", locals())
 
     async def correlation(self, id_a: str, id_b: str) -> float:
-        return await self._call("correlation", dict(id_a=id_a, id_b=id_b))
+        return await self._call("correlation", locals())
 
     async def build_regions(self, n_regions: int | None = None, seed: int = 0) -> int:
         """(Re)partition the vectors into tunneling regions; returns how many."""
-        return await self._call("build_regions", dict(n_regions=n_regions, seed=seed))
+        return await self._call("build_regions", locals())
