@@ -164,3 +164,15 @@ async def test_metrics(tmp_path, name):
     assert "qstore_collections 1.0" in text and 'qstore_jobs{state="running"} 0.0' in text
     # Each app has its own registry: a second app starts from zero.
     assert create_app(config)[METRICS].registry is not app[METRICS].registry
+
+
+def test_scoped_key_file(tmp_path):
+    (tmp_path / "scoped").write_text("# coordinator\ncoord-key federated\nops-key admin, federated\n")
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    args = parser.parse_args(["--data-dir", str(tmp_path), "--keys-file", str(tmp_path / "scoped")])
+    config = ServerConfig.from_args(args, {"QSTORE_API_KEY": "ops-key"})
+    assert config.keys == {"coord-key": {"federated"}, "ops-key": {"admin", "federated"}}
+    for bad in ("k reader", "k"):
+        with pytest.raises(ValueError, match="scope"):
+            ServerConfig.from_args(args, {"QSTORE_KEYS": bad})
