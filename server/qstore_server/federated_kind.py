@@ -9,7 +9,7 @@
   feature scaling and classes as centralised training on the union would.
 
 The logic lives in ``qstore.federated`` (testable in-process); these are thin wrappers.
-Training runs in the job's worker thread; only the dataset read goes to the loop.
+Training runs in a thread the job can abandon when cancelled; only the dataset read goes to the loop.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def federated_fit(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     task = RoundTask.from_wire(params)
     X, y = ctx.call(ctx.db.load_dataset(task.dataset))
     ctx.check_cancelled()
-    update = train_local(task, X, y, progress=ctx.progress, should_stop=lambda: ctx.cancelled)
+    update = ctx.run_abandonable(train_local, task, X, y, ctx.progress, lambda: ctx.cancelled)
     return update.to_wire()
 
 

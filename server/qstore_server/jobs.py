@@ -9,8 +9,9 @@ Job state lives in memory: a restart forgets jobs, never the data they wrote.
 Bounds (server limits): at most `max_jobs` pending or running (then `too_many_requests`, 429),
 `epochs` and `batch_size` params within `max_epochs` / `max_train_batch`, and a deadline of
 `max_job_seconds` from the start request, after which the job is cancelled and fails with
-`job_timeout`. A cancelled job also abandons the engine call it is waiting on (`ctx.call`),
-so a job inside one long training step stops within CANCEL_POLL_S, not at the step's end.
+`job_timeout`. A cancelled job also abandons the engine call or blocking work it is waiting on
+(`ctx.call`, `ctx.run_abandonable`), so a job inside one long training step stops within
+CANCEL_POLL_S, not at the step's end (the step's thread finishes it, and its result is dropped).
 """
 from __future__ import annotations
 
@@ -78,7 +79,24 @@ class JobContext:
     def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run an engine coroutine on the server loop and wait for its result; on cancellation
         the coroutine is cancelled too (at its next await) and `Cancelled` raised at once."""
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return self._wait(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    def run_abandonable(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run blocking `fn(*args)` in a thread of its own and wait; on cancellation raise `Cancelled`
+        at once, leaving the thread to stop at its own next check (e.g. a trainer's should_stop).
+        The thread is a daemon, so a step it is still finishing does not hold up shutdown."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def target() -> None:
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to the waiting job, which reports it
+                future.set_exception(exc)
+
+        threading.Thread(target=target, name=f"qstore-job-{self._job.id[:8]}", daemon=True).start()
+        return self._wait(future)
+
+    def _wait(self, future: concurrent.futures.Future) -> Any:
         while True:
             try:
                 return future.result(timeout=CANCEL_POLL_S)

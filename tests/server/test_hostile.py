@@ -301,6 +301,33 @@ async def test_cancel_stops_a_job_inside_one_long_batch(keyed, name):
         assert await client.list_checkpoints(run=name) == []
 
 
+async def test_cancel_stops_a_federated_fit_inside_one_long_batch(keyed, name):
+    """Item 4, for the federated kind (started with a federated key): the same test, where an old
+    job stops only between batches, so it would report progress 0.5 after the first epoch."""
+    from qstore.federated import RoundTask
+    from qstore.training import VQC
+    from qstore.training.data import DataSummary, FeatureStats
+
+    rows = LONG_ROWS // 2
+    x = np.random.default_rng(3).standard_normal((rows, 8)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    model = VQC(8, 4, 2, n_features=8)
+    stats = FeatureStats.of(x)
+    model.scaler.fit(stats)
+    model.fit_targets(DataSummary.of(rows, stats, y))
+    task = RoundTask(round=0, params=model.init_params(np.random.default_rng(0)), model=model.config(),
+                     state=model.state(), dataset=name, epochs=2, batch_size=rows, gradient="parameter-shift")
+    async with AsyncClient(keyed.url, api_key="k-write") as writer:
+        await writer.import_dataset(name, x, y)
+    async with AsyncClient(keyed.url, api_key="k-fed") as client:
+        job = await client.start_job("federated_fit", task.to_wire())
+        await wait_running(client, job.id)
+        await asyncio.sleep(1.0)  # into the first step
+        await client.cancel_job(job.id)
+        done = await client.wait_job(job.id, timeout=120)
+        assert done.state == "cancelled" and done.progress == 0.0
+
+
 async def test_job_deadline(keyless, name):
     """Item 4: past --max-job-seconds (3 here) a job is stopped, even inside a step, as job_timeout."""
     async with AsyncClient(keyless.url) as client:
