@@ -21,6 +21,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from qstore.federated import RoundTask
+from qstore.training import VQC
+from qstore.training.data import DataSummary, FeatureStats
 from qstore_client import AsyncClient, NotFound
 from qstore_client.protocol import OPS
 from qstore_server import ServerConfig, create_app
@@ -304,10 +307,6 @@ async def test_cancel_stops_a_job_inside_one_long_batch(keyed, name):
 async def test_cancel_stops_a_federated_fit_inside_one_long_batch(keyed, name):
     """Item 4, for the federated kind (started with a federated key): the same test, where an old
     job stops only between batches, so it would report progress 0.5 after the first epoch."""
-    from qstore.federated import RoundTask
-    from qstore.training import VQC
-    from qstore.training.data import DataSummary, FeatureStats
-
     rows = LONG_ROWS // 2
     x = np.random.default_rng(3).standard_normal((rows, 8)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
