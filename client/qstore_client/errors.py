@@ -72,9 +72,23 @@ class BackendError(QStoreError):
     default_code = "backend_error"
 
 
+class InsufficientStorage(QStoreError):
+    """The disk (or the LMDB map) is full: nothing was written; retry once space is freed."""
+
+    status = 507
+    default_code = "insufficient_storage"
+
+
 class Unavailable(QStoreError):
     status = 503
     default_code = "unavailable"
+
+
+class TooManyRequests(QStoreError):
+    """The server is at a capacity limit (e.g. its job queue); retry after the reply's Retry-After."""
+
+    status = 429
+    default_code = "too_many_requests"
 
 
 class Cancelled(QStoreError):
@@ -95,6 +109,9 @@ ERROR_CODES: dict[str, type[QStoreError]] = {
     "forbidden": Forbidden,
     "limit_exceeded": LimitExceeded,
     "unavailable": Unavailable,
+    "insufficient_storage": InsufficientStorage,
+    "invalid_backup": InvalidArgument,
+    "too_many_requests": TooManyRequests,
     # records and collections
     "dimension_mismatch": InvalidArgument,
     "invalid_vector": InvalidArgument,
@@ -127,6 +144,7 @@ ERROR_CODES: dict[str, type[QStoreError]] = {
     "unknown_gradient": InvalidArgument,
     "unknown_strategy": InvalidArgument,
     "checkpoint_mismatch": Conflict,
+    "invalid_checkpoint": InvalidArgument,
     "budget_exceeded": BackendError,
     "backend_error": BackendError,
     "job_failed": BackendError,
