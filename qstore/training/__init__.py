@@ -19,6 +19,7 @@ from qstore.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .checkpoints import checkpoint_id, config_hash, run_record_id
+    from .circuit_model import CircuitModel
     from .command import add_train_parser, run_train
     from .hybrid import HybridModel
     from .losses import cross_entropy, mean_squared_error, softmax
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "checkpoints": ("checkpoint_id", "config_hash", "run_record_id"),
+    "circuit_model": ("CircuitModel",),
     "command": ("add_train_parser", "run_train"),
     "hybrid": ("HybridModel",),
     "losses": ("cross_entropy", "mean_squared_error", "softmax"),
