@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from qstore.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .checkpoints import checkpoint_id, config_hash, run_record_id
+    from .checkpoints import checkpoint_id, config_hash, load_model, run_record_id
     from .circuit_model import CircuitModel
     from .command import add_train_parser, run_train
     from .hybrid import HybridModel
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .tunneling_optimizer import TunnelingOptimizer, tunneling_probability
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    "checkpoints": ("checkpoint_id", "config_hash", "run_record_id"),
+    "checkpoints": ("checkpoint_id", "config_hash", "load_model", "run_record_id"),
     "circuit_model": ("CircuitModel",),
     "command": ("add_train_parser", "run_train"),
     "hybrid": ("HybridModel",),
