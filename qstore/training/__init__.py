@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .qng import QNG
     from .registry import get_optimizer, model_from_config, optimizer_names
     from .trainer import Trainer
+    from .tuning import TuneResult, tune
     from .tunneling_optimizer import TunnelingOptimizer, tunneling_probability
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
@@ -41,5 +42,6 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "qng": ("QNG",),
     "registry": ("get_optimizer", "model_from_config", "optimizer_names"),
     "trainer": ("Trainer",),
+    "tuning": ("TuneResult", "tune"),
     "tunneling_optimizer": ("TunnelingOptimizer", "tunneling_probability"),
 })
