@@ -107,3 +107,32 @@ async def test_a_study_killed_midway_resumes_without_repeating_finished_trials(t
     assert len(new) == 2 and all(t["state"] in ("complete", "pruned") for t in new)
     interrupted = [n for n, (state, _, _) in before.items() if not state.is_finished()]
     assert all(after[n]["state"] == "fail" for n in interrupted)
+
+
+def test_tune_command_prints_every_trial_and_the_best(tmp_path, reference, capsys) -> None:
+    import argparse
+    import asyncio
+    import json
+
+    from qstore.training.tune_command import add_tune_parser
+
+    data = reference("iris-binary")
+    path = str(tmp_path / "data")
+
+    async def load() -> None:
+        async with await qstore.Database.open(path) as db:
+            await db.import_dataset("flowers", data.X_train, data.y_train)
+
+    asyncio.run(load())
+    parser = argparse.ArgumentParser(prog="qstore")
+    add_tune_parser(parser.add_subparsers(dest="command"))
+    space = json.dumps({"lr": [0.05, 0.1], "layers": [1, 2]})
+    args = parser.parse_args(["tune", "--data-dir", path, "--dataset", "flowers", "--space", space, "--trials", "4",
+                              "--study", "cli", "--epochs", "2", "--no-progress"])
+    assert args.func(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["trial", "state", "accuracy", "epochs", "layers", "lr", "checkpoint"]
+    assert [line.split()[0] for line in lines[1:5]] == ["0", "1", "2", "3"]
+    assert lines[-1].startswith("best: ") and "cli-t000" in lines[-1]
+    args = parser.parse_args(["tune", "--data-dir", path, "--dataset", "flowers", "--space", '{"lr": []}'])
+    assert args.func(args) == 2 and "no choices" in capsys.readouterr().err
