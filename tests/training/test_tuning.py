@@ -23,9 +23,15 @@ SPACE = {"lr": {"low": 0.01, "high": 0.3, "log": True}, "layers": [1, 2, 3],
 async def test_tune_finds_a_config_at_least_as_good_as_the_median_trial(fastdb, reference) -> None:
     data = reference("iris-binary")
     await fastdb.import_dataset("flowers", data.X_train, data.y_train)
+    from qstore.federated import InProcessExecutor
+
     seen = []
-    result = await tune(fastdb, "flowers", SPACE, n_trials=8, metric="accuracy", study="s1", epochs=3,
-                        progress=seen.append)
+    executor = InProcessExecutor(max_workers=2)          # trials' epochs run through a federated executor
+    try:
+        result = await tune(fastdb, "flowers", SPACE, n_trials=8, metric="accuracy", study="s1", epochs=3,
+                            executor=executor, n_jobs=2, progress=seen.append)
+    finally:
+        await executor.close()
     assert len(result.trials) == 8 == len(seen)
     finished = [t for t in result.trials if t["state"] in ("complete", "pruned")]
     assert len(finished) == 8
