@@ -98,12 +98,15 @@ class CircuitModel(Classifier):
         n_classes: number of classes; None for regression (score R²).
         scaling: feature scaling before binding: ``minmax`` (to [0, 1]; default) | ``standard`` | ``none``.
         path: ``auto`` (adjoint when the gates allow it, else cirq) | ``adjoint`` | ``cirq``.
+        groups: named groups of weights for fine-tuning, e.g. ``{"layer0": [w0, w1]}``; weights in no
+            group form the group ``weights``, and the readout scales and biases the group ``readout``.
     """
 
     kind = "circuit"
 
     def __init__(self, circuit: Any, inputs: Sequence[Any], weights: Sequence[Any], observables: Sequence[Any],
-                 n_classes: int | None = None, scaling: str = "minmax", path: str = "auto"):
+                 n_classes: int | None = None, scaling: str = "minmax", path: str = "auto",
+                 groups: dict[str, Sequence[Any]] | None = None):
         if n_classes is None:
             super(Classifier, self).__init__(scaling)           # regression: the Model base only
             self.n_classes = None                               # type: ignore[assignment]
@@ -120,6 +123,7 @@ class CircuitModel(Classifier):
         unbound = set(cirq.parameter_names(self.circuit)) - set(names)
         if unbound:
             raise error("invalid_parameters", f"the circuit's symbols {sorted(unbound)} are neither inputs nor weights")
+        self.groups = self._groups(groups or {})
         if isinstance(observables, (str, cirq.PauliSum, cirq.PauliString, cirq.Operation)):
             observables = [observables]
         self.observables = [_observable(o) for o in observables]
@@ -141,6 +145,21 @@ class CircuitModel(Classifier):
         self._requested_path = path
         self.path, self._compiled = self._compile(path)
         self._terms: list[PauliTerms] = [pauli_terms(o, len(self.qubits), self.qubits) for o in self.observables]
+
+    def _groups(self, groups: dict[str, Sequence[Any]]) -> dict[str, list[str]]:
+        if not isinstance(groups, dict):
+            raise error("invalid_argument", f"groups must map names to weight symbols, got {groups!r}")
+        weights = [w.name for w in self.weights]
+        out: dict[str, list[str]] = {}
+        for name, members in groups.items():
+            names = [m.name for m in _symbols(members, f"groups[{name!r}]")]
+            if name in ("weights", "readout") or not isinstance(name, str) or any(n not in weights for n in names):
+                raise error("invalid_argument", f"group {name!r} must be a new name over the weights {weights}")
+            out[name] = names
+        grouped = [n for names in out.values() for n in names]
+        if len(grouped) != len(set(grouped)):
+            raise error("invalid_argument", "a weight may belong to one group only")
+        return out
 
     def _compile(self, path: str) -> tuple[str, CompiledCircuit | None]:
         if path == "cirq":
@@ -170,14 +189,21 @@ class CircuitModel(Classifier):
 
     @property
     def parameter_groups(self) -> dict[str, list[int]]:
-        W = len(self.weights)
-        return {"weights": list(range(W)), "readout": list(range(W, self.n_params))}
+        index = {w.name: i for i, w in enumerate(self.weights)}
+        groups = {name: [index[n] for n in names] for name, names in self.groups.items()}
+        grouped = {i for rows in groups.values() for i in rows}
+        rest = [i for i in range(len(self.weights)) if i not in grouped]
+        if rest:
+            groups["weights"] = rest
+        groups["readout"] = list(range(len(self.weights), self.n_params))
+        return groups
 
     def config(self) -> dict[str, Any]:
         return {"type": self.kind, "circuit": cirq.to_json(self.circuit, indent=None),
                 "inputs": [s.name for s in self.inputs], "weights": [s.name for s in self.weights],
                 "observables": [cirq.to_json(o, indent=None) for o in self.observables],
-                "n_classes": self.n_classes, "scaling": self.scaler.kind, "path": self._requested_path}
+                "n_classes": self.n_classes, "scaling": self.scaler.kind, "path": self._requested_path,
+                "groups": self.groups}
 
     def init_params(self, rng: np.random.Generator) -> np.ndarray:
         w = rng.uniform(-np.pi, np.pi, len(self.weights))

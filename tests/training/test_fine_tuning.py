@@ -27,6 +27,17 @@ def test_parameter_groups_partition_every_models_params() -> None:
     hybrid = HybridModel(3, 2, n_classes=3, hidden=(5,), n_features=6)
     models = [VQC(4, 3, n_classes=3, n_features=4), VQCRegressor(3, 2, n_features=3), hybrid,
               CircuitModel(circuit, [x], [w], [cirq.Z(cirq.LineQubit(0))], n_classes=2)]
+    v, u = sympy.symbols("v u")
+    grouped = CircuitModel(cirq.Circuit(cirq.rx(x).on(cirq.LineQubit(0)), cirq.ry(w + v).on(cirq.LineQubit(0)),
+                                        cirq.rz(u).on(cirq.LineQubit(0))), [x], [w, v, u],
+                           [cirq.Z(cirq.LineQubit(0))], groups={"first": [v, "u"]})
+    models.append(grouped)
+    assert grouped.parameter_groups == {"first": [1, 2], "weights": [0], "readout": [3, 4]}
+    from qstore.training import model_from_config
+    assert model_from_config(grouped.config()).parameter_groups == grouped.parameter_groups
+    for bad in ({"readout": [w]}, {"a": [x]}, {"a": [w], "b": [w]}):
+        with pytest.raises(QStoreError):
+            CircuitModel(circuit, [x], [w], [cirq.Z(cirq.LineQubit(0))], groups=bad)
     for model in models:
         groups = model.parameter_groups
         assert sorted(i for rows in groups.values() for i in rows) == list(range(model.n_params)), model.kind
