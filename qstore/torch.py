@@ -28,6 +28,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the no-torch impor
     raise ImportError("qstore.torch needs PyTorch: pip install 'qstore[torch]'") from exc
 
 from qstore.errors import error
+from qstore.training.hybrid import HybridModel
 from qstore.training.models import Model
 
 
@@ -60,8 +61,8 @@ class QuantumLayer(torch.nn.Module):
     """A model's circuit as a layer; its weights are the ``weight`` parameter.
 
     Args:
-        model: a ``VQC``, ``VQCRegressor`` or ``CircuitModel`` (anything with ``circuit_outputs``
-            and ``circuit_vjp``). Its input width must be known (``n_features``).
+        model: a ``VQC``, ``VQCRegressor`` or ``CircuitModel`` (a ``HybridModel``'s classical layers
+            belong in torch: wrap a ``VQC`` instead). Its input width must be known (``n_features``).
         seed: draws the initial weights uniformly in [-pi, pi) when the model has no trained params;
             trained params (e.g. from ``load_model``) are taken as they are.
         dtype: of the weight parameter (default: torch's default dtype).
@@ -69,7 +70,7 @@ class QuantumLayer(torch.nn.Module):
 
     def __init__(self, model: Model, seed: int = 0, dtype: torch.dtype | None = None):
         super().__init__()
-        if not (hasattr(model, "circuit_outputs") and hasattr(model, "circuit_vjp")):
+        if isinstance(model, HybridModel) or not hasattr(model, "circuit_vjp"):
             raise error("invalid_argument", f"a {type(model).__name__} has no circuit to wrap in a QuantumLayer")
         if model.n_features is None:
             raise error("invalid_argument", "give the model its input width (n_features=...) before wrapping it")

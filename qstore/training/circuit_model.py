@@ -15,6 +15,8 @@ How it runs (``model.path``, logged when the model is built):
 - ``cirq``: otherwise, ``cirq.Simulator`` with central finite differences (step 1e-5)
   for the gradients: any unitary circuit, slower, and accurate to about 1e-9.
 
+The ``Trainer``'s ``backend`` and ``gradient`` settings do not apply to this model: ``path`` decides.
+
 ``config()`` holds the circuit and the observables as cirq JSON, so checkpoints, resume,
 ``load_model`` and server ``train`` jobs rebuild the model; a JSON text that is not a
 circuit is refused.

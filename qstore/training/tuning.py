@@ -180,7 +180,11 @@ async def tune(db: QStoreAPI, dataset: str, space: dict[str, Any], n_trials: int
 
     os.makedirs(os.path.join(path, "tuning"), exist_ok=True)
     storage_path = os.path.join(path, "tuning", f"{study}.journal")
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage_path))
+    # A crash can leave the journal's write lock behind; a write holds it for milliseconds (an fsync),
+    # so a lock older than 3 s is stale. Optuna's default (30 s) would stall every resume after a crash.
+    journal = optuna.storages.journal
+    lock = journal.JournalFileSymlinkLock(storage_path, grace_period=3)
+    storage = optuna.storages.JournalStorage(journal.JournalFileBackend(storage_path, lock_obj=lock))
     s = optuna.create_study(study_name=study, storage=storage, direction=direction, load_if_exists=True,
                             sampler=optuna.samplers.TPESampler(seed=seed),
                             pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
@@ -193,17 +197,18 @@ async def tune(db: QStoreAPI, dataset: str, space: dict[str, Any], n_trials: int
     done = len(s.get_trials(deepcopy=False, states=(states.COMPLETE, states.PRUNED)))
     remaining = max(0, n_trials - done)
     runner = executor if executor is not None else _Threads()
-    lock = asyncio.Lock()
+    asking = asyncio.Lock()
 
     async def run_trial() -> None:
-        async with lock:
+        async with asking:
             trial = s.ask()
         values = _suggest(trial, space)
         model_cfg, trainer_kw = _split(values, base)
-        trainer = Trainer(None, model_from_config(model_cfg), seed=seed + trial.number,
-                          run=f"{study}-t{trial.number:04d}", progress_bar=False, **trainer_kw)
         state, score = states.COMPLETE, float("nan")
+        trainer: Trainer | None = None
         try:
+            trainer = Trainer(None, model_from_config(model_cfg), seed=seed + trial.number,
+                              run=f"{study}-t{trial.number:04d}", progress_bar=False, **trainer_kw)
             for epoch in range(epochs):
                 trainer = await runner.run(_train_epoch, trainer, train, held_out)
                 score = trainer.history[key][-1]
@@ -215,12 +220,12 @@ async def tune(db: QStoreAPI, dataset: str, space: dict[str, Any], n_trials: int
             log.warning("study %s trial %d failed: %s", study, trial.number, exc)
             trial.set_user_attr("error", str(exc))
             state = states.FAIL
-        if trainer.model.params is not None:
+        if trainer is not None and trainer.model.params is not None:
             trainer.db = db
             trial.set_user_attr("checkpoint", await trainer.save_checkpoint())
             trainer.db = None
         trial.set_user_attr("config", {"model": model_cfg, **trainer_kw})
-        async with lock:
+        async with asking:
             if state == states.COMPLETE:
                 s.tell(trial, score)
             else:
