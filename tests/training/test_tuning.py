@@ -117,8 +117,8 @@ async def test_a_study_killed_midway_resumes_without_repeating_finished_trials(t
     assert len(new) == 1 and all(t["state"] in ("complete", "pruned") for t in new)
     interrupted = [n for n, (state, _, _) in before.items() if not state.is_finished()]
     assert all(after[n]["state"] == "fail" for n in interrupted)
-    if interrupted:                                # the interrupted configuration ran again first
-        assert new[0]["params"] == before[interrupted[0]][1]
+    if interrupted:      # the interrupted configuration (as far as it was drawn) ran again first
+        assert before[interrupted[0]][1].items() <= new[0]["params"].items()
 
 
 def test_tune_command_prints_every_trial_and_the_best(tmp_path, reference, capsys) -> None:
