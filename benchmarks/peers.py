@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -29,7 +30,7 @@ import numpy as np
 import qstore
 from qstore.sample_data import load_embeddings
 from qstore_client import AsyncClient
-from server import free_port  # benchmarks/server.py
+from server import free_port, serving  # benchmarks/server.py
 
 M, EF_CONSTRUCTION, EF_SEARCH = 32, 200, 64
 QSTORE_INDEX = {"type": "hnsw", "m": M, "ef_construction": EF_CONSTRUCTION, "ef_search": EF_SEARCH}
@@ -100,20 +101,14 @@ class QStore:
 
     def __init__(self) -> None:
         self.tmp = tempfile.mkdtemp(prefix="peers-qstore-")
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.stack = contextlib.ExitStack()
         self.clients: list[AsyncClient] = []
 
     async def load(self, X: np.ndarray) -> tuple[float, float]:
         self.db = await qstore.Database.open(os.path.join(self.tmp, "embedded"))
         self.col = await self.db.create_collection("bench", dim=X.shape[1], index=QSTORE_INDEX)
         embedded = await insert(self.col.upsert, X, self.col.count)
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("QSTORE_")}
-        self.proc = subprocess.Popen([sys.executable, "-m", "qstore_server", "--data-dir",
-                                      os.path.join(self.tmp, "server"), "--port", str(port), "--log-level", "WARNING"],
-                                     env=env, stdout=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{port}"
-        wait_for(self.url + "/v1/health", self.proc)
+        self.url = self.stack.enter_context(serving(os.path.join(self.tmp, "server")))
         client = AsyncClient(self.url)
         self.clients.append(client)
         remote = await client.create_collection("bench", dim=X.shape[1], index=QSTORE_INDEX)
@@ -131,9 +126,7 @@ class QStore:
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.clients))
         await self.db.close()
-        if self.proc:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(60)
+        self.stack.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -20,9 +21,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -119,25 +121,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def serving(data_dir: str) -> Iterator[str]:
+    """``python -m qstore_server`` on ``data_dir`` and a free loopback port: yields its URL once
+    it answers /v1/health, and stops it afterwards."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QSTORE_")}
+    proc = subprocess.Popen([sys.executable, "-m", "qstore_server", "--data-dir", data_dir, "--port", str(port),
+                             "--log-level", "WARNING"], env=env, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
 async def remote(x: np.ndarray, queries: np.ndarray, args: argparse.Namespace, exact: np.ndarray) -> Result:
-    with tempfile.TemporaryDirectory(prefix="qstore-bench-") as tmp:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("QSTORE_")}
-        proc = subprocess.Popen([sys.executable, "-m", "qstore_server", "--data-dir", tmp, "--port", str(port),
-                                 "--log-level", "WARNING"], env=env, stdout=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="qstore-bench-") as tmp, serving(tmp) as url:
+        clients = [AsyncClient(url) for _ in range(args.clients + 1)]
         try:
-            wait_healthy(url, proc)
-            clients = [AsyncClient(url) for _ in range(args.clients + 1)]
-            try:
-                col = await clients[0].create_collection("bench", dim=x.shape[1], index=index_spec(args))
-                others = [await c.collection("bench") for c in clients[1:]]
-                return await run_workload(col, others, x, queries, args.batch, args.top_k, exact, args.repeat)
-            finally:
-                await asyncio.gather(*(c.close() for c in clients))
+            col = await clients[0].create_collection("bench", dim=x.shape[1], index=index_spec(args))
+            others = [await c.collection("bench") for c in clients[1:]]
+            return await run_workload(col, others, x, queries, args.batch, args.top_k, exact, args.repeat)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+            await asyncio.gather(*(c.close() for c in clients))
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qstore.index.snapshot import SnapshotInvalid, read_snapshot
-from qstore.storage import WriteContext, codec
+from qstore.storage import WriteContext, codec, scan
 
 if TYPE_CHECKING:
     from qstore.collection import Collection
@@ -87,13 +87,7 @@ def _check_collection(ctx: WriteContext, col: Collection, report: CheckReport, r
         report.problems.append(Problem(name, kind, message, fixed))
 
     prefix = codec.u32(col.cid)
-    docs: dict[str, dict[str, Any]] = {}
-    cur = ctx.cursor("records")
-    if cur.set_range(prefix):
-        for key, raw in cur:
-            if not key.startswith(prefix):
-                break
-            docs[key[4:].decode()] = codec.unpack(raw)
+    docs = {key[4:].decode(): codec.unpack(raw) for key, raw in scan(ctx.cursor("records"), prefix)}
     owner = {b[0]: rid for rid, doc in docs.items() for b in doc["b"]}
     report.collections += 1
     report.records += len(docs)
@@ -240,11 +234,4 @@ def stray_index_files(path: str, live: set[int]) -> list[str]:
 
 
 def _prefixed(ctx: WriteContext, table: str, prefix: bytes) -> dict[bytes, bytes]:
-    out = {}
-    cur = ctx.cursor(table)
-    if cur.set_range(prefix):
-        for k, v in cur:
-            if not k.startswith(prefix):
-                break
-            out[bytes(k)] = bytes(v)
-    return out
+    return {bytes(k): bytes(v) for k, v in scan(ctx.cursor(table), prefix)}

@@ -36,7 +36,7 @@ from qstore.index.snapshot import (
 from qstore.records import Doc, Entry
 from qstore.states import decoherence, entanglement, measurement, superposition
 from qstore.states import tunneling as tunnel
-from qstore.storage import WriteContext, codec
+from qstore.storage import WriteContext, codec, scan
 from qstore_client.types import Hit, Measurement, Page, Record
 
 if TYPE_CHECKING:
@@ -127,19 +127,13 @@ class Collection:
                         removed.update(change["r"])
         add_ids: list[int] = []
         add_vecs: list[np.ndarray] = []
-        prefix = codec.u32(self.cid)
-        cur = self._storage.cursor(txn, "records")
-        if cur.set_range(prefix):
-            for key, raw in cur:
-                if not key.startswith(prefix):
-                    break
-                doc = codec.unpack(raw)
-                rid = key[4:].decode()
-                self._track(rid, records.doc_entry(doc))
-                for branch in doc["b"]:
-                    if snap is None or branch[0] in added:
-                        add_ids.append(branch[0])
-                        add_vecs.append(codec.vector_from(branch[1]))
+        for key, raw in scan(self._storage.cursor(txn, "records"), codec.u32(self.cid)):
+            doc = codec.unpack(raw)
+            self._track(key[4:].decode(), records.doc_entry(doc))
+            for branch in doc["b"]:
+                if snap is None or branch[0] in added:
+                    add_ids.append(branch[0])
+                    add_vecs.append(codec.vector_from(branch[1]))
         if snap is not None:
             present = set(self.index.ids().tolist())
             removed &= present
@@ -231,13 +225,8 @@ class Collection:
             self._superposed, self._max_branches = 0, 1
             with self._expiry_lock:
                 self._expiry_heap, self._expired = [], {}
-            prefix = codec.u32(self.cid)
-            cur = self._storage.cursor(txn, "records")
-            if cur.set_range(prefix):
-                for key, raw in cur:
-                    if not key.startswith(prefix):
-                        break
-                    self._track(key[4:].decode(), records.doc_entry(codec.unpack(raw)))
+            for key, raw in scan(self._storage.cursor(txn, "records"), codec.u32(self.cid)):
+                self._track(key[4:].decode(), records.doc_entry(codec.unpack(raw)))
             self.index.wait_for_rebuild()
             self.index = VectorIndex(self.dim, self.metric, self.spec)
             self._rebuild_from(txn)

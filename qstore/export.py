@@ -19,7 +19,7 @@ import numpy as np
 from qstore.collection import Collection
 from qstore.database import Database
 from qstore.errors import InvalidArgument, NotFound
-from qstore.storage import codec
+from qstore.storage import codec, scan
 
 FORMAT = 2
 BATCH = 1000
@@ -127,14 +127,8 @@ async def groups(col: Collection) -> dict[str, dict[str, Any]]:
     prefix = codec.u32(col.cid) + b"G"
 
     def read(txn: Any) -> dict[str, dict[str, Any]]:
-        out = {}
         cur = col._storage.cursor(txn, "groups")
-        if cur.set_range(prefix):
-            for key, raw in cur:
-                if not key.startswith(prefix):
-                    break
-                out[key[len(prefix):].decode()] = codec.unpack(raw)
-        return out
+        return {key[len(prefix):].decode(): codec.unpack(raw) for key, raw in scan(cur, prefix)}
 
     return await col._storage.read(read)
 

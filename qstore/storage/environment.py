@@ -20,7 +20,7 @@ import mmap
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -342,6 +342,15 @@ def _out_of_space(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return exc.errno in (errno.ENOSPC, errno.EDQUOT)
     return isinstance(exc, lmdb.Error) and any(m in str(exc) for m in _FULL)
+
+
+def scan(cur: lmdb.Cursor, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The (key, value) pairs of a table whose keys start with ``prefix``, in key order."""
+    if cur.set_range(prefix):
+        for key, raw in cur:
+            if not key.startswith(prefix):
+                return
+            yield key, raw
 
 
 def _run_hooks(hooks: list[Callable[[], None]]) -> None:
