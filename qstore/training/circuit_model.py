@@ -63,6 +63,8 @@ def _circuit(circuit: Any) -> cirq.Circuit:
 def _symbols(values: Sequence[Any], what: str) -> list[sympy.Symbol]:
     if isinstance(values, (str, sympy.Symbol)):
         values = [values]
+    if not isinstance(values, (list, tuple)):
+        raise error("invalid_argument", f"{what} must be a list of sympy Symbols or names, got {values!r}")
     out = []
     for v in values:
         if isinstance(v, str) and v:
@@ -128,6 +130,8 @@ class CircuitModel(Classifier):
         self.groups = self._groups(groups or {})
         if isinstance(observables, (str, cirq.PauliSum, cirq.PauliString, cirq.Operation)):
             observables = [observables]
+        if not isinstance(observables, (list, tuple)):
+            raise error("invalid_argument", f"observables must be a list of Pauli sums, got {observables!r}")
         self.observables = [_observable(o) for o in observables]
         if not self.observables:
             raise error("invalid_argument", "give at least one observable")

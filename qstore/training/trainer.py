@@ -108,7 +108,7 @@ class Trainer:
         if not isinstance(model, Model):
             raise error("invalid_argument",
                         f"model must be a VQC, VQCRegressor or HybridModel, got {type(model).__name__}")
-        if isinstance(freeze, str) or not all(isinstance(name, str) for name in freeze):
+        if not isinstance(freeze, (list, tuple)) or not all(isinstance(name, str) for name in freeze):
             raise error("invalid_argument", f"freeze must be a list of parameter group names, got {freeze!r}")
         self.freeze = sorted(set(freeze))
         free_indices(model.parameter_groups, self.freeze, model.n_params)     # unknown names fail now

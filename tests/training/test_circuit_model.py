@@ -129,6 +129,17 @@ def test_refuses_anything_that_is_not_a_circuit(bad) -> None:
     assert exc.value.code == "invalid_argument"
 
 
+def test_hostile_configs_get_typed_errors() -> None:
+    good = CircuitModel(shared_scaled_circuit(), inputs=[x0, x1], weights=[w0, w1, w2],
+                        observables=[cirq.Z(q[2])]).config()
+    for key, value in [("inputs", 5), ("weights", {"a": 1}), ("observables", 7), ("observables", ["{}"]),
+                       ("groups", [1]), ("path", "gpu"), ("n_classes", "two"), ("circuit", "[" * 10_000)]:
+        with pytest.raises(QStoreError):
+            model_from_config({**good, key: value})
+    with pytest.raises(QStoreError):
+        Trainer(None, model_from_config(good), freeze=5)
+
+
 def test_refuses_bad_symbols_observables_and_measurements() -> None:
     circuit = cirq.Circuit(cirq.rx(x0).on(q[0]), cirq.ry(w0).on(q[0]))
     cases = [dict(inputs=[x0], weights=[], observables=[cirq.Z(q[0])]),                     # w0 unbound
