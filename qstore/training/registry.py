@@ -9,6 +9,7 @@ from typing import Any
 from qstore.errors import construct, error
 
 from .autoencoder import QuantumAutoencoder
+from .circuit_model import CircuitModel
 from .hybrid import HybridModel
 from .models import VQC, Model, VQCRegressor
 from .optimizers import SGD, Adam, Optimizer
@@ -17,7 +18,7 @@ from .tunneling_optimizer import TunnelingOptimizer
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "qng": QNG, "tunneling": TunnelingOptimizer}
 MODELS: dict[str, type[Model]] = {VQC.kind: VQC, VQCRegressor.kind: VQCRegressor, HybridModel.kind: HybridModel,
-                                  QuantumAutoencoder.kind: QuantumAutoencoder}
+                                  CircuitModel.kind: CircuitModel, QuantumAutoencoder.kind: QuantumAutoencoder}
 
 
 def optimizer_names() -> tuple[str, ...]:

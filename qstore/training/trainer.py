@@ -36,6 +36,7 @@ from .checkpoints import (
     validate_checkpoint,
 )
 from .data import DataSource, check_features, epoch_batches, source_for
+from .freezing import free_indices, masked_step
 from .models import Model, Runtime
 from .optimizers import Optimizer
 from .registry import get_optimizer, model_from_config
@@ -99,16 +100,22 @@ class Trainer:
             (on the statevector backend, sampled from the exact probabilities, seeded by ``seed``).
             With shots, ``adjoint`` (not observable on hardware) becomes ``parameter-shift``, and each
             epoch records ``grad_var``, the shot variance of the gradient (summed over parameters).
+        freeze: names of ``model.parameter_groups`` left unchanged (fine-tuning); their
+            optimizer state is not touched either.
     """
 
     def __init__(self, db: QStoreAPI | None, model: Model, optimizer: str | Optimizer = "adam", lr: float = 0.05,
                  backend: str | Backend = "statevector", gradient: str = "adjoint", batch_size: int = 32,
                  seed: int = 0, run: str | None = None, optimizer_options: dict[str, Any] | None = None,
                  backend_options: dict[str, Any] | None = None, progress_bar: bool | None = None,
-                 shots: int | None = None):
+                 freeze: list[str] | tuple[str, ...] = (), shots: int | None = None):
         if not isinstance(model, Model):
             raise error("invalid_argument",
                         f"model must be a VQC, VQCRegressor or HybridModel, got {type(model).__name__}")
+        if not isinstance(freeze, (list, tuple)) or not all(isinstance(name, str) for name in freeze):
+            raise error("invalid_argument", f"freeze must be a list of parameter group names, got {freeze!r}")
+        self.freeze = sorted(set(freeze))
+        free_indices(model.parameter_groups, self.freeze, model.n_params)     # unknown names fail now
         self.db = db
         self.model = model
         self.backend = backend if isinstance(backend, Backend) else get_backend(backend, **(backend_options or {}))
@@ -151,7 +158,7 @@ class Trainer:
         hyper = dict(opt["hyperparameters"])
         trainer = cls(db, model_from_config(doc["model"]["config"]), optimizer=opt["name"], lr=hyper.pop("lr"),
                       gradient=cfg["gradient"], batch_size=cfg["batch_size"], optimizer_options=hyper,
-                      **{"shots": cfg.get("shots"), **options})
+                      freeze=cfg.get("freeze", ()), **{"shots": cfg.get("shots"), **options})
         await trainer.resume(checkpoint)
         return trainer
 
@@ -161,6 +168,8 @@ class Trainer:
         config = {"model": self.model.config(),
                   "optimizer": {"name": self.optimizer.name, **self.optimizer.hyperparameters()},
                   "batch_size": self.batch_size, "gradient": self.gradient}
+        if self.freeze:
+            config["freeze"] = list(self.freeze)
         if self.shots is not None:
             config["shots"] = self.shots
         return config
@@ -265,7 +274,11 @@ class Trainer:
         model = self.model
         model.runtime.gradient_options = gradient_options
         objective = BatchObjective(model, model.features(X), model.targets(y))
-        result = self.optimizer.step(objective, model.params)
+        if self.freeze:
+            free = free_indices(model.parameter_groups, self.freeze, model.n_params)
+            result = masked_step(self.optimizer, objective, model.params, free)
+        else:
+            result = self.optimizer.step(objective, model.params)
         model.params = result.params
         assert objective.outputs is not None
         return result.loss, float(np.linalg.norm(result.grad)), objective.outputs, objective.targets
