@@ -107,6 +107,7 @@ class CircuitModel(Classifier):
     """
 
     kind = "circuit"
+    runs_on_backend = False
 
     def __init__(self, circuit: Any, inputs: Sequence[Any], weights: Sequence[Any], observables: Sequence[Any],
                  n_classes: int | None = None, scaling: str = "minmax", path: str = "auto",

@@ -77,6 +77,8 @@ class Model(abc.ABC):
     metric_name: ClassVar[str]
     #: False for models that learn without labels: they also train on unlabelled vector collections
     uses_labels: ClassVar[bool] = True
+    #: False for models that simulate their circuits themselves: the trainer's backend and shots do not apply
+    runs_on_backend: ClassVar[bool] = True
 
     def __init__(self, scaling: str):
         self.scaler = FeatureScaler(scaling)

@@ -120,6 +120,8 @@ class Trainer:
         self.model = model
         self.backend = backend if isinstance(backend, Backend) else get_backend(backend, **(backend_options or {}))
         self.shots = None if shots is None else check_shots(shots)
+        if self.shots is not None and not model.runs_on_backend:
+            raise error("invalid_argument", f"a {model.kind} model simulates its circuit itself: shots do not apply")
         if self.shots is not None:
             if not isinstance(backend, Backend) and "seed" not in (backend_options or {}):
                 self.backend = get_backend(backend, **{**(backend_options or {}), "seed": seed})

@@ -97,3 +97,18 @@ def test_train_command_runs_with_shots_on_a_noisy_backend(tmp_path, capsys) -> N
 
     checkpoint = asyncio.run(saved())
     assert checkpoint["config"]["shots"] == 200 and checkpoint["metrics"]["grad_var"][0] > 0
+
+
+def test_shots_are_refused_for_a_model_that_does_not_run_on_the_backend() -> None:
+    import cirq
+    import sympy
+
+    from qstore.training import CircuitModel
+
+    q = cirq.LineQubit.range(2)
+    x0, w0 = sympy.symbols("x0 w0")
+    model = CircuitModel(cirq.Circuit(cirq.ry(x0).on(q[0]), cirq.rx(w0).on(q[0]), cirq.CNOT(*q)), inputs=[x0],
+                         weights=[w0], observables=[cirq.Z(q[1])], n_classes=2)
+    with pytest.raises(QStoreError) as err:
+        Trainer(None, model, shots=100)
+    assert err.value.code == "invalid_argument"
