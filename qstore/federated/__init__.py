@@ -25,15 +25,18 @@ if TYPE_CHECKING:
     from .coordinator import Coordinator, RoundRecord
     from .executors import Executor, InProcessExecutor, RayExecutor, get_executor
     from .messages import RoundTask, Summary, Update
-    from .participant import LocalParticipant, Participant, Proximal, train_local
+    from .participant import LocalParticipant, Participant, Proximal, SecureParticipant, train_local
     from .privacy import Accountant, DPConfig
     from .remote import RemoteParticipant
     from .sampling import Sampling
+    from .secagg import SecAggConfig
     from .strategies import (
         STRATEGIES,
         CircularMean,
         FedAvg,
+        FedNova,
         FedProx,
+        GeometricMedian,
         Krum,
         Median,
         MultiKrum,
@@ -47,10 +50,11 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "coordinator": ("Coordinator", "RoundRecord"),
     "executors": ("Executor", "InProcessExecutor", "RayExecutor", "get_executor"),
     "messages": ("RoundTask", "Summary", "Update"),
-    "participant": ("LocalParticipant", "Participant", "Proximal", "train_local"),
+    "participant": ("LocalParticipant", "Participant", "Proximal", "SecureParticipant", "train_local"),
     "privacy": ("Accountant", "DPConfig"),
     "remote": ("RemoteParticipant",),
     "sampling": ("Sampling",),
-    "strategies": ("STRATEGIES", "CircularMean", "FedAvg", "FedProx", "Krum", "Median", "MultiKrum", "Strategy",
-                   "TrimmedMean", "make_strategy"),
+    "strategies": ("STRATEGIES", "CircularMean", "FedAvg", "FedNova", "FedProx", "GeometricMedian", "Krum",
+                   "Median", "MultiKrum", "Strategy", "TrimmedMean", "make_strategy"),
+    "secagg": ("SecAggConfig",),
 })

@@ -35,10 +35,12 @@ from qstore_client.api import QStoreAPI
 
 from .angles import wrap
 from .messages import RoundTask, Summary, Update
-from .participant import Participant
-from .privacy import Accountant, DPConfig, noisy_mean
+from .participant import Participant, SecureParticipant
+from .privacy import Accountant, DPConfig, noise_rng, noisy_mean
 from .remote import RemoteParticipant
 from .sampling import Sampling
+from .secagg import SecAggConfig
+from .secure_round import secure_sum
 from .strategies import Strategy, make_strategy
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,10 @@ class RoundRecord:
     checkpoint: str | None = None
     local: dict[str, dict[str, float]] = field(default_factory=dict)
     train_seconds: dict[str, float] = field(default_factory=dict)
+    #: why a round was skipped, when the counts alone do not say
+    reason: str | None = None
+    #: secure aggregation: threshold t, survivors per stage, payload bytes in/out per participant
+    secure: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +109,9 @@ class Coordinator:
         target_updates: close a round as soon as this many valid updates are in (default: wait
             for every selected participant, up to the deadline).
         dp: ``DPConfig`` or dict (see ``privacy``), None for no differential privacy.
+        secure_aggregation: True or ``{"threshold", "frac_bits"}`` (see ``secagg``): the
+            coordinator learns only the sum of the finished participants' updates. Needs a
+            sum-based strategy (fedavg, fedprox, fednova); central DP noise is added after unmasking.
         seed: drives sampling, parameter initialisation and local shuffles (never DP noise).
         optimizer, lr, batch_size, backend, gradient: local training settings.
         db: where each round's global model is checkpointed (optional).
@@ -118,7 +127,8 @@ class Coordinator:
                  strategy_options: dict[str, Any] | None = None, target_updates: int | None = None,
                  optimizer: str = "adam", lr: float = 0.05, batch_size: int = 16, backend: str = "statevector",
                  gradient: str = "adjoint", db: QStoreAPI | None = None, api_key: str | None = None,
-                 run: str | None = None, progress: ProgressFn | None = None):
+                 run: str | None = None, progress: ProgressFn | None = None,
+                 secure_aggregation: bool | dict[str, Any] = False):
         self.participants, self._owned = self._participants(participants, api_key)
         self.dataset = dataset
         self.rounds = _positive_int(rounds, "rounds")
@@ -141,6 +151,9 @@ class Coordinator:
             raise error("invalid_argument",
                         f"central DP noise is calibrated to a sum of clipped updates; strategy "
                         f"{self.strategy.describe()} is not a sum (use fedavg or fedprox, or dp mode 'local')")
+        self.secagg = SecAggConfig.of(secure_aggregation)
+        if self.secagg is not None:
+            self._check_secure()
         self.accountant = None if self.dp is None else Accountant(self.dp, self.sampling, self.rounds)
 
     # -- setup ---------------------------------------------------------------------------
@@ -188,6 +201,25 @@ class Coordinator:
             raise error(exc.code, f"strategy {self.strategy.describe()} cannot aggregate rounds of "
                                   f"min_participants={self.min_participants}: {exc.message}; raise "
                                   f"min_participants or lower f") from None
+
+    def _check_secure(self) -> None:
+        assert self.secagg is not None
+        if self.strategy.secure_weighting is None:
+            raise error("invalid_argument",
+                        f"secure aggregation reveals only the sum of the updates; strategy "
+                        f"{self.strategy.describe()} needs the individual updates (use fedavg, fedprox or fednova)")
+        if self.dp is not None and self.dp.mode == "central" and self.strategy.secure_weighting != "samples":
+            raise error("invalid_argument", f"central DP with secure aggregation sums clipped deltas with unit "
+                                            f"weights; {self.strategy.describe()} weights them otherwise")
+        plain = [p.name for p in self.participants if not isinstance(p, SecureParticipant)]
+        if plain:
+            raise error("invalid_argument", f"secure aggregation needs participants that run its stages "
+                                            f"(LocalParticipant, URLs); these do not: {plain}")
+        smallest = self.sampling.size if self.sampling.scheme == "fixed" else len(self.participants)
+        t = self.secagg.t(smallest)
+        if t > smallest:
+            raise error("invalid_argument", f"secure aggregation threshold t={t} exceeds the {smallest} "
+                                            "participants per round")
 
     def _emit(self, event: str, **info: Any) -> None:
         if self.progress is not None:
@@ -288,6 +320,8 @@ class Coordinator:
         selected = [self.participants[i] for i in self.sampling.draw(rng)]
         seeds = rng.integers(2 ** 31, size=len(selected))
         self._emit("round_start", round=r, selected=[p.name for p in selected])
+        if self.secagg is not None:
+            return await self._secure_round(r, model, selected, seeds, val, start)
         updates, excluded = await self._collect(r, model, selected, seeds)
         n_angles = model.n_circuit_params
         status = "skipped"
@@ -319,6 +353,56 @@ class Coordinator:
                  "n/a" if accuracy is None else f"{accuracy:.4f}", "n/a" if epsilon is None else f"{epsilon:.3f}",
                  record.seconds)
         return record
+
+    async def _secure_round(self, r: int, model: Model, selected: list[Participant], seeds: np.ndarray,
+                            val: tuple[Any, Any] | None, start: float) -> RoundRecord:
+        assert self.secagg is not None and model.params is not None
+        seed_of = {p.name: int(s) for p, s in zip(selected, seeds)}
+        central = self.dp is not None and self.dp.mode == "central"
+        weighting = "unit" if central else self.strategy.secure_weighting
+        assert weighting is not None
+        result = await secure_sum(selected, lambda p: self._task(r, model, seed_of[p.name]), self.secagg,
+                                  weighting, self.dp.clip if central and self.dp else None, self.deadline_s,
+                                  _reason)
+        status, reason = "skipped", result.reason
+        if result.total is not None and len(result.survivors) < self.min_participants:
+            reason = (f"secure aggregation: {len(result.survivors)} survivor(s), min_participants="
+                      f"{self.min_participants}")
+        elif result.total is not None:
+            status = self._apply(model, self._secure_step(result.total, weighting, model.n_params),
+                                 model.n_circuit_params)
+        epsilon = None
+        if self.accountant is not None:
+            epsilon = self.accountant.spend([p.name for p in selected])
+        accuracy = loss = None
+        if val is not None:
+            ev = await asyncio.to_thread(model.evaluate_batch, val[0], val[1], model.params, False)
+            accuracy, loss = model.quality(ev.outputs, val[1]), ev.loss
+        samples = int(round(float(result.total[-1]) * 2.0 ** -self.secagg.frac_bits)) \
+            if result.total is not None and weighting == "samples" else 0
+        record = RoundRecord(round=r, status=status, selected=[p.name for p in selected],
+                             participants=result.survivors if status == "aggregated" else [],
+                             excluded=result.excluded, samples=samples, accuracy=accuracy, loss=loss,
+                             epsilon=epsilon, seconds=time.monotonic() - start, reason=reason,
+                             secure={"threshold": result.threshold, "stages": result.stages,
+                                     "bytes_in": result.bytes_in, "bytes_out": result.bytes_out})
+        if status == "aggregated" and self.db is not None:
+            record.checkpoint = await self._checkpoint(model, record)
+        record.seconds = time.monotonic() - start
+        log.info("round %d/%d %s (secure, t=%d): %d/%d survivors, accuracy %s, %.2fs", r, self.rounds, status,
+                 result.threshold, len(result.survivors), len(selected),
+                 "n/a" if accuracy is None else f"{accuracy:.4f}", record.seconds)
+        return record
+
+    def _secure_step(self, total: np.ndarray, weighting: str, n_params: int) -> np.ndarray:
+        """The global step from the unmasked sum of the survivors' summands (``secagg.summands``)."""
+        assert self.secagg is not None
+        values = total.view(np.int64).astype(np.float64) / float(1 << self.secagg.frac_bits)
+        if weighting == "unit":  # central DP: noise on the sum, after unmasking
+            assert self.accountant is not None and self.dp is not None
+            noisy = values + noise_rng().normal(0.0, self.accountant.sigma * self.dp.clip, size=values.shape)
+            return noisy / self.sampling.expected
+        return self.strategy.from_sums(values, n_params)
 
     async def _collect(self, r: int, model: Model, selected: list[Participant], seeds: np.ndarray
                        ) -> tuple[list[tuple[str, Update]], dict[str, str]]:
@@ -371,7 +455,12 @@ class Coordinator:
             assert self.accountant is not None
             step = noisy_mean(deltas, self.dp.clip, self.accountant.sigma, self.sampling.expected)
         else:
-            step = self.strategy.aggregate(model.params, deltas, counts, n_angles)
+            step = self.strategy.aggregate(model.params, deltas, counts, n_angles,
+                                           steps=np.array([u.steps for _, u in updates], dtype=np.float64))
+        return self._apply(model, step, n_angles)
+
+    def _apply(self, model: Model, step: np.ndarray, n_angles: int) -> str:
+        assert model.params is not None
         new = model.params + step
         if not np.isfinite(new).all():
             log.error("aggregated step is not finite (%s): round rejected, model unchanged",

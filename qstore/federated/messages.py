@@ -142,18 +142,20 @@ class Update:
     n: int
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    #: local optimizer steps taken (FedNova normalises by it); 0 when unknown
+    steps: int = 0
 
-    FIELDS = ("round", "delta", "n", "metrics", "seconds")
+    FIELDS = ("round", "delta", "n", "metrics", "seconds", "steps")
 
     def to_wire(self) -> dict[str, Any]:
         return {"round": self.round, "delta": np.asarray(self.delta, dtype=np.float64), "n": self.n,
-                "metrics": dict(self.metrics), "seconds": self.seconds}
+                "metrics": dict(self.metrics), "seconds": self.seconds, "steps": self.steps}
 
     @classmethod
     def from_wire(cls, doc: Any, n_params: int, round: int) -> Update:
         """Validate a participant's reply for this round and this model size."""
         what = "update"
-        _fields(doc, what, {"round", "delta", "n"}, {"metrics", "seconds"})
+        _fields(doc, what, {"round", "delta", "n"}, {"metrics", "seconds", "steps"})
         got_round = _int(doc["round"], f"{what}.round")
         if got_round != round:
             raise _fail(what, f"is for round {got_round}, this is round {round}")
@@ -163,7 +165,8 @@ class Update:
         return cls(round=got_round, delta=_vector(doc["delta"], f"{what}.delta", n_params),
                    n=_int(doc["n"], f"{what}.n", 1),
                    metrics={str(k): _number(v, f"{what}.metrics.{k}") for k, v in metrics.items()},
-                   seconds=_number(doc.get("seconds", 0.0), f"{what}.seconds", 0.0))
+                   seconds=_number(doc.get("seconds", 0.0), f"{what}.seconds", 0.0),
+                   steps=_int(doc.get("steps", 0), f"{what}.steps"))
 
 
 @dataclass

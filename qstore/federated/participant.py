@@ -34,6 +34,7 @@ from .angles import wrap
 from .executors import Executor, InProcessExecutor
 from .messages import RoundTask, Summary, Update
 from .privacy import privatize
+from .secagg import SessionStore, client_for
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +120,15 @@ def train_local(task: RoundTask, X: np.ndarray, y: np.ndarray, progress: Progres
     history = asyncio.run(trainer.fit((X, y), epochs=task.epochs, progress=progress, should_stop=should_stop))
     delta = model.params - task.params
     delta[:model.n_circuit_params] = wrap(delta[:model.n_circuit_params])
+    steps = task.epochs * -(-len(X) // task.batch_size)  # batches per epoch, rounded up
     if task.local_dp:
         assert task.clip is not None and task.noise_multiplier is not None
         # Metrics and the row count would leak past the noise: withheld (n=1 gives equal weights).
         return Update(round=task.round, delta=privatize(delta, task.clip, task.noise_multiplier), n=1,
-                      seconds=time.perf_counter() - start)
+                      seconds=time.perf_counter() - start, steps=steps)
     metrics = {k: float(v[-1]) for k, v in history.items() if k in ("loss", model.metric_name)}
     return Update(round=task.round, delta=delta, n=len(X), metrics=metrics,
-                  seconds=time.perf_counter() - start)
+                  seconds=time.perf_counter() - start, steps=steps)
 
 
 @runtime_checkable
@@ -140,6 +142,13 @@ class Participant(Protocol):
     async def fit(self, task: RoundTask) -> Update: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SecureParticipant(Participant, Protocol):
+    """A participant that also runs the stages of secure aggregation (``secagg``)."""
+
+    async def secure(self, message: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class LocalParticipant:
@@ -167,6 +176,7 @@ class LocalParticipant:
         self.name = name or f"local-{id(self):x}"
         self.executor = executor or InProcessExecutor()
         self._owns_executor = executor is None
+        self._sessions = SessionStore()
 
     def __repr__(self) -> str:
         return f"LocalParticipant({self.name!r})"
@@ -183,6 +193,13 @@ class LocalParticipant:
     async def fit(self, task: RoundTask) -> Update:
         X, y = await self._data(task.dataset)
         return await self.executor.run(train_local, task, X, y)
+
+    async def secure(self, message: dict[str, Any]) -> dict[str, Any]:
+        """One stage of secure aggregation (``secagg``); ``train`` trains first, then masks only."""
+        if message.get("stage") == "train":
+            update = await self.fit(message["task"])
+            return self._sessions.start(client_for(message["secagg"], update))
+        return await asyncio.to_thread(self._sessions.step, message)
 
     async def close(self) -> None:
         if self._owns_executor:

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 FIT_KIND = "federated_fit"
 SUMMARY_KIND = "federated_summary"
+SECURE_KIND = "federated_secagg"
 CANCEL_TIMEOUT_S = 2.0
 
 
@@ -65,6 +66,15 @@ class RemoteParticipant:
     async def fit(self, task: RoundTask) -> Update:
         result = await self._run_job(FIT_KIND, task.to_wire())
         return Update.from_wire(result, task.params.shape[0], task.round)
+
+    async def secure(self, message: dict[str, Any]) -> dict[str, Any]:
+        """One stage of secure aggregation, run by the node's ``federated_secagg`` job kind."""
+        if message.get("stage") == "train":
+            message = {**message, "task": message["task"].to_wire()}
+        result = await self._run_job(SECURE_KIND, message)
+        if not isinstance(result, dict):
+            raise error("invalid_argument", f"{self.url}: a secure aggregation answer must be a map")
+        return result
 
     def _in_background(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

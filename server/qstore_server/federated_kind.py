@@ -4,6 +4,10 @@
   fitted state, local dataset name, local training settings); the job trains on the
   named local dataset with the training engine and returns an ``Update``: the
   parameter delta, the row count and local metrics. Never rows.
+* ``federated_secagg``: one stage of secure aggregation (``qstore.federated.secagg``):
+  ``train`` (params ``{"stage", "task", "secagg"}``) trains like ``federated_fit`` but keeps
+  the update in this process and answers public keys only; ``share_keys``, ``masked_input``
+  and ``unmask`` continue that session. Sessions live in this server process's memory.
 * ``federated_summary``: params ``{"dataset"}``; returns the dataset's row count,
   per-column min / max / mean / std and distinct labels, so a coordinator can fit
   feature scaling and classes as centralised training on the union would.
@@ -16,7 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from qstore.federated.remote import FIT_KIND, SUMMARY_KIND
+import threading
+
+from qstore.federated.remote import FIT_KIND, SECURE_KIND, SUMMARY_KIND
 from qstore_client.errors import error
 
 from .jobs import JobContext, JobKind
@@ -44,6 +50,45 @@ def federated_fit(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     return update.to_wire()
 
 
+_sessions: Any = None
+_sessions_lock = threading.Lock()
+
+
+def _store() -> Any:
+    """This process's secure-aggregation sessions (made on first use, like the engine)."""
+    global _sessions
+    with _sessions_lock:
+        if _sessions is None:
+            from qstore.federated.secagg import SessionStore
+            _sessions = SessionStore()
+        return _sessions
+
+
+def check_secure(params: dict[str, Any]) -> None:
+    stage = params.get("stage")
+    if stage == "train":
+        unknown = set(params) - {"stage", "task", "secagg"}
+        if unknown:
+            raise error("unknown_field", f"{SECURE_KIND}: unknown param(s) {sorted(unknown)}")
+        check_fit(params.get("task"))  # type: ignore[arg-type]
+    elif stage not in ("share_keys", "masked_input", "unmask"):
+        raise error("invalid_argument", f"{SECURE_KIND}: unknown stage {stage!r}")
+
+
+def federated_secure(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    from qstore.federated.messages import RoundTask
+    from qstore.federated.participant import train_local
+    from qstore.federated.secagg import client_for
+
+    if params["stage"] != "train":
+        return _store().step(params)
+    task = RoundTask.from_wire(params["task"])
+    X, y = ctx.call(ctx.db.load_dataset(task.dataset))
+    ctx.check_cancelled()
+    update = train_local(task, X, y, progress=ctx.progress, should_stop=lambda: ctx.cancelled)
+    return _store().start(client_for(params["secagg"], update))
+
+
 def check_summary(params: dict[str, Any]) -> None:
     unknown = set(params) - {"dataset"}
     if unknown:
@@ -60,4 +105,5 @@ def federated_summary(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]
 
 
 def federated_kinds() -> tuple[JobKind, ...]:
-    return (JobKind(FIT_KIND, federated_fit, check_fit), JobKind(SUMMARY_KIND, federated_summary, check_summary))
+    return (JobKind(FIT_KIND, federated_fit, check_fit), JobKind(SUMMARY_KIND, federated_summary, check_summary),
+            JobKind(SECURE_KIND, federated_secure, check_secure))

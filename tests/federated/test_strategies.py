@@ -99,7 +99,8 @@ def test_bad_strategy_options():
         with pytest.raises(InvalidArgument) as exc:
             make_strategy(name, **options)
         assert exc.value.code == "invalid_argument", (name, options)
-    assert set(STRATEGIES) == {"fedavg", "fedprox", "circular", "median", "trimmed_mean", "krum", "multi_krum"}
+    assert set(STRATEGIES) == {"fedavg", "fedprox", "circular", "median", "trimmed_mean", "krum", "multi_krum",
+                               "fednova", "geometric_median"}
 
 
 def test_coordinator_refuses_a_strategy_that_cannot_tolerate_f():
