@@ -119,9 +119,9 @@ async def test_no_raw_data_sent(nodes, split):
         assert set(fit) == {"round", "params", "model", "state", "dataset", "epochs", "batch_size", "optimizer",
                             "lr", "mu", "clip", "noise_multiplier", "seed", "backend", "gradient"}
         results = [msgpack.unpackb(rep)["result"] for route, _, rep in proxy.exchanges if route.endswith("/result")]
-        assert any(set(r) == {"round", "delta", "n", "metrics", "seconds"} for r in results)
-        assert all(set(r) <= {"round", "delta", "n", "metrics", "seconds", "min", "max", "mean", "std", "labels"}
-                   for r in results)
+        assert any(set(r) == {"round", "delta", "n", "metrics", "seconds", "steps"} for r in results)
+        assert all(set(r) <= {"round", "delta", "n", "metrics", "seconds", "steps", "min", "max", "mean", "std",
+                              "labels"} for r in results)
 
 
 async def kill_when_training(node, killed: asyncio.Event) -> None:

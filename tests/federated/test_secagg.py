@@ -24,6 +24,7 @@ from qstore.federated import (
     secagg,
     shamir,
     train_local,
+    wrap,
 )
 from qstore.training import VQC
 from qstore_client import InvalidArgument
@@ -70,6 +71,11 @@ def taps(split, drop: dict[int, str] | None = None) -> list[Tap]:
             for i, s in enumerate(split.iid)]
 
 
+def assert_moved_by(model: VQC, start: np.ndarray, step: np.ndarray) -> None:
+    """The global model moved by `step`, to the ring's rounding (angles compared modulo 2π)."""
+    np.testing.assert_allclose(wrap(model.params - start - step), 0.0, atol=1e-6, rtol=0)
+
+
 def replay(split, parts: list[Tap]) -> list[Update]:
     """Each participant's true round-1 update, recomputed from its task (training is seeded)."""
     return [train_local(p.tasks[0], split.X_train[s], split.y_train[s]) for p, s in zip(parts, split.iid)]
@@ -95,9 +101,8 @@ async def test_secure_round_equals_fedavg_to_quantisation_error(split10):
     model, record = await secure_round(split10, parts)
     assert record.status == "aggregated" and record.participants == [p.name for p in parts]
     assert record.secure["threshold"] == N // 2 + 1 and record.samples == len(split10.X_train)
-    step = model.params - parts[0].tasks[0].params
     # stochastic rounding at 2^-24 per value; the n-weighted sum divided by Σn
-    np.testing.assert_allclose(step, await expected_step(split10, parts, record.participants), atol=1e-6, rtol=0)
+    assert_moved_by(model, parts[0].tasks[0].params, await expected_step(split10, parts, record.participants))
 
 
 async def test_three_of_ten_drop_after_sharing_keys(split10):
@@ -108,16 +113,14 @@ async def test_three_of_ten_drop_after_sharing_keys(split10):
     assert set(record.excluded) == {"p2", "p5", "p7"}
     assert record.secure["stages"] == {"train": 10, "share_keys": 10, "masked_input": 7, "unmask": 7}
     # their pairwise masks were in everyone else's input; rebuilt from their Shamir-shared keys
-    step = model.params - parts[0].tasks[0].params
-    np.testing.assert_allclose(step, await expected_step(split10, parts, survivors), atol=1e-6, rtol=0)
+    assert_moved_by(model, parts[0].tasks[0].params, await expected_step(split10, parts, survivors))
 
 
 async def test_dropping_at_unmask_still_counts_its_input(split10):
     parts = taps(split10, {0: "unmask", 9: "unmask"})
     model, record = await secure_round(split10, parts)
     assert record.status == "aggregated" and len(record.participants) == N
-    step = model.params - parts[0].tasks[0].params
-    np.testing.assert_allclose(step, await expected_step(split10, parts, record.participants), atol=1e-6, rtol=0)
+    assert_moved_by(model, parts[0].tasks[0].params, await expected_step(split10, parts, record.participants))
 
 
 async def test_fewer_than_threshold_left_skips_the_round(split10):
@@ -161,8 +164,7 @@ async def test_coordinator_sees_only_uniform_ring_elements_and_the_sum(split10):
         assert abs(np.corrcoef(decoded, x)[0, 1]) < 0.9
     # ...yet the unmasked sum is right: the model moved by FedAvg of the true updates.
     total = np.sum(truth, axis=0)
-    step = model.params - parts[0].tasks[0].params
-    np.testing.assert_allclose(step, total[:-1] / total[-1], atol=1e-6, rtol=0)
+    assert_moved_by(model, parts[0].tasks[0].params, total[:-1] / total[-1])
 
 
 def test_shamir_any_t_shares_reconstruct_fewer_do_not():
