@@ -34,6 +34,7 @@ from qstore.training.models import Model
 from qstore_client.api import QStoreAPI
 
 from .angles import wrap
+from .compression import Compression
 from .messages import RoundTask, Summary, Update
 from .participant import Participant, SecureParticipant
 from .privacy import Accountant, DPConfig, noise_rng, noisy_mean
@@ -75,6 +76,9 @@ class RoundRecord:
     reason: str | None = None
     #: secure aggregation: threshold t, survivors per stage, payload bytes in/out per participant
     secure: dict[str, Any] | None = None
+    #: payload bytes of each aggregated participant's delta, and float64's size over their mean
+    bytes_sent: dict[str, int] = field(default_factory=dict)
+    compression_ratio: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,6 +116,8 @@ class Coordinator:
         secure_aggregation: True or ``{"threshold", "frac_bits"}`` (see ``secagg``): the
             coordinator learns only the sum of the finished participants' updates. Needs a
             sum-based strategy (fedavg, fedprox, fednova); central DP noise is added after unmasking.
+        compression: ``{"bits": 4..16, "error_feedback": True, "chunk": 256}`` (see ``compression``):
+            participants send stochastically quantised deltas; rounds record bytes per participant.
         seed: drives sampling, parameter initialisation and local shuffles (never DP noise).
         optimizer, lr, batch_size, backend, gradient: local training settings.
         db: where each round's global model is checkpointed (optional).
@@ -128,7 +134,7 @@ class Coordinator:
                  optimizer: str = "adam", lr: float = 0.05, batch_size: int = 16, backend: str = "statevector",
                  gradient: str = "adjoint", db: QStoreAPI | None = None, api_key: str | None = None,
                  run: str | None = None, progress: ProgressFn | None = None,
-                 secure_aggregation: bool | dict[str, Any] = False):
+                 secure_aggregation: bool | dict[str, Any] = False, compression: dict[str, Any] | None = None):
         self.participants, self._owned = self._participants(participants, api_key)
         self.dataset = dataset
         self.rounds = _positive_int(rounds, "rounds")
@@ -152,6 +158,7 @@ class Coordinator:
                         f"central DP noise is calibrated to a sum of clipped updates; strategy "
                         f"{self.strategy.describe()} is not a sum (use fedavg or fedprox, or dp mode 'local')")
         self.secagg = SecAggConfig.of(secure_aggregation)
+        self.compression = Compression.of(compression)
         if self.secagg is not None:
             self._check_secure()
         self.accountant = None if self.dp is None else Accountant(self.dp, self.sampling, self.rounds)
@@ -204,6 +211,9 @@ class Coordinator:
 
     def _check_secure(self) -> None:
         assert self.secagg is not None
+        if self.compression is not None:
+            raise error("invalid_argument", "secure aggregation already quantises updates to its fixed-point ring "
+                                            "(frac_bits); choose it or compression, not both")
         if self.strategy.secure_weighting is None:
             raise error("invalid_argument",
                         f"secure aggregation reveals only the sum of the updates; strategy "
@@ -312,7 +322,8 @@ class Coordinator:
                          optimizer=self.optimizer, lr=self.lr, mu=self.strategy.mu,
                          clip=self.dp.clip if local_dp else None,
                          noise_multiplier=self.accountant.sigma if local_dp else None,
-                         seed=seed, backend=self.backend, gradient=self.gradient)
+                         seed=seed, backend=self.backend, gradient=self.gradient, run=self.run_name,
+                         compression=None if self.compression is None else self.compression.to_wire())
 
     async def _round(self, r: int, model: Model, rng: np.random.Generator,
                      val: tuple[np.ndarray, np.ndarray] | None) -> RoundRecord:
@@ -344,7 +355,10 @@ class Coordinator:
                              samples=sum(u.n for _, u in updates), accuracy=accuracy, loss=loss,
                              epsilon=epsilon, seconds=time.monotonic() - start,
                              local={name: u.metrics for name, u in updates},
-                             train_seconds={name: u.seconds for name, u in updates})
+                             train_seconds={name: u.seconds for name, u in updates},
+                             bytes_sent={name: u.wire_bytes for name, u in updates})
+        if updates:
+            record.compression_ratio = 8 * model.n_params / float(np.mean(list(record.bytes_sent.values())))
         if status == "aggregated" and self.db is not None:
             record.checkpoint = await self._checkpoint(model, record)
         record.seconds = time.monotonic() - start

@@ -31,6 +31,7 @@ from qstore.training.trainer import Trainer
 from qstore_client.api import QStoreAPI
 
 from .angles import wrap
+from .compression import Compression, ErrorFeedback
 from .executors import Executor, InProcessExecutor
 from .messages import RoundTask, Summary, Update
 from .privacy import privatize
@@ -107,8 +108,12 @@ def build_model(task: RoundTask) -> Model:
 
 
 def train_local(task: RoundTask, X: np.ndarray, y: np.ndarray, progress: ProgressFn | None = None,
-                should_stop: Callable[[], bool] | None = None) -> Update:
-    """Train the task's global model on (X, y) and return the update (never the data)."""
+                should_stop: Callable[[], bool] | None = None, feedback: ErrorFeedback | None = None) -> Update:
+    """Train the task's global model on (X, y) and return the update (never the data).
+
+    With ``task.compression`` the delta is quantised (``compression``), carrying what
+    rounding lost into the next round through `feedback` (this participant's memory).
+    """
     start = time.perf_counter()
     model = build_model(task)
     trainer = Trainer(None, model, optimizer=task.optimizer, lr=task.lr, backend=task.backend,
@@ -124,11 +129,17 @@ def train_local(task: RoundTask, X: np.ndarray, y: np.ndarray, progress: Progres
     if task.local_dp:
         assert task.clip is not None and task.noise_multiplier is not None
         # Metrics and the row count would leak past the noise: withheld (n=1 gives equal weights).
-        return Update(round=task.round, delta=privatize(delta, task.clip, task.noise_multiplier), n=1,
-                      seconds=time.perf_counter() - start, steps=steps)
-    metrics = {k: float(v[-1]) for k, v in history.items() if k in ("loss", model.metric_name)}
-    return Update(round=task.round, delta=delta, n=len(X), metrics=metrics,
-                  seconds=time.perf_counter() - start, steps=steps)
+        update = Update(round=task.round, delta=privatize(delta, task.clip, task.noise_multiplier), n=1, steps=steps)
+    else:
+        metrics = {k: float(v[-1]) for k, v in history.items() if k in ("loss", model.metric_name)}
+        update = Update(round=task.round, delta=delta, n=len(X), metrics=metrics, steps=steps)
+    compression = Compression.of(task.compression)
+    if compression is not None:
+        rng = np.random.default_rng([task.seed, 0x9E3779B9])  # rounding draws apart from the shuffles
+        update.compressed, update.delta = (feedback or ErrorFeedback()).apply(task.run, update.delta, compression,
+                                                                              rng)
+    update.seconds = time.perf_counter() - start
+    return update
 
 
 @runtime_checkable
@@ -177,6 +188,7 @@ class LocalParticipant:
         self.executor = executor or InProcessExecutor()
         self._owns_executor = executor is None
         self._sessions = SessionStore()
+        self._feedback = ErrorFeedback()
 
     def __repr__(self) -> str:
         return f"LocalParticipant({self.name!r})"
@@ -192,7 +204,7 @@ class LocalParticipant:
 
     async def fit(self, task: RoundTask) -> Update:
         X, y = await self._data(task.dataset)
-        return await self.executor.run(train_local, task, X, y)
+        return await self.executor.run(train_local, task, X, y, None, None, self._feedback)
 
     async def secure(self, message: dict[str, Any]) -> dict[str, Any]:
         """One stage of secure aggregation (``secagg``); ``train`` trains first, then masks only."""

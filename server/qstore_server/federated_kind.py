@@ -46,22 +46,33 @@ def federated_fit(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     task = RoundTask.from_wire(params)
     X, y = ctx.call(ctx.db.load_dataset(task.dataset))
     ctx.check_cancelled()
-    update = train_local(task, X, y, progress=ctx.progress, should_stop=lambda: ctx.cancelled)
+    update = train_local(task, X, y, progress=ctx.progress, should_stop=lambda: ctx.cancelled,
+                         feedback=_state().feedback)
     return update.to_wire()
 
 
-_sessions: Any = None
-_sessions_lock = threading.Lock()
+class _ParticipantState:
+    """What this node remembers between rounds: secure-aggregation sessions, error-feedback residuals."""
+
+    def __init__(self) -> None:
+        from qstore.federated.compression import ErrorFeedback
+        from qstore.federated.secagg import SessionStore
+
+        self.sessions = SessionStore()
+        self.feedback = ErrorFeedback()
 
 
-def _store() -> Any:
-    """This process's secure-aggregation sessions (made on first use, like the engine)."""
-    global _sessions
-    with _sessions_lock:
-        if _sessions is None:
-            from qstore.federated.secagg import SessionStore
-            _sessions = SessionStore()
-        return _sessions
+_participant: _ParticipantState | None = None
+_participant_lock = threading.Lock()
+
+
+def _state() -> _ParticipantState:
+    """This process's participant state, made on first use (the engine loads lazily)."""
+    global _participant
+    with _participant_lock:
+        if _participant is None:
+            _participant = _ParticipantState()
+        return _participant
 
 
 def check_secure(params: dict[str, Any]) -> None:
@@ -81,12 +92,12 @@ def federated_secure(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     from qstore.federated.secagg import client_for
 
     if params["stage"] != "train":
-        return _store().step(params)
+        return _state().sessions.step(params)
     task = RoundTask.from_wire(params["task"])
     X, y = ctx.call(ctx.db.load_dataset(task.dataset))
     ctx.check_cancelled()
     update = train_local(task, X, y, progress=ctx.progress, should_stop=lambda: ctx.cancelled)
-    return _store().start(client_for(params["secagg"], update))
+    return _state().sessions.start(client_for(params["secagg"], update))
 
 
 def check_summary(params: dict[str, Any]) -> None:

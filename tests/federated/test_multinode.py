@@ -117,7 +117,7 @@ async def test_no_raw_data_sent(nodes, split):
         assert {d["kind"] for d in sent} == {"federated_summary", "federated_fit"}
         fit = next(d["params"] for d in sent if d["kind"] == "federated_fit")
         assert set(fit) == {"round", "params", "model", "state", "dataset", "epochs", "batch_size", "optimizer",
-                            "lr", "mu", "clip", "noise_multiplier", "seed", "backend", "gradient"}
+                            "lr", "mu", "clip", "noise_multiplier", "seed", "backend", "gradient", "compression", "run"}
         results = [msgpack.unpackb(rep)["result"] for route, _, rep in proxy.exchanges if route.endswith("/result")]
         assert any(set(r) == {"round", "delta", "n", "metrics", "seconds", "steps"} for r in results)
         assert all(set(r) <= {"round", "delta", "n", "metrics", "seconds", "steps", "min", "max", "mean", "std",
