@@ -139,8 +139,8 @@ def test_fednova_removes_the_objective_inconsistency_of_heterogeneous_local_step
     assert found["fednova"] < found["fedavg"] / 2
     # equal local steps: FedNova is FedAvg
     deltas = rng.normal(0, 1, (4, 6))
-    np.testing.assert_allclose(make_strategy("fednova").aggregate(np.zeros(6), deltas, counts, 0, steps=np.full(4, 7.0)),
-                               make_strategy("fedavg").aggregate(np.zeros(6), deltas, counts, 0))
+    nova = make_strategy("fednova").aggregate(np.zeros(6), deltas, counts, 0, steps=np.full(4, 7.0))
+    np.testing.assert_allclose(nova, make_strategy("fedavg").aggregate(np.zeros(6), deltas, counts, 0))
 
 
 def test_geometric_median_resists_a_far_outlier_and_states_its_tolerance():
