@@ -34,10 +34,12 @@ from qstore.training.models import Model
 from qstore_client.api import QStoreAPI
 
 from .angles import wrap
+from .breaker import Breaker, BreakerPolicy
 from .compression import Compression
 from .messages import RoundTask, Summary, Update
 from .participant import Participant, SecureParticipant
 from .privacy import Accountant, DPConfig, noise_rng, noisy_mean
+from .registry import ParticipantRegistry
 from .remote import RemoteParticipant
 from .sampling import Sampling
 from .secagg import SecAggConfig
@@ -79,6 +81,8 @@ class RoundRecord:
     #: payload bytes of each aggregated participant's delta, and float64's size over their mean
     bytes_sent: dict[str, int] = field(default_factory=dict)
     compression_ratio: float | None = None
+    #: seconds from asking each participant to its answer
+    latency: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,7 +130,7 @@ class Coordinator:
         progress: ``progress(event, info)`` with events ``round_start``, ``reply``, ``round_end``.
     """
 
-    def __init__(self, participants: Sequence[str | Participant], dataset: str = "local",
+    def __init__(self, participants: Sequence[str | Participant] | str, dataset: str = "local",
                  strategy: str | Strategy = "fedavg", rounds: int = 10, local_epochs: int = 1,
                  fraction: float = 1.0, min_participants: int = 2, deadline_s: float = 60.0,
                  dp: DPConfig | dict[str, Any] | None = None, seed: int = 0, *, sampling: str = "fixed",
@@ -134,8 +138,8 @@ class Coordinator:
                  optimizer: str = "adam", lr: float = 0.05, batch_size: int = 16, backend: str = "statevector",
                  gradient: str = "adjoint", db: QStoreAPI | None = None, api_key: str | None = None,
                  run: str | None = None, progress: ProgressFn | None = None,
-                 secure_aggregation: bool | dict[str, Any] = False, compression: dict[str, Any] | None = None):
-        self.participants, self._owned = self._participants(participants, api_key)
+                 secure_aggregation: bool | dict[str, Any] = False, compression: dict[str, Any] | None = None,
+                 breaker: dict[str, Any] | None = None):
         self.dataset = dataset
         self.rounds = _positive_int(rounds, "rounds")
         self.local_epochs = _positive_int(local_epochs, "local_epochs")
@@ -147,11 +151,10 @@ class Coordinator:
         self.optimizer, self.backend, self.gradient = optimizer, backend, gradient
         self.seed = int(seed)
         self.db = db
+        self.api_key = api_key
         self.run_name = run or f"federated-{uuid.uuid4().hex[:8]}"
         self.progress = progress
-        self.sampling = Sampling(sampling, fraction, len(self.participants))
         self.strategy = make_strategy(strategy, **(strategy_options or {}))
-        self._check_feasible()
         self.dp = DPConfig.of(dp)
         if self.dp is not None and self.dp.mode == "central" and not self.strategy.sum_based:
             raise error("invalid_argument",
@@ -159,9 +162,47 @@ class Coordinator:
                         f"{self.strategy.describe()} is not a sum (use fedavg or fedprox, or dp mode 'local')")
         self.secagg = SecAggConfig.of(secure_aggregation)
         self.compression = Compression.of(compression)
+        self.breaker_policy = BreakerPolicy.of(breaker)
+        self.breakers: dict[str, Breaker] = {}
+        self._sampling_args = (sampling, fraction)
+        self.registry: ParticipantRegistry | None = None
+        if isinstance(participants, str) and participants == "registry":
+            if not isinstance(db, ParticipantRegistry):
+                raise error("invalid_argument", "participants='registry' needs db, a qstore.Database holding the "
+                                                "registry (register_participant)")
+            self.registry = db
+            self.participants: list[Participant] = []
+            self._owned: list[Participant] = []
+        else:
+            self.participants, self._owned = self._participants(participants, api_key)
+            self._configure()
+
+    def _configure(self) -> None:
+        """What depends on the participants: sampling, feasibility, the DP accountant."""
+        self.sampling = Sampling(self._sampling_args[0], self._sampling_args[1], len(self.participants))
+        self._check_feasible()
         if self.secagg is not None:
             self._check_secure()
         self.accountant = None if self.dp is None else Accountant(self.dp, self.sampling, self.rounds)
+        for p in self.participants:
+            self.breakers.setdefault(p.name, Breaker())
+
+    async def _load_registry(self) -> None:
+        """Every registered participant, with the breaker state the registry kept for it."""
+        assert self.registry is not None
+        docs = await self.registry.list_participants()
+        if not docs:
+            raise error("unavailable", "the participant registry is empty: register_participant(name, url) or "
+                                       "`qstore participants add NAME URL`")
+        await self.close()
+        self.participants, self._owned = [], []
+        for doc in docs:
+            p = RemoteParticipant(doc["url"], api_key=self.api_key)
+            p.name = doc["name"]
+            self.participants.append(p)
+            self._owned.append(p)
+            self.breakers[p.name] = Breaker.from_dict(doc.get("breaker"))
+        self._configure()
 
     # -- setup ---------------------------------------------------------------------------
     @staticmethod
@@ -246,6 +287,8 @@ class Coordinator:
         rng = np.random.default_rng(self.seed)
         history: list[RoundRecord] = []
         try:
+            if self.registry is not None:
+                await self._load_registry()
             await self._prepare(model, validation, rng)
             val = None if validation is None else (model.features(validation[0]), model.targets(validation[1]))
             for r in range(1, self.rounds + 1):
@@ -331,9 +374,51 @@ class Coordinator:
         selected = [self.participants[i] for i in self.sampling.draw(rng)]
         seeds = rng.integers(2 ** 31, size=len(selected))
         self._emit("round_start", round=r, selected=[p.name for p in selected])
+        now = time.time()
+        ask = [i for i, p in enumerate(selected) if self.breakers[p.name].allow(self.breaker_policy, now)]
+        asked = [selected[i] for i in ask]
         if self.secagg is not None:
-            return await self._secure_round(r, model, selected, seeds, val, start)
-        updates, excluded = await self._collect(r, model, selected, seeds)
+            record = await self._secure_round(r, model, asked, seeds[ask], val, start)
+        else:
+            record = await self._plain_round(r, model, asked, seeds[ask], val, start)
+        record.selected = [p.name for p in selected]
+        for p in selected:
+            if p not in asked:
+                b = self.breakers[p.name]
+                record.excluded[p.name] = (f"breaker open: skipped after {b.failures} consecutive failure(s); "
+                                           f"probed again in {b.retry_in(self.breaker_policy, now):.0f}s")
+        await self._record_health(asked, record)
+        return record
+
+    async def _record_health(self, asked: list[Participant], record: RoundRecord) -> None:
+        """Move each asked participant's breaker, and keep the registry's view of it current."""
+        now = time.time()
+        for p in asked:
+            breaker = self.breakers[p.name]
+            why = record.excluded.get(p.name, "")
+            ok = p.name in record.participants or why.startswith("late: the round already had enough")
+            if ok:
+                breaker.success()
+            else:
+                breaker.failure(self.breaker_policy, now)
+                if breaker.state == "open":
+                    log.warning("participant %s: breaker open after %d consecutive failure(s)", p.name,
+                                breaker.failures)
+            if self.registry is not None:
+                health: dict[str, Any] = {"status": "ok" if ok else "failing", "failures": breaker.failures,
+                                          "breaker": breaker.to_dict()}
+                if ok:
+                    health["last_seen"] = now
+                    if p.name in record.latency:
+                        health["latency_s"] = record.latency[p.name]
+                try:
+                    await self.registry.update_participant(p.name, health)
+                except QStoreError as exc:  # bookkeeping must not lose the round
+                    log.error("participant %s: registry update failed: %s", p.name, exc)
+
+    async def _plain_round(self, r: int, model: Model, selected: list[Participant], seeds: np.ndarray,
+                           val: tuple[np.ndarray, np.ndarray] | None, start: float) -> RoundRecord:
+        updates, excluded, latency = await self._collect(r, model, selected, seeds)
         n_angles = model.n_circuit_params
         status = "skipped"
         if len(updates) >= self.min_participants:
@@ -356,7 +441,8 @@ class Coordinator:
                              epsilon=epsilon, seconds=time.monotonic() - start,
                              local={name: u.metrics for name, u in updates},
                              train_seconds={name: u.seconds for name, u in updates},
-                             bytes_sent={name: u.wire_bytes for name, u in updates})
+                             bytes_sent={name: u.wire_bytes for name, u in updates},
+                             latency={name: latency[name] for name, _ in updates})
         if updates:
             record.compression_ratio = 8 * model.n_params / float(np.mean(list(record.bytes_sent.values())))
         if status == "aggregated" and self.db is not None:
@@ -419,13 +505,15 @@ class Coordinator:
         return self.strategy.from_sums(values, n_params)
 
     async def _collect(self, r: int, model: Model, selected: list[Participant], seeds: np.ndarray
-                       ) -> tuple[list[tuple[str, Update]], dict[str, str]]:
+                       ) -> tuple[list[tuple[str, Update]], dict[str, str], dict[str, float]]:
         """Ask the selected participants; keep valid updates until all, enough, or the deadline."""
         tasks = {asyncio.ensure_future(p.fit(self._task(r, model, int(s)))): p for p, s in zip(selected, seeds)}
         updates: list[tuple[str, Update]] = []
         excluded: dict[str, str] = {}
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.deadline_s
+        asked_at = loop.time()
+        deadline = asked_at + self.deadline_s
+        latency: dict[str, float] = {}
         pending = set(tasks)
         enough = self.target_updates or len(selected)
         while pending and len(updates) < enough:
@@ -435,6 +523,7 @@ class Coordinator:
             done, pending = await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
             for t in done:
                 name = tasks[t].name
+                latency[name] = loop.time() - asked_at
                 try:
                     update = self._validated(t.result(), model, r)
                 except Exception as exc:  # noqa: BLE001  any failure of one participant excludes it, never the round
@@ -451,7 +540,7 @@ class Coordinator:
                               else "late: the round already had enough updates")
             log.warning("round %d: participant %s left out: %s (%.1fs)", r, name, excluded[name], self.deadline_s)
         await asyncio.gather(*pending, return_exceptions=True)
-        return updates, excluded
+        return updates, excluded, latency
 
     @staticmethod
     def _validated(result: Any, model: Model, r: int) -> Update:

@@ -152,7 +152,8 @@ async def test_participant_killed_mid_round(nodes, split, spare):
     assert all(spare.url in h.participants for h in history[:2])
     for h in history[2:]:
         assert h.status == "aggregated" and len(h.participants) == 3
-        assert h.excluded[spare.url].startswith("unavailable")
+        # refused connections, until three in a row open its breaker and it is no longer asked
+        assert h.excluded[spare.url].startswith(("unavailable", "breaker open"))
         assert h.seconds < 20                           # the others closed the round, no one waited
     print(f"\nkilled in round 3: accuracy {[round(h.accuracy, 3) for h in history]}")
     assert history[-1].accuracy > 0.88
