@@ -44,6 +44,7 @@ from .remote import RemoteParticipant
 from .sampling import Sampling
 from .secagg import SecAggConfig
 from .secure_round import secure_sum
+from .selection import Candidate, QuboSelection
 from .strategies import Strategy, make_strategy
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class RoundRecord:
     compression_ratio: float | None = None
     #: seconds from asking each participant to its answer
     latency: dict[str, float] = field(default_factory=dict)
+    #: QUBO selection: each picked participant's share of every term of the energy (lower is better)
+    why: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +125,10 @@ class Coordinator:
             sum-based strategy (fedavg, fedprox, fednova); central DP noise is added after unmasking.
         compression: ``{"bits": 4..16, "error_feedback": True, "chunk": 256}`` (see ``compression``):
             participants send stochastically quantised deltas; rounds record bytes per participant.
+        breaker: ``{"failures": 3, "backoff_s": 30}``: a participant failing that many rounds in a row
+            is skipped until the backoff passes, then probed once (see ``breaker``).
+        selection: ``random`` (``sampling``) or ``qubo`` (see ``selection``; ``selection_options``:
+            ``solver`` anneal / qaoa / exhaustive, ``weights``, ``layers``) choosing ⌈fraction·N⌉.
         seed: drives sampling, parameter initialisation and local shuffles (never DP noise).
         optimizer, lr, batch_size, backend, gradient: local training settings.
         db: where each round's global model is checkpointed (optional).
@@ -139,7 +146,8 @@ class Coordinator:
                  gradient: str = "adjoint", db: QStoreAPI | None = None, api_key: str | None = None,
                  run: str | None = None, progress: ProgressFn | None = None,
                  secure_aggregation: bool | dict[str, Any] = False, compression: dict[str, Any] | None = None,
-                 breaker: dict[str, Any] | None = None):
+                 breaker: dict[str, Any] | None = None, selection: str = "random",
+                 selection_options: dict[str, Any] | None = None):
         self.dataset = dataset
         self.rounds = _positive_int(rounds, "rounds")
         self.local_epochs = _positive_int(local_epochs, "local_epochs")
@@ -163,6 +171,15 @@ class Coordinator:
         self.secagg = SecAggConfig.of(secure_aggregation)
         self.compression = Compression.of(compression)
         self.breaker_policy = BreakerPolicy.of(breaker)
+        if selection not in ("random", "qubo"):
+            raise error("invalid_argument", f"selection must be 'random' or 'qubo', got {selection!r}")
+        self.selector = QuboSelection.of(selection_options) if selection == "qubo" else None
+        if self.selector is not None and self.dp is not None and self.dp.mode == "central":
+            raise error("invalid_argument", "central DP accounts for uniformly random participant sampling; "
+                                            "QUBO selection is not random (use selection='random')")
+        self._profiles: dict[str, Summary] = {}
+        self._last_picked: dict[str, int] = {}
+        self._latency: dict[str, float] = {}
         self.breakers: dict[str, Breaker] = {}
         self._sampling_args = (sampling, fraction)
         self.registry: ParticipantRegistry | None = None
@@ -180,6 +197,9 @@ class Coordinator:
     def _configure(self) -> None:
         """What depends on the participants: sampling, feasibility, the DP accountant."""
         self.sampling = Sampling(self._sampling_args[0], self._sampling_args[1], len(self.participants))
+        if self.selector is not None and self.sampling.scheme != "fixed":
+            raise error("invalid_argument", "QUBO selection picks exactly ceil(fraction*N) participants: "
+                                            "sampling must be 'fixed'")
         self._check_feasible()
         if self.secagg is not None:
             self._check_secure()
@@ -290,6 +310,8 @@ class Coordinator:
             if self.registry is not None:
                 await self._load_registry()
             await self._prepare(model, validation, rng)
+            if self.selector is not None and not self._profiles:
+                await self._summaries()
             val = None if validation is None else (model.features(validation[0]), model.targets(validation[1]))
             for r in range(1, self.rounds + 1):
                 record = await self._round(r, model, rng, val)
@@ -347,6 +369,7 @@ class Coordinator:
             exc = t.exception()
             if exc is None:
                 out.append(t.result())
+                self._profiles[tasks[t].name] = t.result()
             else:
                 log.warning("participant %s: summary failed: %s", tasks[t].name, _reason(exc))
         if not out:
@@ -371,7 +394,15 @@ class Coordinator:
     async def _round(self, r: int, model: Model, rng: np.random.Generator,
                      val: tuple[np.ndarray, np.ndarray] | None) -> RoundRecord:
         start = time.monotonic()
-        selected = [self.participants[i] for i in self.sampling.draw(rng)]
+        why: dict[str, dict[str, float]] = {}
+        if self.selector is None:
+            selected = [self.participants[i] for i in self.sampling.draw(rng)]
+        else:
+            picked, why = self.selector.select(self._candidates(r), self.sampling.size, int(rng.integers(2 ** 31)))
+            selected = [self.participants[i] for i in sorted(picked)]
+            log.info("round %d: qubo selected %s", r, why)
+        for p in selected:
+            self._last_picked[p.name] = r
         seeds = rng.integers(2 ** 31, size=len(selected))
         self._emit("round_start", round=r, selected=[p.name for p in selected])
         now = time.time()
@@ -382,6 +413,7 @@ class Coordinator:
         else:
             record = await self._plain_round(r, model, asked, seeds[ask], val, start)
         record.selected = [p.name for p in selected]
+        record.why = why
         for p in selected:
             if p not in asked:
                 b = self.breakers[p.name]
@@ -390,9 +422,24 @@ class Coordinator:
         await self._record_health(asked, record)
         return record
 
+    def _candidates(self, r: int) -> list[Candidate]:
+        """What QUBO selection weighs for each participant (one that sent no summary: one row, no labels)."""
+        now = time.time()
+        out = []
+        for p in self.participants:
+            summary = self._profiles.get(p.name)
+            b = self.breakers[p.name]
+            out.append(Candidate(p.name, summary.n if summary else 1, summary.label_counts() if summary else {},
+                                 self._latency.get(p.name),
+                                 b.state == "open" and b.retry_in(self.breaker_policy, now) > 0,
+                                 r - self._last_picked.get(p.name, 0)))
+        return out
+
     async def _record_health(self, asked: list[Participant], record: RoundRecord) -> None:
         """Move each asked participant's breaker, and keep the registry's view of it current."""
         now = time.time()
+        for name, seconds in record.latency.items():  # smoothed, for selection
+            self._latency[name] = seconds if name not in self._latency else 0.7 * self._latency[name] + 0.3 * seconds
         for p in asked:
             breaker = self.breakers[p.name]
             why = record.excluded.get(p.name, "")

@@ -202,20 +202,29 @@ class Summary:
     mean: np.ndarray
     std: np.ndarray
     labels: np.ndarray
+    #: rows per label (aligned with `labels`), for QUBO selection; None when not reported
+    counts: np.ndarray | None = None
 
     @classmethod
     def of(cls, X: np.ndarray, y: np.ndarray) -> Summary:
         stats = FeatureStats.of(np.asarray(X, dtype=np.float64))
-        return cls(stats.n, stats.minimum, stats.maximum, stats.mean, stats.std, np.unique(np.asarray(y)))
+        labels, counts = np.unique(np.asarray(y), return_counts=True)
+        return cls(stats.n, stats.minimum, stats.maximum, stats.mean, stats.std, labels, counts.astype(np.int64))
 
     def to_wire(self) -> dict[str, Any]:
-        return {"n": self.n, "min": self.minimum, "max": self.maximum, "mean": self.mean, "std": self.std,
-                "labels": self.labels}
+        doc = {"n": self.n, "min": self.minimum, "max": self.maximum, "mean": self.mean, "std": self.std,
+               "labels": self.labels}
+        return doc if self.counts is None else {**doc, "counts": self.counts}
+
+    def label_counts(self) -> dict[Any, int]:
+        if self.counts is None:
+            return {label: 1 for label in self.labels.tolist()}
+        return dict(zip(self.labels.tolist(), self.counts.tolist()))
 
     @classmethod
     def from_wire(cls, doc: Any) -> Summary:
         what = "summary"
-        _fields(doc, what, {"n", "min", "max", "mean", "std", "labels"})
+        _fields(doc, what, {"n", "min", "max", "mean", "std", "labels"}, {"counts"})
         columns = [_vector(doc[k], f"{what}.{k}") for k in ("min", "max", "mean", "std")]
         if len({c.shape for c in columns}) != 1:
             raise _fail(what, "min, max, mean and std differ in length")
@@ -224,7 +233,13 @@ class Summary:
             labels = np.asarray(labels)
         if not isinstance(labels, np.ndarray) or labels.ndim != 1 or labels.dtype.kind not in "iufUb":
             raise _fail(f"{what}.labels", "expected a 1-D array of numbers or strings")
-        return cls(_int(doc["n"], f"{what}.n", 1), *columns, labels)
+        counts = None
+        if doc.get("counts") is not None:
+            counts = _vector(doc["counts"], f"{what}.counts", len(labels))
+            if (counts < 0).any() or (counts != np.round(counts)).any():
+                raise _fail(f"{what}.counts", "expected non-negative integers")
+            counts = counts.astype(np.int64)
+        return cls(_int(doc["n"], f"{what}.n", 1), *columns, labels, counts)
 
     @classmethod
     def merge(cls, parts: list[Summary], f: int = 0) -> Summary:
