@@ -526,7 +526,7 @@ class Coordinator:
             ev = await asyncio.to_thread(model.evaluate_batch, val[0], val[1], model.params, False)
             accuracy, loss = model.quality(ev.outputs, val[1]), ev.loss
         samples = int(round(float(result.total[-1]) * 2.0 ** -self.secagg.frac_bits)) \
-            if result.total is not None and weighting == "samples" else 0
+            if result.total is not None and weighting in ("samples", "fednova") else 0  # Σn is the last slot
         record = RoundRecord(round=r, status=status, selected=[p.name for p in selected],
                              participants=result.survivors if status == "aggregated" else [],
                              excluded=result.excluded, samples=samples, accuracy=accuracy, loss=loss,

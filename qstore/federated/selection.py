@@ -2,21 +2,25 @@
 
 ``selection="qubo"`` picks m = ⌈fraction·N⌉ participants by minimising, over x ∈ {0,1}^N,
 
-    E(x) = w_balance · ‖Σ_i x_i p_i − m·g‖² / m²      (pooled labels close to the global mix;
-                                                     the cross terms p_i·p_j penalise overlap)
+    E(x) = w_balance · ‖Σ_i x_i d_i‖² / (m·n̄)²         (pooled rows close to the global label mix;
+                                                     the cross terms d_i·d_j penalise overlap)
          − w_size · Σ_i x_i n_i / max n                (more data)
          + w_latency · Σ_i x_i ℓ_i / max ℓ              (answers fast)
          − w_age · Σ_i x_i min(a_i, 5) / 5              (not asked for a while: every shard is used)
          + w_open · Σ_i x_i [breaker open]
          + λ (Σ_i x_i − m)²                              (exactly m; λ outweighs everything else)
 
-with p_i participant i's label distribution (from its ``Summary``), g the union's, n_i
-its rows, ℓ_i its last latency and a_i the rounds since it was last picked. Solvers:
-``anneal`` (dwave-samplers' simulated annealing, 64 reads, then one-in-one-out swaps), ``qaoa`` (p-layer QAOA simulated
-exactly, for N <= 12; the most probable bitstring) and
-``exhaustive`` (every subset of size m, for checking). QAOA uses the XY mixer from the
-Dicke state, so it searches only the selections of exactly m. Each pick comes with why: its
-share of every term.
+with d_i = c_i − n_i·g participant i's label counts (from its ``Summary``) minus the
+global label mix g of as many rows, n̄ the mean row count, n_i its rows, ℓ_i its last
+latency and a_i the rounds since it was last picked. Solvers: ``anneal`` (dwave-samplers'
+simulated annealing, 64 reads, then one-in-one-out swaps), ``qaoa`` (p-layer QAOA with the
+XY mixer from the Dicke state, so it only visits selections of exactly m; simulated exactly
+for N <= 12; the most probable bitstring) and ``exhaustive`` (every subset of size m, for
+checking). Each pick comes with why: its share of every term.
+
+Label counts reveal each participant's label distribution to the coordinator: under
+central DP that would escape the accountant, and QUBO selection is not the uniform
+sampling DP amplification assumes, so the coordinator refuses the combination.
 """
 from __future__ import annotations
 
@@ -69,20 +73,21 @@ def build_qubo(cands: list[Candidate], m: int, weights: dict[str, float] | None 
     k = len(cands)
     classes = sorted({c for cand in cands for c in cand.label_counts}, key=str)
     hist = np.array([[cand.label_counts.get(c, 0) for c in classes] for cand in cands], dtype=np.float64)
-    p = hist / np.maximum(hist.sum(axis=1, keepdims=True), 1.0)
     g = hist.sum(axis=0) / max(hist.sum(), 1.0)
+    deviation = hist - hist.sum(axis=1, keepdims=True) * g  # each one's rows minus the global mix of as many
+    scale = (m * max(hist.sum(axis=1).mean(), 1.0)) ** 2
     sizes = np.array([c.n for c in cands], dtype=np.float64)
     known = [c.latency for c in cands if c.latency is not None]
     fill = float(np.median(known)) if known else 0.0
     lat = np.array([fill if c.latency is None else c.latency for c in cands])
     terms = {
-        "balance": w["balance"] * (np.sum(p * p, axis=1) - 2 * m * (p @ g)) / m ** 2,
+        "balance": w["balance"] * np.sum(deviation * deviation, axis=1) / scale,
         "size": -w["size"] * sizes / max(sizes.max(initial=0.0), 1.0),
         "latency": w["latency"] * lat / max(lat.max(initial=0.0), 1e-9),
         "age": -w["age"] * np.minimum([c.age for c in cands], 5) / 5.0,
         "breaker": w["open"] * np.array([c.open for c in cands], dtype=np.float64),
     }
-    balance_pairs = w["balance"] * 2 * (p @ p.T) / m ** 2
+    balance_pairs = w["balance"] * 2 * (deviation @ deviation.T) / scale
     np.fill_diagonal(balance_pairs, 0.0)
     linear = sum(terms.values(), np.zeros(k))
     # λ larger than any change the other terms can make by adding or dropping one participant
