@@ -47,6 +47,11 @@ def test_federate_command_errors(nodes, capsys):
 
 
 
+def test_federate_flags_reach_the_coordinator():
+    args = parse("--participants", "registry", "--secure-aggregation", "--compress-bits", "8", "--data-dir", "d")
+    assert args.participants == ["registry"] and args.secure_aggregation and args.compress_bits == 8
+
+
 def test_participants_command(tmp_path, capsys):
     from qstore.federated.command import add_participants_parser
 
