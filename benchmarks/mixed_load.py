@@ -13,9 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from typing import Any
@@ -25,7 +22,7 @@ import numpy as np
 import qstore
 from qstore.sample_data import load_embeddings
 from qstore_client import AsyncClient
-from server import free_port, wait_healthy  # benchmarks/server.py
+from server import serving  # benchmarks/server.py
 
 DEFAULT_INDEX = {"type": "hnsw", "m": 32, "ef_construction": 200, "ef_search": 64}
 
@@ -79,21 +76,11 @@ async def embedded(args: argparse.Namespace, base: np.ndarray, stream: np.ndarra
 
 
 async def remote(args: argparse.Namespace, base: np.ndarray, stream: np.ndarray, queries: np.ndarray) -> dict:
-    with tempfile.TemporaryDirectory(prefix="qstore-bench-") as tmp:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("QSTORE_")}
-        proc = subprocess.Popen([sys.executable, "-m", "qstore_server", "--data-dir", tmp, "--port", str(port),
-                                 "--log-level", "WARNING"], env=env, stdout=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, proc)
-            async with AsyncClient(url) as writes, AsyncClient(url) as reads:
-                await writes.create_collection("bench", dim=base.shape[1], index=DEFAULT_INDEX)
-                return await phases(await writes.collection("bench"), await reads.collection("bench"),
-                                    base, stream, queries, args.batch)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+    with tempfile.TemporaryDirectory(prefix="qstore-bench-") as tmp, serving(tmp) as url:
+        async with AsyncClient(url) as writes, AsyncClient(url) as reads:
+            await writes.create_collection("bench", dim=base.shape[1], index=DEFAULT_INDEX)
+            return await phases(await writes.collection("bench"), await reads.collection("bench"),
+                                base, stream, queries, args.batch)
 
 
 def rows(mode: str, res: dict) -> list[str]:

@@ -1,6 +1,6 @@
 """Server vs embedded throughput: one command, prints a table.
 
-    python benchmarks/server.py                 # changelog-minilm-20k (20000 x 384), HNSW
+    python benchmarks/server.py                 # changelog-minilm-20k (20000 x 384), HNSW at the defaults
     python benchmarks/server.py --n 5000 --queries 1000
 
 Runs the same workload twice, once on `qstore.Database` in process and once through
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -20,9 +21,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +33,8 @@ from qstore_client import AsyncClient
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO.parent / "shared" / "datasets" / "changelog-minilm-20k.npy"
-TARGETS = {"query_qps": 1000.0, "insert_rate": 7500.0}
+# Issue 13's goal at the defaults: the server keeps at least half the embedded engine's QPS.
+TARGETS = {"query_qps": 0.5}
 
 
 @dataclass
@@ -118,25 +121,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def serving(data_dir: str) -> Iterator[str]:
+    """``python -m qstore_server`` on ``data_dir`` and a free loopback port: yields its URL once
+    it answers /v1/health, and stops it afterwards."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QSTORE_")}
+    proc = subprocess.Popen([sys.executable, "-m", "qstore_server", "--data-dir", data_dir, "--port", str(port),
+                             "--log-level", "WARNING"], env=env, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
 async def remote(x: np.ndarray, queries: np.ndarray, args: argparse.Namespace, exact: np.ndarray) -> Result:
-    with tempfile.TemporaryDirectory(prefix="qstore-bench-") as tmp:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("QSTORE_")}
-        proc = subprocess.Popen([sys.executable, "-m", "qstore_server", "--data-dir", tmp, "--port", str(port),
-                                 "--log-level", "WARNING"], env=env, stdout=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="qstore-bench-") as tmp, serving(tmp) as url:
+        clients = [AsyncClient(url) for _ in range(args.clients + 1)]
         try:
-            wait_healthy(url, proc)
-            clients = [AsyncClient(url) for _ in range(args.clients + 1)]
-            try:
-                col = await clients[0].create_collection("bench", dim=x.shape[1], index=index_spec(args))
-                others = [await c.collection("bench") for c in clients[1:]]
-                return await run_workload(col, others, x, queries, args.batch, args.top_k, exact, args.repeat)
-            finally:
-                await asyncio.gather(*(c.close() for c in clients))
+            col = await clients[0].create_collection("bench", dim=x.shape[1], index=index_spec(args))
+            others = [await c.collection("bench") for c in clients[1:]]
+            return await run_workload(col, others, x, queries, args.batch, args.top_k, exact, args.repeat)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+            await asyncio.gather(*(c.close() for c in clients))
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -162,7 +172,7 @@ def index_spec(args: argparse.Namespace) -> dict[str, Any]:
 
 def table(emb: Result, rem: Result) -> str:
     rows: list[tuple[str, Callable[[Result], float], str, str | None]] = [
-        ("batched insert (vectors/s)", lambda r: r.insert_rate, "{:,.0f}", "insert_rate"),
+        ("batched insert (vectors/s)", lambda r: r.insert_rate, "{:,.0f}", None),
         ("1 client query (QPS)", lambda r: r.query_qps, "{:,.0f}", "query_qps"),
         ("1 client p50 latency (ms)", lambda r: r.p50_ms, "{:.3f}", None),
         ("1 client p99 latency (ms)", lambda r: r.p99_ms, "{:.3f}", None),
@@ -175,7 +185,7 @@ def table(emb: Result, rem: Result) -> str:
         e, s = get(emb), get(rem)
         goal = ""
         if target:
-            goal = f">= {TARGETS[target]:,.0f} {'ok' if s >= TARGETS[target] else 'MISSED'}"
+            goal = f">= {TARGETS[target]:.1f}x {'ok' if s >= TARGETS[target] * e else 'MISSED'}"
         out.append(f"| {label:<28} | {fmt.format(e):>10} | {fmt.format(s):>10} | {s / e if e else 0:>15.2f} "
                    f"| {goal:>14} |")
     return "\n".join(out)
@@ -206,9 +216,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--top-k", type=int, default=10, help="results per query (default: %(default)s)")
     parser.add_argument("--index", choices=["hnsw", "ivf", "flat"], default="hnsw",
                         help="index type (default: %(default)s)")
-    parser.add_argument("--m", type=int, default=16, help="HNSW links per node (default: %(default)s)")
-    parser.add_argument("--ef-construction", type=int, default=64, help="HNSW build beam (default: %(default)s)")
-    parser.add_argument("--ef-search", type=int, default=32, help="HNSW search beam (default: %(default)s)")
+    parser.add_argument("--m", type=int, default=32, help="HNSW links per node (default: %(default)s)")
+    parser.add_argument("--ef-construction", type=int, default=200, help="HNSW build beam (default: %(default)s)")
+    parser.add_argument("--ef-search", type=int, default=64, help="HNSW search beam (default: %(default)s)")
     parser.add_argument("--nlist", type=int, default=128, help="IVF lists (default: %(default)s)")
     parser.add_argument("--nprobe", type=int, default=8, help="IVF lists searched (default: %(default)s)")
     return parser.parse_args(argv)

@@ -1,4 +1,5 @@
-"""Engine commands of the ``qstore`` command line: import, export, demo, bench, train.
+"""Engine commands of the ``qstore`` command line: import, export, check, backup, restore, demo,
+bench, train.
 
 The entry point itself (``qstore_server.command``) adds ``serve``; dependencies point
 one way, so nothing here imports the server.
@@ -25,24 +26,52 @@ BATCH = 1000
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import", help="load vectors (.npy or .jsonl) into a collection",
-                       description="Load vectors into a collection, creating it if needed. "
-                                   ".npy: an (n, dim) array, ids are row numbers. .jsonl: one "
-                                   '{"id", "vector", "metadata"?} object per line.')
+    p = sub.add_parser("import", help="load a collection from .jsonl (an export) or .npy",
+                       description="Load records into a collection, creating it if needed. .jsonl: a "
+                                   "`qstore export` file (branches, metadata, expiry and entanglement "
+                                   'groups come back) or plain {"id", "vector", "metadata"?} lines. '
+                                   ".npy: an (n, dim) array, ids are row numbers.")
     p.add_argument("file", type=Path)
     p.add_argument("--data-dir", required=True)
-    p.add_argument("--collection", required=True)
-    p.add_argument("--metric", default="cosine", choices=["cosine", "l2", "ip"])
-    p.add_argument("--index", default="hnsw", choices=["flat", "hnsw", "ivf"])
+    p.add_argument("--collection", help="target collection (default: the name in the export)")
+    p.add_argument("--metric", default="cosine", choices=["cosine", "l2", "ip"],
+                   help="for a new collection from a file without a header")
+    p.add_argument("--index", default="hnsw", choices=["flat", "hnsw", "ivf"],
+                   help="for a new collection from a file without a header")
     p.set_defaults(func=lambda a: asyncio.run(import_file(a)))
 
-    p = sub.add_parser("export", help="write a collection to .npy or .jsonl",
-                       description="Export a collection's records (.jsonl keeps ids, metadata and "
-                                   "branches; .npy keeps the vectors only, in id order).")
+    p = sub.add_parser("export", help="write a collection to .jsonl (everything) or .npy (vectors)",
+                       description="Export a collection. .jsonl keeps everything a record has: branches "
+                                   "with contexts and complex amplitudes, metadata, remaining coherence "
+                                   "time, and the entanglement groups; .npy keeps the vectors only, in id order.")
     p.add_argument("file", type=Path)
     p.add_argument("--data-dir", required=True)
     p.add_argument("--collection", required=True)
     p.set_defaults(func=lambda a: asyncio.run(export_file(a)))
+
+    p = sub.add_parser("check", help="verify a data directory (and repair derived state)",
+                       description="Check every collection's index, snapshot, summaries, expiry table, "
+                                   "entanglement groups and regions against the LMDB records. Exit status 1 "
+                                   "when problems remain. Do not run it on a directory a server has open.")
+    p.add_argument("data_dir", metavar="DIR")
+    p.add_argument("--repair", action="store_true", help="rebuild whatever derived state is wrong")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=lambda a: asyncio.run(check_dir(a)))
+
+    p = sub.add_parser("backup", help="copy a data directory to a new backup directory",
+                       description="A consistent copy (LMDB's compacting copy plus verified index "
+                                   "snapshots and a manifest of digests). For a directory a server has "
+                                   "open, use its POST /v1/admin/backup route instead.")
+    p.add_argument("data_dir", metavar="DIR")
+    p.add_argument("out", metavar="OUT", help="the backup directory to create")
+    p.set_defaults(func=lambda a: asyncio.run(backup_dir(a)))
+
+    p = sub.add_parser("restore", help="verify a backup and restore it into a new data directory",
+                       description="Verify every file of a backup against its manifest, copy it into a "
+                                   "new (or empty) data directory, open it and check it.")
+    p.add_argument("backup", metavar="BACKUP")
+    p.add_argument("data_dir", metavar="DIR")
+    p.set_defaults(func=lambda a: asyncio.run(restore_dir(a)))
 
     p = sub.add_parser("demo", help="a short end-to-end tour on the bundled embeddings",
                        description="Store real sentence embeddings, search them, and try the quantum "
@@ -63,77 +92,100 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 async def import_file(args: argparse.Namespace) -> int:
+    from qstore.export import import_jsonl
     async with await qstore.Database.open(args.data_dir) as db:
-        rows = _read_rows(args.file)
-        first = next(rows, None)
-        if first is None:
-            print(f"{args.file}: no rows", file=sys.stderr)
-            return 1
-        dim = len(first[1])
-        try:
-            col = await db.collection(args.collection)
-        except qstore.NotFound:
-            col = await db.create_collection(args.collection, dim=dim, metric=args.metric, index={"type": args.index})
-        batch = [first]
-        with tqdm(desc=f"import {args.collection}", unit="vec") as bar:
-            for row in rows:
-                batch.append(row)
-                if len(batch) == BATCH:
-                    await _upsert(col, batch)
-                    bar.update(len(batch))
-                    batch = []
-            if batch:
-                await _upsert(col, batch)
-                bar.update(len(batch))
-        print(f"{args.collection}: {await col.count()} records")
+        with tqdm(desc=f"import {args.file.name}", unit="rec") as bar:
+            if args.file.suffix == ".npy":
+                col = await _import_npy(db, args, bar.update)
+            else:
+                with args.file.open() as lines:
+                    col = await import_jsonl(db, lines, args.collection,
+                                             {"metric": args.metric, "index": {"type": args.index}}, bar.update)
+        print(f"{col.name}: {await col.count()} records")
     return 0
 
 
-def _read_rows(path: Path):
-    if path.suffix == ".npy":
-        X = np.load(path, mmap_mode="r")
-        for i in range(len(X)):
-            yield str(i), np.asarray(X[i], dtype=np.float32), {}
-    else:
-        with path.open() as f:
-            for line in f:
-                if line.strip():
-                    obj = json.loads(line)
-                    yield str(obj["id"]), np.asarray(obj["vector"], dtype=np.float32), obj.get("metadata") or {}
-
-
-async def _upsert(col: qstore.Collection, batch: list[tuple[str, np.ndarray, dict[str, Any]]]) -> None:
-    ids, vecs, mds = zip(*batch)
-    await col.upsert(list(ids), np.stack(vecs), list(mds))
+async def _import_npy(db: qstore.Database, args: argparse.Namespace, progress: Any) -> qstore.Collection:
+    X = np.load(args.file, mmap_mode="r")
+    if X.ndim != 2 or not len(X):
+        raise qstore.InvalidArgument(f"{args.file}: expected a non-empty (n, dim) array, got shape {X.shape}")
+    if not args.collection:
+        raise qstore.InvalidArgument("--collection is required for .npy files", "invalid_name")
+    try:
+        col = await db.collection(args.collection)
+    except qstore.NotFound:
+        col = await db.create_collection(args.collection, dim=X.shape[1], metric=args.metric,
+                                         index={"type": args.index})
+    for start in range(0, len(X), BATCH):
+        rows = np.asarray(X[start:start + BATCH], dtype=np.float32)
+        await col.upsert([str(i) for i in range(start, start + len(rows))], rows)
+        progress(len(rows))
+    return col
 
 
 async def export_file(args: argparse.Namespace) -> int:
+    from qstore.export import export_jsonl
     async with await qstore.Database.open(args.data_dir) as db:
         col = await db.collection(args.collection)
         total = await col.count()
-        vectors, cursor = [], None
-        out = None if args.file.suffix == ".npy" else args.file.open("w")
         with tqdm(total=total, desc=f"export {args.collection}", unit="rec") as bar:
+            if args.file.suffix != ".npy":
+                with args.file.open("w") as out:
+                    await export_jsonl(col, out, bar.update)
+                return 0
+            vectors, cursor = [], None
             while True:
                 page = await col.scroll(limit=BATCH, cursor=cursor)
-                for r in page.records:
-                    if out is None:
-                        vectors.append(r.vector)
-                    else:
-                        out.write(json.dumps({
-                            "id": r.id, "vector": r.vector.tolist(), "metadata": r.metadata,
-                            "branches": [{"vector": b.vector.tolist(), "context": b.context,
-                                          "amplitude": [b.amplitude.real, b.amplitude.imag]} for b in r.branches],
-                            "expires_at": r.expires_at}) + "\n")
+                vectors.extend(r.vector for r in page.records)
                 bar.update(len(page.records))
                 if page.next_cursor is None:
                     break
                 cursor = page.next_cursor
-        if out is None:
-            np.save(args.file, np.asarray(vectors, dtype=np.float32).reshape(-1, col.dim))
-        else:
-            out.close()
+        np.save(args.file, np.asarray(vectors, dtype=np.float32).reshape(-1, col.dim))
     return 0
+
+
+async def check_dir(args: argparse.Namespace) -> int:
+    if not Path(args.data_dir, "lmdb").is_dir():
+        print(f"{args.data_dir}: not a Q-Store data directory", file=sys.stderr)
+        return 2
+    async with await qstore.Database.open(args.data_dir, sweep_interval=None) as db:
+        with tqdm(total=1, desc="check", unit="pass", disable=args.json) as bar:
+            report = await db.check(repair=args.repair)
+            bar.update(1)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        for note in report.notes:
+            print(f"repaired on open: {note}")
+        for problem in report.problems:
+            print(problem)
+        print(f"{args.data_dir}: {report.collections} collection(s), {report.records} record(s), "
+              f"{report.vectors} vector(s): {'OK' if report.ok else 'PROBLEMS (run with --repair)'}")
+    return 0 if report.ok else 1
+
+
+async def backup_dir(args: argparse.Namespace) -> int:
+    async with await qstore.Database.open(args.data_dir, sweep_interval=None) as db:
+        with tqdm(total=1, desc=f"backup to {args.out}", unit="copy") as bar:
+            manifest = await db.backup(args.out)
+            bar.update(1)
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    print(f"{args.out}: {len(manifest['files'])} file(s), {size / 2**20:.1f} MiB, sequence {manifest['last_seq']}")
+    return 0
+
+
+async def restore_dir(args: argparse.Namespace) -> int:
+    from qstore import backup
+    manifest = backup.verify(args.backup)
+    with tqdm(total=len(manifest["files"]), desc=f"restore {args.backup}", unit="file") as bar:
+        await asyncio.to_thread(backup.restore, args.backup, args.data_dir, lambda _rel: bar.update(1))
+    async with await qstore.Database.open(args.data_dir, sweep_interval=None) as db:
+        report = await db.check()
+        names = await db.list_collections()
+    print(f"{args.data_dir}: restored sequence {manifest['last_seq']}, {len(names)} collection(s), "
+          f"{report.records} record(s), check {'OK' if report.ok else 'found problems'}")
+    return 0 if report.ok else 1
 
 
 async def demo(args: argparse.Namespace) -> int:
@@ -215,4 +267,8 @@ def main(argv: list[str] | None = None, extra: Any = None) -> int:
     add_commands(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except qstore.QStoreError as exc:  # a typed refusal is a message, not a traceback
+        print(f"qstore {args.command}: {exc}", file=sys.stderr)
+        return 2

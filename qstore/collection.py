@@ -1,14 +1,17 @@
 """A collection: records in LMDB, their vectors in a FAISS index, one write path between them.
 
-Every mutation goes through ``_commit_docs`` inside a group-commit transaction: it
+Every mutation goes through ``_commit`` inside a group-commit transaction: it
 rewrites record documents, the internal-id map, the expiry table and the change
 sequence, then registers ``_apply`` to update the index and the in-memory summaries
 after the commit (on the storage's applier thread; reads wait for it). The quantum
-primitives (``qstore.states``) build documents and call the same path, so "commit,
-then index" is decided in exactly one place.
+primitives in ``qstore.states`` are pure functions from record documents (and their
+inputs, and explicit random draws) to new documents: this class reads the documents,
+hands them over, and commits and indexes what comes back, so "commit, then index" is
+decided in exactly one place.
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import os
@@ -24,9 +27,16 @@ from qstore import records, validation
 from qstore.errors import InvalidArgument, NotFound
 from qstore.index import IndexSpec, VectorIndex, compile_filter
 from qstore.index.rwlock import RWLock, WouldBlock
-from qstore.index.snapshot import read_snapshot, write_snapshot
-from qstore.records import Entry
-from qstore.storage import WriteContext, codec
+from qstore.index.snapshot import (
+    Snapshot,
+    SnapshotInvalid,
+    read_snapshot,
+    write_snapshot,
+)
+from qstore.records import Doc, Entry
+from qstore.states import decoherence, entanglement, measurement, superposition
+from qstore.states import tunneling as tunnel
+from qstore.storage import WriteContext, codec, scan
 from qstore_client.types import Hit, Measurement, Page, Record
 
 if TYPE_CHECKING:
@@ -43,6 +53,9 @@ SNAPSHOT_EVERY = 20_000  # vector changes between background snapshots
 # handing it to a reader thread and back costs 100-150 µs here, as much as a 20k-vector HNSW
 # search. Slower searches go to threads, where several can run at once.
 INLINE_SEARCH_MAX = 500e-6
+
+Getter = Callable[[str, bytes], "bytes | None"]  # (table, key) -> value, in a read or write txn
+Scored = tuple[str, float, int]  # (record id, score, its best-matching branch id)
 
 
 class Collection:
@@ -67,11 +80,14 @@ class Collection:
         self._expiry_heap: list[tuple[float, str]] = []
         self._expired: dict[str, Entry] = {}
         self._expiry_lock = threading.Lock()
+        self._iid_high = 0  # one past the largest internal id applied: ids are never reused
+        self._region_map: tunnel.RegionMap | None = None  # the tunneling region of each live vector
         self._search_cost = 0.0  # moving average of a plain one-vector search, seconds
         self._unsnapshotted = 0
         self._snapshot_thread: threading.Thread | None = None
         self._snapshot_lock = threading.Lock()  # the background snapshot and close() share one temp file
         self.snapshot_seq = 0
+        self.snapshot_problem: str | None = None  # why the last load discarded the snapshot
         self.dropped = False
 
     def __repr__(self) -> str:
@@ -96,19 +112,14 @@ class Collection:
 
     # ------------------------------------------------------------------ loading
     def load(self, txn: Any) -> None:
-        """Build summaries from LMDB and the index from its snapshot plus the change sequence."""
-        snap = read_snapshot(self.snapshot_path)
-        if snap is not None and snap[0] > self._storage.last_seq:
-            log.warning("snapshot of %s is newer than the database; rebuilding", self.name)
-            snap = None
+        """Build summaries from LMDB and the index from its verified snapshot plus the change sequence."""
+        snap = self._restore_snapshot()
         added: set[int] = set()
         removed: set[int] = set()
         if snap is not None:
-            seq, tombs, data = snap
-            self.index = VectorIndex.restore(self.dim, self.metric, self.spec, seq, tombs, data)
-            self.snapshot_seq = seq
+            self.snapshot_seq = snap.seq
             cur = self._storage.cursor(txn, "changes")
-            if cur.set_range(codec.u64(seq + 1)):
+            if cur.set_range(codec.u64(snap.seq + 1)):
                 for _key, raw in cur:
                     change = codec.unpack(raw)
                     if change["c"] == self.cid:
@@ -116,19 +127,13 @@ class Collection:
                         removed.update(change["r"])
         add_ids: list[int] = []
         add_vecs: list[np.ndarray] = []
-        prefix = codec.u32(self.cid)
-        cur = self._storage.cursor(txn, "records")
-        if cur.set_range(prefix):
-            for key, raw in cur:
-                if not key.startswith(prefix):
-                    break
-                doc = codec.unpack(raw)
-                rid = key[4:].decode()
-                self._track(rid, records.doc_entry(doc))
-                for branch in doc["b"]:
-                    if snap is None or branch[0] in added:
-                        add_ids.append(branch[0])
-                        add_vecs.append(codec.vector_from(branch[1]))
+        for key, raw in scan(self._storage.cursor(txn, "records"), codec.u32(self.cid)):
+            doc = codec.unpack(raw)
+            self._track(key[4:].decode(), records.doc_entry(doc))
+            for branch in doc["b"]:
+                if snap is None or branch[0] in added:
+                    add_ids.append(branch[0])
+                    add_vecs.append(codec.vector_from(branch[1]))
         if snap is not None:
             present = set(self.index.ids().tolist())
             removed &= present
@@ -137,12 +142,96 @@ class Collection:
         vecs = self.index.prepare(np.stack(add_vecs)) if add_vecs else np.empty((0, self.dim), np.float32)
         self.index.apply(np.array(add_ids, np.int64), vecs, np.array(sorted(removed), np.int64),
                          self._storage.last_seq)
-        live = sum(len(e.iids) for e in self._entries.values())
-        if self.index.size != live:  # never expected; derived state is repaired from LMDB
-            log.error("index of %s holds %d vectors but LMDB %d; rebuilding", self.name, self.index.size, live)
+        self.index.wait_for_rebuild()
+        problem = self.index_mismatch()
+        if problem:  # e.g. a snapshot whose change history was pruned; LMDB has the truth
+            log.error("index of %s disagrees with LMDB (%s); rebuilding", self.name, problem)
+            self.snapshot_problem = self.snapshot_problem or f"replay left the index inconsistent: {problem}"
+            self.index = VectorIndex(self.dim, self.metric, self.spec)
+            self.snapshot_seq = 0  # the snapshot on disk is not what the index holds now
+            self._rebuild_from(txn)
+            self.index.wait_for_rebuild()
+
+    def _restore_snapshot(self) -> Snapshot | None:
+        """Load the verified snapshot into ``self.index``; None (logged) when there is none to
+        trust, and the index is then built from LMDB alone."""
+        try:
+            snap = read_snapshot(self.snapshot_path)
+            if snap is None:
+                log.info("no snapshot of %s; building its index from LMDB", self.name)
+                return None
+            if snap.cid != self.cid:
+                raise SnapshotInvalid(f"it belongs to collection id {snap.cid}, not {self.cid}")
+            if snap.seq > self._storage.last_seq:
+                raise SnapshotInvalid(f"it is newer than the database (sequence {snap.seq} > "
+                                      f"{self._storage.last_seq})")
+            try:
+                index = VectorIndex.restore(self.dim, self.metric, self.spec, snap.seq, snap.tombstones, snap.data)
+            except RuntimeError as exc:  # FAISS's own parse errors
+                raise SnapshotInvalid(f"FAISS cannot read it: {exc}") from None
+            if index._index.d != self.dim or index.size != snap.count:
+                raise SnapshotInvalid(f"it holds {index.size} vectors of dimension {index._index.d}, "
+                                      f"its header says {snap.count} of dimension {self.dim}")
+        except (SnapshotInvalid, OSError) as exc:
+            self.snapshot_problem = f"snapshot {self.snapshot_path} discarded: {exc}"
+            log.warning("%s; rebuilding the index of %s from LMDB", self.snapshot_problem, self.name)
+            with contextlib.suppress(OSError):  # the next snapshot replaces it; until then it misleads
+                os.remove(self.snapshot_path)
+            return None
+        self.index = index
+        return snap
+
+    def index_mismatch(self) -> str | None:
+        """How the index's vector ids differ from the branch ids in LMDB's records, or None."""
+        live = np.concatenate([e.iids for e in self._entries.values()]) if self._entries \
+            else np.empty(0, np.int64)
+        have = self.index.ids()
+        missing = np.setdiff1d(live, have)
+        extra = np.setdiff1d(have, live)
+        if not len(missing) and not len(extra) and len(have) == len(live):
+            return None
+        return (f"{len(missing)} vector(s) missing from the index, {len(extra)} not in LMDB, "
+                f"{len(have)} indexed vs {len(live)} stored")
+
+    def summary_mismatch(self, docs: dict[str, dict[str, Any]]) -> list[str]:
+        """How the in-memory summaries differ from these LMDB documents (record id -> document)."""
+        out = []
+        if set(self._entries) != set(docs):
+            out.append(f"{len(set(docs) - set(self._entries))} record(s) missing from the summaries, "
+                       f"{len(set(self._entries) - set(docs))} not in LMDB")
+        with self._expiry_lock:
+            timed = set(self._expired) | {rid for _t, rid in self._expiry_heap}
+        for rid, doc in docs.items():
+            entry, want = self._entries.get(rid), records.doc_entry(doc)
+            if entry is None:
+                continue
+            if (not np.array_equal(entry.iids, want.iids) or entry.contexts != want.contexts
+                    or entry.expires_at != want.expires_at or entry.metadata != want.metadata
+                    or not np.allclose(entry.probs, want.probs)):
+                out.append(f"summary of {rid!r} differs from its record")
+            elif any(self._owner.get(i) != rid for i in want.iids.tolist()):
+                out.append(f"branch owners of {rid!r} are wrong")
+            elif want.expires_at is not None and rid not in timed:
+                out.append(f"{rid!r} expires at {want.expires_at} but is not in the expiry heap")
+        superposed = sum(1 for d in docs.values() if len(d["b"]) > 1)
+        if self._superposed != superposed:
+            out.append(f"superposed count is {self._superposed}, LMDB has {superposed}")
+        return out
+
+    def rebuild_derived(self, txn: Any) -> None:
+        """Rebuild the summaries and the index from LMDB alone (``check(repair=True)``)."""
+        with self._lock.write():
+            self._entries, self._owner, self._contexts = {}, {}, {}
+            self._superposed, self._max_branches = 0, 1
+            with self._expiry_lock:
+                self._expiry_heap, self._expired = [], {}
+            for key, raw in scan(self._storage.cursor(txn, "records"), codec.u32(self.cid)):
+                self._track(key[4:].decode(), records.doc_entry(codec.unpack(raw)))
+            self.index.wait_for_rebuild()
             self.index = VectorIndex(self.dim, self.metric, self.spec)
             self._rebuild_from(txn)
-        self.index.wait_for_rebuild()
+            self.index.wait_for_rebuild()
+            self.snapshot_seq = 0  # the snapshot on disk no longer describes the index
 
     def _rebuild_from(self, txn: Any) -> None:
         ids, vecs = [], []
@@ -157,6 +246,8 @@ class Collection:
     # ------------------------------------------------------------------ summaries
     def _track(self, rid: str, entry: Entry) -> None:
         self._entries[rid] = entry
+        if len(entry.iids):
+            self._iid_high = max(self._iid_high, int(entry.iids.max()) + 1)
         for iid, ctx in zip(entry.iids.tolist(), entry.contexts):
             self._owner[iid] = rid
             if ctx is not None:
@@ -193,12 +284,10 @@ class Collection:
             return dict(self._expired) if self._expired else {}
 
     def _view(self, entry: Entry, due: bool) -> Entry | None:
-        """A record as reads see it: gone once decohered, or collapsed in collapse mode."""
+        """The summary of ``decoherence.view``: gone once decohered, or collapsed in collapse mode."""
         if not due:
             return entry
-        if self.on_decohere == "collapse" and entry.superposed:
-            return entry.collapsed()
-        return None
+        return entry.collapsed() if decoherence.collapses(len(entry.iids), self.on_decohere) else None
 
     def _hidden_iids(self, due: dict[str, Entry]) -> np.ndarray | None:
         if not due:
@@ -218,23 +307,36 @@ class Collection:
         ctx.put("meta", key, codec.u64(start + n))
         return list(range(start, start + n))
 
-    def _read_doc(self, ctx: WriteContext, rid: str) -> dict[str, Any] | None:
-        raw = ctx.get("records", codec.record_key(self.cid, rid))
+    def _read_doc(self, get: Getter, rid: str) -> Doc | None:
+        raw = get("records", codec.record_key(self.cid, rid))
         return codec.unpack(raw) if raw else None
 
-    def _commit_docs(self, ctx: WriteContext, docs: dict[str, dict[str, Any] | None],
-                     olds: dict[str, dict[str, Any] | None] | None = None) -> None:
-        """Write (or delete, for None) whole record documents; index them after the commit.
-        ``olds`` are the current documents when the caller has just read them in this ``ctx``."""
-        from qstore.states import entanglement  # groups refer back to records
+    def _visible(self, get: Getter, rid: str, now: float) -> Doc | None:
+        """The record as every operation sees it: the one view of expiry (``decoherence.view``)."""
+        return decoherence.view(self._read_doc(get, rid), now, self.on_decohere)
 
+    def _must_see(self, get: Getter, rid: str, now: float) -> Doc:
+        doc = self._visible(get, rid, now)
+        if doc is None:
+            raise NotFound(f"record {rid!r} does not exist in {self.name!r}", "not_found")
+        return doc
+
+    def _reader(self, txn: Any) -> Getter:
+        return lambda table, key: self._storage.get(txn, table, key)
+
+    def _commit(self, ctx: WriteContext, docs: dict[str, Doc | None],
+                olds: dict[str, Doc | None] | None = None) -> None:
+        """Write (or delete, for None) whole record documents, giving every branch a fresh internal
+        id; index them after the commit. ``olds`` are the stored documents when the caller has
+        just read them in this ``ctx``."""
+        fresh = iter(self._alloc(ctx, sum(len(d["b"]) for d in docs.values() if d is not None)))
         add_ids: list[int] = []
         add_vecs: list[np.ndarray] = []
         removed: list[int] = []
         updates: dict[str, Entry | None] = {}
         for rid, doc in docs.items():
             key = codec.record_key(self.cid, rid)
-            old = olds[rid] if olds is not None else self._read_doc(ctx, rid)
+            old = olds[rid] if olds is not None else self._read_doc(ctx.get, rid)
             if old is None and doc is None:
                 continue
             if old is not None:
@@ -245,9 +347,12 @@ class Collection:
                     ctx.delete("expiry", codec.expiry_key(old["e"], self.cid, rid))
             if doc is None:
                 ctx.delete("records", key)
-                entanglement.leave_groups(ctx, self, rid)
+                for name in self._group_names(ctx.get, rid):
+                    group = self._group(ctx.get, name)
+                    self._put_group(ctx, name, group, entanglement.without(group, [rid]))
                 updates[rid] = None
                 continue
+            doc = records.with_iids(doc, [next(fresh) for _ in doc["b"]])
             ctx.put("records", key, codec.pack(doc))
             for b in doc["b"]:
                 ctx.put("rev", codec.iid_key(self.cid, b[0]), rid.encode())
@@ -268,16 +373,66 @@ class Collection:
                updates: dict[str, Entry | None]) -> None:
         if self.dropped:
             return
-        with self._lock.write():
-            self.index.apply(ids, vecs, removed, seq)
-            for rid, entry in updates.items():
-                self._untrack(rid)
-                if entry is not None:
-                    self._track(rid, entry)
+        # The graph work first, under the index lock only and a chunk at a time, so searches
+        # interleave; then one short exclusive step publishes the batch to the summaries.
+        try:
+            self.index.add(ids, vecs)
+        finally:
+            with self._lock.write():
+                self.index.apply(ids[:0], vecs[:0], removed, seq)
+                for rid, entry in updates.items():
+                    self._untrack(rid)
+                    if entry is not None:
+                        self._track(rid, entry)
+                if len(ids):
+                    self._iid_high = max(self._iid_high, int(ids.max()) + 1)
+                if self._region_map is not None:
+                    self._region_map.place(ids, vecs, removed)
         self._unsnapshotted += len(ids) + len(removed)
         if self._unsnapshotted >= self._db.snapshot_every and self._snapshot_thread is None:
             self._snapshot_thread = threading.Thread(target=self.snapshot, name="qstore-snapshot", daemon=True)
             self._snapshot_thread.start()
+
+    async def _write(self, fn: Callable[[WriteContext], Any]) -> Any:
+        self._check_open()
+        return await self._storage.write(lambda ctx: (self._check_open(), fn(ctx))[1])
+
+    # ------------------------------------------------------------------ entanglement groups
+    def _group_names(self, get: Getter, rid: str) -> list[str]:
+        raw = get("groups", entanglement.member_key(self.cid, rid))
+        return codec.unpack(raw) if raw else []
+
+    def _group(self, get: Getter, name: str) -> entanglement.Group | None:
+        raw = get("groups", entanglement.group_key(self.cid, name))
+        return codec.unpack(raw) if raw else None
+
+    def _put_group(self, ctx: WriteContext, name: str, old: entanglement.Group | None,
+                   new: entanglement.Group | None) -> None:
+        """Store a group (delete it for None) and keep each member's list of groups in step."""
+        key = entanglement.group_key(self.cid, name)
+        if new is None:
+            ctx.delete("groups", key)
+        else:
+            ctx.put("groups", key, codec.pack(new))
+        before = set(old["members"]) if old else set()
+        after = set(new["members"]) if new else set()
+        for rid in before ^ after:
+            names = [g for g in self._group_names(ctx.get, rid) if g != name] + ([name] if rid in after else [])
+            mkey = entanglement.member_key(self.cid, rid)
+            if names:
+                ctx.put("groups", mkey, codec.pack(sorted(names)))
+            else:
+                ctx.delete("groups", mkey)
+
+    def _partners(self, get: Getter, rid: str, now: float) -> list[tuple[str, Doc, float]]:
+        """(partner, its visible document, ρ) for every visible partner, in id order."""
+        groups = [g for g in (self._group(get, n) for n in self._group_names(get, rid)) if g is not None]
+        out = []
+        for pid, rho in entanglement.partner_rhos(rid, groups).items():
+            doc = self._visible(get, pid, now)
+            if doc is not None:
+                out.append((pid, doc, rho))
+        return out
 
     def snapshot(self) -> None:
         """Persist the index atomically with the last sequence number it contains."""
@@ -286,9 +441,9 @@ class Collection:
                 os.makedirs(os.path.dirname(self.snapshot_path), exist_ok=True)
                 self.index.wait_for_rebuild()
                 pending = self._unsnapshotted
-                seq, tombs, data = self.index.snapshot()
+                seq, tombs, data, count = self.index.snapshot()
                 if not self.dropped:
-                    write_snapshot(self.snapshot_path, seq, tombs, data)
+                    write_snapshot(self.snapshot_path, self.cid, seq, count, tombs, data)
                     self.snapshot_seq = seq
                     self._unsnapshotted -= pending
         except Exception:
@@ -321,19 +476,13 @@ class Collection:
         codec.pack(mds)  # fail here, not in the writer, on anything msgpack rejects
 
         def write(ctx: WriteContext) -> int:
-            iids = self._alloc(ctx, len(ids))
-            olds = {rid: self._read_doc(ctx, rid) for rid in ids}
-            docs = {rid: records.make_doc([(iid, vec, None, 1.0)], md, expires,
-                                          (olds[rid]["v"] + 1) if olds[rid] else 1)
-                    for rid, iid, vec, md in zip(ids, iids, vecs, mds)}
-            self._commit_docs(ctx, docs, olds)
+            olds = {rid: self._read_doc(ctx.get, rid) for rid in ids}
+            docs = {rid: records.make_doc([(vec, None, 1.0)], md, expires, records.next_version(olds[rid]))
+                    for rid, vec, md in zip(ids, vecs, mds)}
+            self._commit(ctx, docs, olds)
             return len(ids)
 
         return await self._write(write)
-
-    async def _write(self, fn: Callable[[WriteContext], Any]) -> Any:
-        self._check_open()
-        return await self._storage.write(lambda ctx: (self._check_open(), fn(ctx))[1])
 
     async def get(self, ids: list[str]) -> list[Record | None]:
         self._check_open()
@@ -341,28 +490,21 @@ class Collection:
         return await self._storage.read(self._get_sync, ids, self._now())
 
     def _get_sync(self, txn: Any, ids: list[str], now: float) -> list[Record | None]:
-        due = self._due(now)
-        out: list[Record | None] = []
-        for rid in ids:
-            raw = self._storage.get(txn, "records", codec.record_key(self.cid, rid))
-            if raw is None:
-                out.append(None)
-                continue
-            doc = codec.unpack(raw)
-            expired = doc["e"] is not None and doc["e"] <= now
-            view = self._view(records.doc_entry(doc), expired or rid in due)
-            out.append(None if view is None else records.doc_record(rid, doc, collapsed=expired))
-        return out
+        get = self._reader(txn)
+        docs = [self._visible(get, rid, now) for rid in ids]
+        return [None if doc is None else records.doc_record(rid, doc) for rid, doc in zip(ids, docs)]
 
     async def delete(self, ids: list[str]) -> int:
-        """Delete records; unknown ids are ignored (idempotent). Returns how many existed."""
+        """Delete records; unknown ids are ignored (idempotent). Returns how many were visible."""
         self._check_open()
         ids = validation.check_ids(ids, unique=False)
+        now = self._now()
 
         def write(ctx: WriteContext) -> int:
-            present = [rid for rid in dict.fromkeys(ids) if self._read_doc(ctx, rid) is not None]
-            self._commit_docs(ctx, {rid: None for rid in present})
-            return len(present)
+            olds = {rid: self._read_doc(ctx.get, rid) for rid in dict.fromkeys(ids)}
+            present = {rid: old for rid, old in olds.items() if old is not None}
+            self._commit(ctx, dict.fromkeys(present), present)  # expired ones go too, uncounted
+            return sum(decoherence.view(old, now, self.on_decohere) is not None for old in present.values())
 
         return await self._write(write)
 
@@ -385,7 +527,6 @@ class Collection:
         return await self._storage.read(self._scroll_sync, limit, cursor, pred, self._now())
 
     def _scroll_sync(self, txn: Any, limit: int, cursor: str | None, pred: Any, now: float) -> Page:
-        due = self._due(now)
         prefix = codec.u32(self.cid)
         cur = self._storage.cursor(txn, "records")
         out: list[Record] = []
@@ -395,13 +536,12 @@ class Collection:
             if not key.startswith(prefix):
                 break
             rid = key[4:].decode()
-            doc = codec.unpack(raw)
-            expired = rid in due or (doc["e"] is not None and doc["e"] <= now)
-            if self._view(records.doc_entry(doc), expired) is None or (pred and not pred(doc["m"])):
+            doc = decoherence.view(codec.unpack(raw), now, self.on_decohere)
+            if doc is None or (pred and not pred(doc["m"])):
                 continue
             if len(out) == limit:
                 return Page(out, rid)
-            out.append(records.doc_record(rid, doc, collapsed=expired))
+            out.append(records.doc_record(rid, doc))
         return Page(out, None)
 
     # ------------------------------------------------------------------ search
@@ -413,7 +553,7 @@ class Collection:
                     ef: int | None = None, per_region: int | None = None) -> list[Hit]:
         """Nearest records, one row per record, ranked by score (higher is more similar).
 
-        ``context`` scores superposed records by that context's branch only; without it they
+        ``context`` scores superposed records by that context's branches only; without it they
         score by the Born-weighted similarity. ``tunneling`` > 0 also searches far regions
         (see ``qstore.states.tunneling``); ``None`` or 0 is plain search.
         """
@@ -427,14 +567,13 @@ class Collection:
             raise InvalidArgument("context must be a string", "invalid_argument")
         if ef is not None and (not isinstance(ef, int) or isinstance(ef, bool) or ef < 1):
             raise InvalidArgument("ef must be a positive integer", "invalid_argument")
-        if tunneling is not None:
-            from qstore.states import tunneling as tunnel
-            if tunnel.check_strength(tunneling) > 0:
-                await self._storage.settle()
-                if tunnel.stale(self):
-                    await self.build_regions()
-                return await self._storage.run(tunnel.search, self, q[0], top_k, pred, context, float(tunneling),
-                                               seed, per_region, self._now())
+        if tunneling is not None and tunnel.check_strength(tunneling) > 0:
+            cap = tunnel.check_per_region(per_region, top_k)
+            await self._storage.settle()
+            if self.index.size >= 2:  # fewer vectors cannot be partitioned: plain search answers
+                await self._fresh_regions()
+                return await self._storage.run(self._tunnel_sync, q[0], top_k, pred, context,
+                                               float(tunneling), seed, cap, self._now())
         now = self._now()
         if pred is None and context is None and ef is None and not self._superposed \
                 and self._search_cost < INLINE_SEARCH_MAX and self._storage.settled:
@@ -471,83 +610,326 @@ class Collection:
         with self._lock.read(wait):
             due = self._due(now)
             allowed = self.candidates(pred, context, due)
-            kk = k * min(self._max_branches, 8) if self._superposed else k
-            scores, iids = self._raw_search(q, kk, allowed, self._hidden_iids(due) if allowed is None else None,
-                                            ef, wait)
-            hits = [self._rank(q[r], scores[r], iids[r], k, context, due) for r in range(len(q))]
+            hidden = self._hidden_iids(due) if allowed is None else None
+            if self._superposed:
+                ranked = [self._ranked(q[r], k, allowed, hidden, ef, context, due, wait) for r in range(len(q))]
+            else:
+                scores, iids = self._raw_search(q, k, allowed, hidden, ef, wait)
+                ranked = [self._scored(q[r], scores[r], iids[r], context, due) for r in range(len(q))]
+            hits = [self._hits(rows[:k]) for rows in ranked]
         if len(q) == 1 and allowed is None and ef is None:
             self._search_cost += 0.1 * (time.perf_counter() - start - self._search_cost)
         return hits
 
     def _raw_search(self, q: np.ndarray, k: int, allowed: np.ndarray | None, hidden: np.ndarray | None,
-                    ef: int | None, wait: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                    ef: int | None, wait: bool = True, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         if allowed is None:
-            return self.index.search(q, k, exclude=hidden, ef=ef, wait=wait)
+            return self.index.search(q, k, exclude=hidden, ef=ef, nprobe=nprobe, wait=wait)
         live = max(self.index.size, 1)
         if len(allowed) <= EXACT_SEARCH_MAX or len(allowed) <= EXACT_SEARCH_SHARE * live:
             return self.index.exact_search(q, k, allowed)
         # HNSW needs a wider beam when the selector rejects most of what it visits.
         boost = int(min(1024, max(ef or self.spec.ef_search, k) * live / len(allowed)))
-        return self.index.search(q, k, allowed=allowed, ef=boost)
+        return self.index.search(q, k, allowed=allowed, ef=max(boost, ef or 0), nprobe=nprobe)
 
-    def _rank(self, q: np.ndarray, scores: np.ndarray, iids: np.ndarray, k: int, context: str | None,
-              due: dict[str, Entry]) -> list[Hit]:
-        """One row per record. A superposed record scores Σ|α_i|²·sim(q, v_i) over its branches,
-        or over the branches labelled ``context`` (renormalised) when a context is given."""
-        seen: dict[str, float] = {}
+    def _ranked(self, q: np.ndarray, k: int, allowed: np.ndarray | None, hidden: np.ndarray | None,
+                ef: int | None, context: str | None, due: dict[str, Entry], wait: bool = True) -> list[Scored]:
+        """Records ranked by Born score, exact with respect to the index (the threshold algorithm).
+
+        A record's Born score never exceeds its best branch similarity, so once the k-th score
+        among the records seen is at least the lowest similarity in the pool, no unseen record
+        can enter the top k. Until then the pool widens."""
+        limit = max(len(allowed) if allowed is not None else self.index.size, 1)
+        first = pool = min(k * min(self._max_branches, 8), limit)
+        born: dict[str, float] = {}
+        nprobe = self.spec.nprobe
+        ivf = self.spec.type == "ivf" and self.index.trained
+        while True:
+            scores, iids = self._raw_search(q[None, :], pool, allowed, hidden, ef, wait,
+                                            nprobe if pool > first else None)
+            ranked = self._scored(q, scores[0], iids[0], context, due, born)
+            found = int((iids[0] >= 0).sum())
+            if pool >= limit or (found < pool and not (ivf and nprobe < self.spec.nlist)):
+                return ranked  # nothing is left unseen
+            if len(ranked) >= k and ranked[k - 1][1] >= float(scores[0][found - 1]):
+                return ranked
+            # Deeper: HNSW's beam follows the pool (see _raw_search); IVF probes as many more
+            # lists as the pool grew.
+            pool = min(pool * 4, limit)
+            nprobe = min(self.spec.nprobe * pool // first, self.spec.nlist)
+
+    def _scored(self, q: np.ndarray, scores: np.ndarray, iids: np.ndarray, context: str | None,
+                due: dict[str, Entry], born: dict[str, float] | None = None) -> list[Scored]:
+        """(record, score, its best branch id) for the records owning these branches, best first.
+        A superposed record scores Σ|α_i|²·sim(q, v_i) over its branches, or over the branches
+        labelled ``context`` (renormalised) when a context is given. ``born`` keeps the scores
+        already computed for this query."""
+        seen: dict[str, tuple[float, int]] = {}
+        owner = self._owner
         for s, iid in zip(scores.tolist(), iids.tolist()):
-            if iid < 0:
-                continue
-            rid = self._owner.get(iid)
-            if rid is not None and rid not in seen:
-                seen[rid] = s
+            if iid >= 0:
+                rid = owner.get(iid)
+                if rid is not None and rid not in seen:
+                    seen[rid] = (s, iid)
         if self._superposed:
-            mixed = []  # (record, its branch ids, their renormalised probabilities)
+            born = {} if born is None else born
+            mixed, ids, probs = [], [], []  # records to score, their branch ids and probabilities
             for rid in seen:
-                entry = self._view(self._entries[rid], rid in due)
-                if entry is None or not entry.superposed:
+                entry = self._entries[rid]
+                if rid in born or len(entry.iids) < 2:
                     continue
-                mask = np.ones(len(entry.iids), bool) if context is None else \
-                    np.array([c == context for c in entry.contexts])
-                if mask.sum() > 1:
-                    mixed.append((rid, entry.iids[mask], entry.probs[mask] / entry.probs[mask].sum()))
+                if rid in due:
+                    entry = self._view(entry, True)
+                    if entry is None or len(entry.iids) < 2:
+                        continue
+                if context is None:
+                    b, p = entry.iids, entry.probs
+                else:
+                    mask = np.fromiter((c == context for c in entry.contexts), bool, len(entry.contexts))
+                    b, p = entry.iids[mask], entry.probs[mask]
+                    if len(b) < 2 or not p.sum() > 0:  # zero amplitudes are refused; older data may hold them
+                        continue
+                    p = p / p.sum()
+                mixed.append(rid)
+                ids.append(b)
+                probs.append(p)
             if mixed:
-                sims = self.index.similarity(q[None, :], self.index.vectors(np.concatenate([m[1] for m in mixed])))[0]
-                at = 0
-                for rid, ids, probs in mixed:
-                    seen[rid] = float(np.dot(probs, sims[at:at + len(ids)]))
-                    at += len(ids)
-        ranked = sorted(seen.items(), key=itemgetter(1), reverse=True)[:k]  # stable: ties keep FAISS's order
-        entries = self._entries
-        return [Hit(rid, s, dict(entries[rid].metadata)) for rid, s in ranked]
+                flat = np.concatenate(ids)
+                sims = self._similarities(q, flat, scores, iids)
+                starts = np.cumsum([0] + [len(b) for b in ids[:-1]])
+                born.update(zip(mixed, np.add.reduceat(np.concatenate(probs) * sims, starts).tolist()))
+            for rid, (_, iid) in seen.items():
+                if rid in born:
+                    seen[rid] = (born[rid], iid)
+        ranked = [(rid, s, iid) for rid, (s, iid) in seen.items()]
+        ranked.sort(key=itemgetter(1), reverse=True)  # stable: ties keep FAISS's order
+        return ranked
 
-    # ------------------------------------------------------------------ quantum primitives
+    def _similarities(self, q: np.ndarray, ids: np.ndarray, known_scores: np.ndarray,
+                      known_ids: np.ndarray) -> np.ndarray:
+        """sim(q, v) for the vectors ``ids``, reusing the scores a search already returned."""
+        order = np.argsort(known_ids)
+        sorted_ids = known_ids[order]
+        at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+        known = sorted_ids[at] == ids
+        sims = np.empty(len(ids), np.float32)
+        sims[known] = known_scores[order][at[known]]
+        if not known.all():
+            rest = ids[~known]
+            sims[~known] = self.index.similarity(q[None, :], self.index.vectors(rest))[0]
+        return sims
+
+    def _hits(self, ranked: list[Scored]) -> list[Hit]:
+        entries = self._entries
+        return [Hit(rid, s, dict(entries[rid].metadata)) for rid, s, _ in ranked]
+
+    # ------------------------------------------------------------------ tunneling
     async def build_regions(self, n_regions: int | None = None, seed: int = 0) -> int:
-        """(Re)partition the vectors into tunneling regions and persist them. Returns how many."""
-        from qstore.states import tunneling as tunnel
+        """(Re)partition the vectors into tunneling regions and persist them. Returns how many.
+        Without ``n_regions`` they are the IVF coarse centroids once IVF trains, else k-means
+        with a count from the collection size; an explicit count is kept on later rebuilds."""
         self._check_open()
-        self.regions = await self._storage.run(tunnel.build_regions, self, n_regions, seed)
+        if n_regions is not None and (isinstance(n_regions, bool) or not isinstance(n_regions, int)
+                                      or not 1 <= n_regions <= tunnel.MAX_REGIONS):
+            raise InvalidArgument(f"n_regions must be an integer in 1..{tunnel.MAX_REGIONS}", "invalid_argument")
+        await self._storage.settle()
+        await self._storage.run(self._build_regions_sync, n_regions, seed)
         await self._db.save_collection_config(self)
         return len(self.regions["centroids"])
 
+    def _build_regions_sync(self, n_regions: int | None, seed: int) -> None:
+        mark = self._iid_high
+        ids = self.index.ids()
+        if len(ids) < 2:
+            raise InvalidArgument("tunneling regions need at least two stored vectors", "invalid_tunneling")
+        rng = np.random.default_rng(seed)
+        sample = ids if len(ids) <= tunnel.SAMPLE else rng.choice(ids, tunnel.SAMPLE, replace=False)
+        coarse = self.index.coarse_centroids() if n_regions is None else None
+        centroids, radii = tunnel.fit(self.index.vectors(np.sort(sample)),
+                                      n_regions or tunnel.default_regions(len(ids)), self.metric, seed, coarse)
+        regions = {"centroids": centroids, "radii": radii, "n": len(ids), "mark": mark,
+                   "requested": n_regions, "seed": seed, "source": "kmeans" if coarse is None else "ivf"}
+        with self._lock.write():  # every member placed once per build; writes then place their own
+            self.regions = regions
+            self._place_all()
+
+    async def _fresh_regions(self) -> None:
+        """Rebuild the regions when the data has moved since they were built (or IVF has trained)."""
+        r = self.regions
+        if tunnel.stale(r, size=self.index.size, written=self._iid_high - (r or {}).get("mark", 0),
+                        ivf_ready=self.spec.type == "ivf" and self.index.trained):
+            await self.build_regions(r.get("requested") if r else None, r.get("seed", 0) if r else 0)
+        elif self._region_map is None:  # regions loaded with the config: place the members once
+            await self._storage.run(self._place_all_locked)
+
+    def _place_all_locked(self) -> None:
+        with self._lock.write():
+            if self._region_map is None:
+                self._place_all()
+
+    def _place_all(self) -> None:
+        ids = self.index.ids()
+        self._region_map = tunnel.RegionMap(self.regions, ids, self._vectors_of(ids))
+
+    def _vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        return self.index.vectors(ids) if len(ids) else np.empty((0, self.dim), np.float32)
+
+    def _tunnel_sync(self, q: np.ndarray, k: int, pred: Any, context: str | None, t: float,
+                     seed: int | None, cap: int, now: float) -> list[Hit]:
+        rng = np.random.default_rng(seed)
+        with self._lock.read():
+            due = self._due(now)
+            allowed = self.candidates(pred, context, due)
+            hidden = self._hidden_iids(due) if allowed is None else None
+            near = self._ranked(q, k, allowed, hidden, None, context, due)[:k]
+            regions = self._region_map
+            home, probs = regions.entry_probabilities(q, t)
+            draws = rng.random(len(probs))
+            fan = min(self._max_branches, 8) if self._superposed else 1
+            cand_s, cand_i = [], []
+            for r in np.flatnonzero(draws < probs).tolist():
+                if r == home:
+                    continue
+                ids, vecs = regions.vectors(r, self._vectors_of)
+                if allowed is not None or hidden is not None:
+                    keep = np.isin(ids, allowed) if allowed is not None else ~np.isin(ids, hidden)
+                    ids, vecs = ids[keep], vecs[keep]
+                if not len(ids):
+                    continue
+                sims = self.index.similarity(q[None, :], vecs)[0]
+                top = np.argsort(-sims, kind="stable")[:cap * fan]
+                cand_s.append(sims[top])
+                cand_i.append(ids[top])
+            merged = {rid: (s, iid) for rid, s, iid in near}
+            if cand_i:
+                for rid, s, iid in self._scored(q, np.concatenate(cand_s), np.concatenate(cand_i), context, due):
+                    merged.setdefault(rid, (s, iid))
+            ranked = sorted(((rid, s, iid) for rid, (s, iid) in merged.items()), key=itemgetter(1), reverse=True)
+            keep = tunnel.select([regions.region_of.get(iid, home) for _, _, iid in ranked], home, k, cap)
+            return self._hits([ranked[i] for i in keep])
+
+    # ------------------------------------------------------------------ quantum primitives
     async def superpose(self, id: str, branches: list[tuple[Any, str | None, complex]],
                         metadata: dict[str, Any] | None = None, coherence_time: float | None = None) -> None:
-        from qstore.states import superposition
-        await superposition.superpose(self, id, branches, metadata, coherence_time)
+        self._check_open()
+        validation.check_id(id)
+        parts = superposition.normalise_branches(branches, self.dim, self.metric)
+        md = validation.check_metadata(metadata)
+        expires = self._expiry_for(coherence_time)
+
+        def write(ctx: WriteContext) -> None:
+            old = self._read_doc(ctx.get, id)
+            self._commit(ctx, {id: superposition.superposed(parts, md, expires, old)}, {id: old})
+
+        await self._write(write)
 
     async def measure(self, id: str, context: str | None = None, collapse: bool = False,
                       seed: int | None = None) -> Measurement:
-        from qstore.states import measurement
-        return await measurement.measure(self, id, context, collapse, seed)
+        self._check_open()
+        validation.check_id(id)
+        if context is not None and not isinstance(context, str):
+            raise InvalidArgument("context must be a string", "invalid_argument")
+        now = self._now()
+        # Every draw is made here, before the write: a write may run twice (the map grows).
+        rng = np.random.default_rng(seed)
+        u = float(rng.random())
+
+        def result(doc: Doc, i: int, p: float) -> Measurement:
+            return Measurement(doc["b"][i][2], records.branch_vector(doc, i), p)
+
+        if not collapse:
+            def read(txn: Any) -> Measurement:
+                doc = self._must_see(self._reader(txn), id, now)
+                return result(doc, *measurement.choose(doc, context, u))
+            return await self._storage.read(read)
+
+        partner_seed = int(rng.integers(2**63))
+
+        def write(ctx: WriteContext) -> Measurement:
+            doc = self._must_see(ctx.get, id, now)
+            i, p = measurement.choose(doc, context, u)
+            partners = self._partners(ctx.get, id, now)
+            draws = np.random.default_rng(partner_seed).random(len(partners))
+            self._commit(ctx, measurement.collapse(id, doc, i, partners, draws))
+            return result(doc, i, p)
+
+        return await self._write(write)
 
     async def entangle(self, group: str, ids: list[str], strength: float = 1.0) -> None:
-        from qstore.states import entanglement
-        await entanglement.entangle(self, group, ids, strength)
+        """Add ``ids`` to ``group`` (created with ``strength``; an existing group keeps its own)."""
+        self._check_open()
+        validation.check_name(group, "group")
+        ids = validation.check_ids(ids)
+        if not ids:
+            raise InvalidArgument("entangle needs ids", "invalid_argument")
+        strength = entanglement.check_strength(strength)
+        now = self._now()
+
+        def write(ctx: WriteContext) -> None:
+            for rid in ids:
+                self._must_see(ctx.get, rid, now)
+            old = self._group(ctx.get, group)
+            self._put_group(ctx, group, old, entanglement.joined(old, group, ids, strength))
+
+        await self._write(write)
+
+    async def disentangle(self, group: str, ids: list[str] | None = None) -> None:
+        """Remove ``ids`` from ``group`` (every member for None); a group left with one dissolves."""
+        self._check_open()
+        validation.check_name(group, "group")
+        if ids is not None:
+            ids = validation.check_ids(ids, unique=False)
+
+        def write(ctx: WriteContext) -> None:
+            old = self._group(ctx.get, group)
+            if old is None:
+                raise NotFound(f"group {group!r} does not exist in {self.name!r}", "not_found")
+            self._put_group(ctx, group, old, entanglement.without(old, ids))
+
+        await self._write(write)
 
     async def update(self, id: str, vector: Any) -> None:
-        from qstore.states import entanglement
-        await entanglement.update(self, id, vector)
+        """Replace the record's vector (its most probable branch) and move every partner by
+        ρ_ab·(new − old), renormalised to unit length under the cosine metric, atomically."""
+        self._check_open()
+        validation.check_id(id)
+        new = validation.check_vectors(vector, self.dim, metric=self.metric, n=1)[0]
+        now = self._now()
+
+        def write(ctx: WriteContext) -> None:
+            doc = self._must_see(ctx.get, id, now)
+            self._commit(ctx, entanglement.update(id, doc, new, self._partners(ctx.get, id, now), self.metric))
+
+        await self._write(write)
 
     async def correlation(self, id_a: str, id_b: str) -> float:
-        from qstore.states import entanglement
-        return await entanglement.correlation(self, id_a, id_b)
+        """ρ_ab = 1 − Π(1 − ρ_g) over the groups holding both; 1 for a record with itself."""
+        self._check_open()
+        validation.check_id(id_a)
+        validation.check_id(id_b)
+        now = self._now()
+
+        def read(txn: Any) -> float:
+            get = self._reader(txn)
+            for rid in (id_a, id_b):
+                self._must_see(get, rid, now)
+            groups = [self._group(get, n) for n in self._group_names(get, id_a)]
+            return entanglement.correlation(id_a, id_b, [g for g in groups if g is not None])
+
+        return await self._storage.read(read)
+
+    async def sweep(self) -> int:
+        """Make decoherence durable: delete (or collapse) every expired record. Returns how many."""
+        now = self._now()
+        due = list(self._due(now))
+        if not due or self.dropped:
+            return 0
+
+        def write(ctx: WriteContext) -> int:
+            olds = {rid: self._read_doc(ctx.get, rid) for rid in due}
+            olds = {rid: d for rid, d in olds.items() if d is not None and decoherence.expired(d, now)}
+            self._commit(ctx, {rid: decoherence.decohered(d, now, self.on_decohere) for rid, d in olds.items()},
+                         olds)
+            return len(olds)
+
+        return await self._write(write)

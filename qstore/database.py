@@ -7,15 +7,19 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qstore import validation
 from qstore.collection import SNAPSHOT_EVERY, Collection
-from qstore.errors import AlreadyExists, InvalidArgument, NotFound
+from qstore.errors import AlreadyExists, InsufficientStorage, InvalidArgument, NotFound
 from qstore.index.spec import IndexSpec, check_metric
+from qstore.states import quantum_state
 from qstore.storage import Storage, WriteContext, codec
+
+if TYPE_CHECKING:
+    from qstore.check import CheckReport
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,12 @@ class Database:
         loop = asyncio.get_running_loop()
         storage = await loop.run_in_executor(None, lambda: Storage(path, sync=sync, map_size=map_size))
         db = cls(storage, clock, snapshot_every)
-        await storage.read(db._load)
+        try:
+            await storage.read(db._load)
+        except BaseException:
+            # Release the environment and threads, or retrying the open in this process fails.
+            await loop.run_in_executor(None, storage.close)
+            raise
         if sweep_interval:
             db._sweeper = asyncio.create_task(db._sweep_forever(sweep_interval), name="qstore-sweeper")
         log.info("opened %s: %d collection(s)", path, len(db._collections))
@@ -64,6 +73,10 @@ class Database:
                 col = Collection(self, config)
                 col.load(txn)
                 self._collections[col.name] = col
+        from qstore.check import stray_index_files
+        for stray in stray_index_files(self.path, {c.cid for c in self._collections.values()}):
+            log.info("removing %s: an interrupted snapshot or a dropped collection's", stray)
+            os.remove(stray)
 
     async def close(self) -> None:
         """Snapshot the indexes, flush and close LMDB. Safe to call twice."""
@@ -81,8 +94,36 @@ class Database:
         for col in self._collections.values():
             if col._unsnapshotted or col.snapshot_seq == 0:
                 await loop.run_in_executor(None, col.snapshot)
-        await self._prune_changes()
+        try:
+            await self._prune_changes()
+        except InsufficientStorage:  # a full disk must not keep the environment open
+            log.warning("closing %s on a full disk: the change history stays until the next open", self.path)
         await loop.run_in_executor(None, self._storage.close)
+
+    # ------------------------------------------------------------------ upkeep
+    async def check(self, repair: bool = False) -> CheckReport:
+        """Verify the index, summaries, expiry, entanglement groups and regions of every collection
+        against the LMDB records; with ``repair=True`` rebuild whatever derived state is wrong."""
+        from qstore.check import check
+        return await check(self, repair)
+
+    async def backup(self, path: str) -> dict[str, Any]:
+        """Copy this live database to the new directory ``path`` (writers keep going); returns the
+        backup's manifest. Bring it back with ``Database.restore``."""
+        from qstore import backup
+        await self._storage.settle()
+        loop = asyncio.get_running_loop()
+        for col in list(self._collections.values()):  # fresh snapshots make the restore quick
+            if col._unsnapshotted or col.snapshot_seq == 0:
+                await loop.run_in_executor(None, col.snapshot)
+        return await loop.run_in_executor(None, backup.take, self, path)
+
+    @classmethod
+    async def restore(cls, backup_path: str, path: str, **open_args: Any) -> Database:
+        """Verify a backup, copy it to the new directory ``path`` and open it there."""
+        from qstore import backup
+        await asyncio.get_running_loop().run_in_executor(None, backup.restore, backup_path, path)
+        return await cls.open(path, **open_args)
 
     async def __aenter__(self) -> Database:
         return self
@@ -159,8 +200,7 @@ class Database:
     # ------------------------------------------------------------------ decoherence
     async def sweep(self) -> int:
         """Remove (or collapse) every record whose coherence time has passed. Returns how many."""
-        from qstore.states import decoherence
-        return await decoherence.sweep(self, list(self._collections.values()))
+        return sum([await col.sweep() for col in list(self._collections.values())])
 
     async def _sweep_forever(self, interval: float) -> None:
         """Background upkeep: expire records, and drop change history that snapshots cover."""
@@ -195,21 +235,35 @@ class Database:
 
     # ------------------------------------------------------------------ quantum states
     async def put_state(self, id: str, statevector: Any) -> None:
-        from qstore.states import quantum_state
-        await quantum_state.put_state(self, id, statevector)
+        validation.check_id(id)
+        psi = quantum_state.check_state(statevector)
+        data = codec.pack({"n": int(len(psi)).bit_length() - 1, "v": psi})
+        await self._storage.write(lambda ctx: ctx.put("states", id.encode(), data))
 
     async def get_state(self, id: str) -> np.ndarray:
-        from qstore.states import quantum_state
-        return await quantum_state.get_state(self, id)
+        validation.check_id(id)
+        raw = await self._storage.read(lambda txn: self._storage.get(txn, "states", id.encode()))
+        if raw is None:
+            raise NotFound(f"state {id!r} does not exist; store it with put_state", "not_found")
+        return codec.unpack(raw)["v"]
 
     async def delete_state(self, id: str) -> None:
-        from qstore.states import quantum_state
-        await quantum_state.delete_state(self, id)
+        validation.check_id(id)
+
+        def write(ctx: WriteContext) -> None:
+            if not ctx.delete("states", id.encode()):
+                raise NotFound(f"state {id!r} does not exist", "not_found")
+
+        await self._storage.write(write)
 
     async def measure_state(self, id: str, shots: int = 1000, qubits: list[int] | None = None,
                             seed: int | None = None) -> dict[str, int]:
-        from qstore.states import quantum_state
-        return await quantum_state.measure_state(self, id, shots, qubits, seed)
+        shots = quantum_state.check_shots(shots)
+        psi = await self.get_state(id)
+        qubits = quantum_state.check_qubits(qubits, len(psi).bit_length() - 1)
+        rng = np.random.default_rng(seed)
+        return await asyncio.get_running_loop().run_in_executor(
+            None, quantum_state.measure, psi, shots, qubits, rng)
 
     # ------------------------------------------------------------------ datasets
     async def import_dataset(self, name: str, X: Any, y: Any) -> Collection:

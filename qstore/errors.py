@@ -13,6 +13,7 @@ from qstore_client.errors import (
     Cancelled,
     Conflict,
     Forbidden,
+    InsufficientStorage,
     InvalidArgument,
     LimitExceeded,
     NotFound,
@@ -24,8 +25,9 @@ from qstore_client.errors import (
 )
 
 __all__ = [
-    "ERROR_CODES", "AlreadyExists", "BackendError", "Cancelled", "Conflict", "Forbidden", "InvalidArgument",
-    "LimitExceeded", "NotFound", "QStoreError", "Unauthorized", "Unavailable", "UnsupportedMediaType", "error",
+    "ERROR_CODES", "AlreadyExists", "BackendError", "Cancelled", "Conflict", "Forbidden", "InsufficientStorage",
+    "InvalidArgument", "LimitExceeded", "NotFound", "QStoreError", "Unauthorized", "Unavailable",
+    "UnsupportedMediaType", "error",
 ]
 
 T = TypeVar("T")

@@ -5,6 +5,7 @@ Document layout (msgpack map):
     m: metadata map      e: absolute expiry (unix seconds) or None
     v: version
 Every write gives every branch a fresh internal id, so an id names one immutable vector.
+The primitives build documents with ``UNASSIGNED`` ids; ``Collection`` assigns them on commit.
 """
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ import numpy as np
 
 from qstore.storage import codec
 from qstore_client.types import Branch, Record
+
+Doc = dict[str, Any]
+UNASSIGNED = -1
 
 
 @dataclass(slots=True)
@@ -43,34 +47,53 @@ class Entry:
                      None, self.version)
 
 
-def make_doc(branches: list[tuple[int, np.ndarray, str | None, complex]], metadata: dict[str, Any],
-             expires_at: float | None, version: int) -> dict[str, Any]:
+def make_doc(branches: list[tuple[np.ndarray, str | None, complex]], metadata: dict[str, Any],
+             expires_at: float | None, version: int) -> Doc:
+    """A document whose branches have no internal ids yet."""
     return {
-        "b": [[int(iid), codec.vector_bytes(v), ctx, float(complex(a).real), float(complex(a).imag)]
-              for iid, v, ctx, a in branches],
+        "b": [[UNASSIGNED, codec.vector_bytes(v), ctx, float(complex(a).real), float(complex(a).imag)]
+              for v, ctx, a in branches],
         "m": metadata, "e": expires_at, "v": version,
     }
 
 
-def doc_entry(doc: dict[str, Any]) -> Entry:
+def with_iids(doc: Doc, iids: list[int]) -> Doc:
+    return {**doc, "b": [[iid, *b[1:]] for iid, b in zip(iids, doc["b"])]}
+
+
+def next_version(old: Doc | None) -> int:
+    return old["v"] + 1 if old is not None else 1
+
+
+def probabilities(doc: Doc) -> np.ndarray:
+    return np.array([b[3] * b[3] + b[4] * b[4] for b in doc["b"]])
+
+
+def top_branch(doc: Doc) -> int:
+    """The most probable branch (the first one on ties)."""
+    return int(np.argmax(probabilities(doc)))
+
+
+def branch_vector(doc: Doc, i: int) -> np.ndarray:
+    return codec.vector_from(doc["b"][i][1])
+
+
+def doc_entry(doc: Doc) -> Entry:
     b = doc["b"]
     return Entry(np.array([x[0] for x in b], dtype=np.int64), tuple(x[2] for x in b),
-                 np.array([x[3] * x[3] + x[4] * x[4] for x in b]), doc["m"], doc["e"], doc["v"])
+                 probabilities(doc), doc["m"], doc["e"], doc["v"])
 
 
-def doc_branches(doc: dict[str, Any]) -> list[Branch]:
+def doc_branches(doc: Doc) -> list[Branch]:
     return [Branch(codec.vector_from(x[1]), x[2], complex(x[3], x[4])) for x in doc["b"]]
 
 
-def doc_vectors(doc: dict[str, Any]) -> np.ndarray:
+def doc_vectors(doc: Doc) -> np.ndarray:
     return np.stack([codec.vector_from(x[1]) for x in doc["b"]])
 
 
-def doc_record(rid: str, doc: dict[str, Any], *, collapsed: bool = False) -> Record:
+def doc_record(rid: str, doc: Doc) -> Record:
     branches = doc_branches(doc)
-    probs = [b.probability for b in branches]
-    top = branches[int(np.argmax(probs))]
-    if collapsed:
-        branches = [Branch(top.vector, top.context, 1.0 + 0j)]
+    top = branches[top_branch(doc)]
     return Record(id=rid, vector=top.vector, metadata=dict(doc["m"]), branches=branches,
-                  expires_at=None if collapsed else doc["e"], version=doc["v"])
+                  expires_at=doc["e"], version=doc["v"])

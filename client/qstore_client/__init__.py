@@ -6,13 +6,15 @@
         hits = await col.query(vector, top_k=10)
 """
 from .client import AsyncClient, Collection, Job
-from .errors import (ERROR_CODES, AlreadyExists, BackendError, Cancelled, Conflict, Forbidden, InvalidArgument,
-                     LimitExceeded, NotFound, QStoreError, Unauthorized, Unavailable, UnsupportedMediaType, error)
+from .errors import (ERROR_CODES, AlreadyExists, BackendError, Cancelled, Conflict, Forbidden,
+                     InsufficientStorage, InvalidArgument, LimitExceeded, NotFound, QStoreError, Unauthorized,
+                     Unavailable, UnsupportedMediaType, error)
 from .types import Branch, Hit, Measurement, Page, Record
 
 __all__ = [
     "AsyncClient", "Collection", "Job",
     "QStoreError", "InvalidArgument", "Unauthorized", "Forbidden", "NotFound", "AlreadyExists", "Conflict",
-    "LimitExceeded", "UnsupportedMediaType", "BackendError", "Unavailable", "Cancelled", "ERROR_CODES", "error",
+    "LimitExceeded", "UnsupportedMediaType", "BackendError", "Unavailable", "Cancelled",
+    "InsufficientStorage", "ERROR_CODES", "error",
     "Record", "Hit", "Page", "Measurement", "Branch",
 ]

@@ -24,7 +24,8 @@ from .types import Hit, Measurement, Page, Record
 # Status -> code for error replies without a protocol body (e.g. from a proxy).
 STATUS_CODES = {400: "invalid_argument", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                 409: "conflict", 413: "limit_exceeded", 415: "unsupported_media_type",
-                502: "backend_error", 503: "unavailable", 504: "unavailable"}
+                502: "backend_error", 503: "unavailable", 504: "unavailable",
+                507: "insufficient_storage"}
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,11 @@ class AsyncClient:
         """Remove decohered records now instead of at the background sweeper's next pass."""
         return await self._call("sweep")
 
+    async def backup(self, name: str) -> dict[str, Any]:
+        """Back the server's database up to ``<data dir>/backups/<name>`` (admin scope); returns
+        the backup's manifest. Writers keep going while it runs."""
+        return await self._call("backup", dict(name=name))
+
     async def save_checkpoint(self, doc: dict[str, Any], id: str | None = None) -> str:
         return await self._call("save_checkpoint", dict(checkpoint=doc, id=id))
 
@@ -291,6 +297,9 @@ class Collection:
 
     async def entangle(self, group: str, ids: Sequence[str], strength: float = 1.0) -> None:
         await self._call("entangle", dict(group=group, ids=ids, strength=strength))
+
+    async def disentangle(self, group: str, ids: Sequence[str] | None = None) -> None:
+        await self._call("disentangle", dict(group=group, ids=ids))
 
     async def update(self, id: str, vector: ArrayLike) -> None:
         await self._call("update", dict(id=id, vector=vector))

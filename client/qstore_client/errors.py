@@ -72,6 +72,13 @@ class BackendError(QStoreError):
     default_code = "backend_error"
 
 
+class InsufficientStorage(QStoreError):
+    """The disk (or the LMDB map) is full: nothing was written; retry once space is freed."""
+
+    status = 507
+    default_code = "insufficient_storage"
+
+
 class Unavailable(QStoreError):
     status = 503
     default_code = "unavailable"
@@ -95,6 +102,8 @@ ERROR_CODES: dict[str, type[QStoreError]] = {
     "forbidden": Forbidden,
     "limit_exceeded": LimitExceeded,
     "unavailable": Unavailable,
+    "insufficient_storage": InsufficientStorage,
+    "invalid_backup": InvalidArgument,
     # records and collections
     "dimension_mismatch": InvalidArgument,
     "invalid_vector": InvalidArgument,

@@ -640,10 +640,12 @@ OPS: dict[str, Op] = {op.name: op for op in [
         {"id"}, MeasurementKind(), read=True),  # collapse=True makes it a write (server and client check)
     _op("entangle", {"group": Text(), "ids": IDS, "strength": Number("invalid_strength")},
         {"group", "ids"}, DOCUMENT),
+    _op("disentangle", {"group": Text(), "ids": Nullable(IDS)}, {"group"}, DOCUMENT),
     _op("update", {"id": RECORD_ID, "vector": VECTOR}, {"id", "vector"}, DOCUMENT),
     _op("correlation", {"id_a": RECORD_ID, "id_b": RECORD_ID}, {"id_a", "id_b"}, Number(), read=True),
     _op("build_regions", {"n_regions": Nullable(Integer()), "seed": Integer()}, set(), Integer()),
     _op("sweep", {}, set(), Integer()),
+    _op("backup", {"name": NAME}, {"name"}, DOCUMENT),  # admin scope
     # quantum states
     _op("put_state", {"id": RECORD_ID, "state": StateVector()}, {"id", "state"}, DOCUMENT),
     _op("get_state", {"id": RECORD_ID}, {"id"}, StateVector(), read=True),
@@ -689,10 +691,12 @@ ROUTES: dict[str, tuple[str, str]] = {
     "superpose": ("POST", "/collections/{name}/superpose"),
     "measure": ("POST", "/collections/{name}/measure"),
     "entangle": ("POST", "/collections/{name}/entangle"),
+    "disentangle": ("POST", "/collections/{name}/disentangle"),
     "update": ("POST", "/collections/{name}/update"),
     "correlation": ("POST", "/collections/{name}/correlation"),
     "build_regions": ("POST", "/collections/{name}/build_regions"),
     "sweep": ("POST", "/sweep"),
+    "backup": ("POST", "/admin/backup"),
     "put_state": ("POST", "/states/put"),
     "get_state": ("POST", "/states/get"),
     "measure_state": ("POST", "/states/measure"),

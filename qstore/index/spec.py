@@ -88,9 +88,9 @@ def build_ivf(dim: int, metric: str, spec: IndexSpec, train: np.ndarray) -> fais
 
 
 def search_params(index: faiss.Index, spec: IndexSpec, selector: faiss.IDSelector | None,
-                  ef: int | None) -> faiss.SearchParameters | None:
+                  ef: int | None, nprobe: int | None = None) -> faiss.SearchParameters | None:
     if isinstance(index, faiss.IndexIVF):
-        return faiss.SearchParametersIVF(sel=selector, nprobe=spec.nprobe)
+        return faiss.SearchParametersIVF(sel=selector, nprobe=min(nprobe or spec.nprobe, spec.nlist))
     if spec.type == "hnsw":
         return faiss.SearchParametersHNSW(sel=selector, efSearch=max(ef or spec.ef_search, 1))
     return faiss.SearchParameters(sel=selector) if selector is not None else None

@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 REBUILD_TOMBSTONE_RATIO = 0.2
 REBUILD_MIN_TOMBSTONES = 64
+# Vectors added per hold of the write lock: a search waits for one chunk's graph work, not a
+# whole batch's (500 vectors at the HNSW defaults take a few hundred milliseconds).
+ADD_CHUNK = 64
+_NO_IDS = np.empty(0, np.int64)
 
 
 class VectorIndex:
@@ -32,6 +36,9 @@ class VectorIndex:
         self._tombstones: set[int] = tombstones or set()
         self._tomb_selector: faiss.IDSelector | None = None
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self._unpublished = 0  # added by ``add``, not yet published by ``apply``
+        self._published = threading.Event()
+        self._published.set()
         self._rebuild: threading.Thread | None = None
         self.applied_seq = applied_seq
         self.rebuilds = 0
@@ -75,12 +82,28 @@ class VectorIndex:
         return ids
 
     # -- mutation (writer thread, after the LMDB commit) ----------------------
+    def add(self, add_ids: np.ndarray, add_vecs: np.ndarray) -> None:
+        """Add a batch's new vectors a chunk per hold of the write lock. Until ``apply``
+        publishes them no record owns them: searches skip them and ask for as many more
+        results, and snapshots wait."""
+        self._published.clear()
+        for s in range(0, len(add_ids), ADD_CHUNK):
+            chunk = add_ids[s:s + ADD_CHUNK], add_vecs[s:s + ADD_CHUNK], _NO_IDS
+            with self.lock.write():
+                self._apply_locked(self._index, self._tombstones, *chunk)
+                if self._pending is not None:
+                    self._pending.append(chunk)
+                self._unpublished += len(chunk[0])
+
     def apply(self, add_ids: np.ndarray, add_vecs: np.ndarray, remove_ids: np.ndarray, seq: int) -> None:
+        """Apply one committed change (and publish what ``add`` added before it)."""
         with self.lock.write():
             self._apply_locked(self._index, self._tombstones, add_ids, add_vecs, remove_ids)
             if self._pending is not None:
                 self._pending.append((add_ids, add_vecs, remove_ids))
             self.applied_seq = max(self.applied_seq, seq)
+            self._unpublished = 0
+            self._published.set()
             self._maybe_train()
         self._maybe_rebuild()
 
@@ -143,16 +166,21 @@ class VectorIndex:
 
     # -- search (read threads) -------------------------------------------------
     def search(self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None,
-               exclude: np.ndarray | None = None, ef: int | None = None,
+               exclude: np.ndarray | None = None, ef: int | None = None, nprobe: int | None = None,
                wait: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-k over live ids (or ``allowed`` ids). Scores are higher-is-better.
+        ``ef`` (HNSW) and ``nprobe`` (IVF) override the spec's search effort.
         With ``wait=False`` it raises WouldBlock rather than wait for a writer."""
         with self.lock.read(wait), _threads_for(len(queries)):
+            if allowed is None:
+                k += self._unpublished  # the caller drops them (no record owns them yet)
+            if self.spec.type == "hnsw" and k > (ef or self.spec.ef_search):
+                ef = k  # FAISS keeps efSearch even when k exceeds it: the tail of the results would be poor
             selector = self._selector(allowed, exclude)
-            if selector is None and ef is None:  # the hot path: no per-query parameter objects
+            if selector is None and ef is None and nprobe is None:  # the hot path: no parameter objects
                 dist, ids = self._index.search(queries, k)
             else:
-                params = specs.search_params(self._index, self.spec, selector, ef)
+                params = specs.search_params(self._index, self.spec, selector, ef, nprobe)
                 dist, ids = self._index.search(queries, k, params=params)
         return (-dist if self.metric == "l2" else dist), ids
 
@@ -168,6 +196,14 @@ class VectorIndex:
             self._tomb_selector = faiss.IDSelectorNot(
                 faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64)))
         return self._tomb_selector
+
+    def coarse_centroids(self) -> np.ndarray | None:
+        """The IVF coarse centroids once the index is trained, else None."""
+        with self.lock.read():
+            if not isinstance(self._index, faiss.IndexIVF):
+                return None
+            quantizer = self._index.quantizer
+            return quantizer.reconstruct_n(0, quantizer.ntotal)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         with self.lock.read():
@@ -199,10 +235,15 @@ class VectorIndex:
         return -out if self.metric == "l2" else out
 
     # -- snapshots -------------------------------------------------------------
-    def snapshot(self) -> tuple[int, np.ndarray, bytes]:
-        with self.lock.read():
-            tombs = np.array(sorted(self._tombstones), dtype=np.int64)
-            return self.applied_seq, tombs, faiss.serialize_index(self._index).tobytes()
+    def snapshot(self) -> tuple[int, np.ndarray, bytes, int]:
+        """(last sequence applied, tombstones, serialized index, live vectors), taken together."""
+        while True:  # never between ``add`` and ``apply``: the vectors would be ahead of the sequence
+            self._published.wait()
+            with self.lock.read():
+                if self._unpublished:
+                    continue
+                tombs = np.array(sorted(self._tombstones), dtype=np.int64)
+                return self.applied_seq, tombs, faiss.serialize_index(self._index).tobytes(), self.size
 
     @classmethod
     def restore(cls, dim: int, metric: str, spec: IndexSpec, seq: int, tombs: np.ndarray,

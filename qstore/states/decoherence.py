@@ -1,43 +1,34 @@
-"""The decoherence sweeper: makes expiry durable.
+"""Decoherence: what a record looks like once its coherence time has passed.
 
-Reads already hide a record the moment its coherence time passes (``Collection._due``);
-the sweeper then deletes it from LMDB and the index, or, with ``on_decohere="collapse"``,
-rewrites a superposed record as its most probable branch with no expiry.
+One rule, used by every read and every write: an expired record is gone, or, with
+``on_decohere="collapse"``, a superposed record is its most probable branch with no expiry.
+The sweeper later makes that view durable (``Collection.sweep``).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from qstore import records
-from qstore.states.measurement import collapsed_doc
-from qstore.storage import WriteContext
-
-if TYPE_CHECKING:
-    from qstore.collection import Collection
-    from qstore.database import Database
+from qstore.records import Doc, top_branch
 
 
-async def sweep(db: Database, collections: list[Collection]) -> int:
-    total = 0
-    for col in collections:
-        now = db.clock()
-        due = list(col._due(now))
-        if not due or col.dropped:
-            continue
+def expired(doc: Doc, now: float) -> bool:
+    return doc["e"] is not None and doc["e"] <= now
 
-        def write(ctx: WriteContext, col: Collection = col, due: list[str] = due, now: float = now) -> int:
-            docs: dict[str, dict[str, Any] | None] = {}
-            for rid in due:
-                doc = col._read_doc(ctx, rid)
-                if doc is None or doc["e"] is None or doc["e"] > now:
-                    continue  # replaced or deleted since it fell due
-                entry = records.doc_entry(doc)
-                if col.on_decohere == "collapse" and entry.superposed:
-                    docs[rid] = {**collapsed_doc(col, ctx, doc, entry.top), "e": None}
-                else:
-                    docs[rid] = None
-            col._commit_docs(ctx, docs)
-            return len(docs)
 
-        total += await col._write(write)
-    return total
+def collapses(n_branches: int, on_decohere: str) -> bool:
+    """Whether an expired record survives as its most probable branch (else it is gone)."""
+    return on_decohere == "collapse" and n_branches > 1
+
+
+def view(doc: Doc | None, now: float, on_decohere: str) -> Doc | None:
+    """The record as every operation sees it at ``now`` (None: it does not exist)."""
+    if doc is None or not expired(doc, now):
+        return doc
+    if collapses(len(doc["b"]), on_decohere):
+        b = doc["b"][top_branch(doc)]
+        return {**doc, "b": [[b[0], b[1], b[2], 1.0, 0.0]], "e": None}
+    return None
+
+
+def decohered(doc: Doc, now: float, on_decohere: str) -> Doc | None:
+    """What the sweeper writes for an expired record: its view, as a new version."""
+    seen = view(doc, now, on_decohere)
+    return None if seen is None else {**seen, "v": doc["v"] + 1}

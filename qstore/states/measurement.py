@@ -1,91 +1,56 @@
 """Measurement: pick a branch with probability |α_i|², optionally collapsing durably.
 
-A collapse onto a branch labelled ``c`` propagates through entanglement: each partner
-with a ``c`` branch collapses to it with probability ρ, in the same transaction.
+A collapse onto a branch labelled ``c`` propagates through entanglement: each partner with a
+``c`` branch collapses to it (its most probable one) with probability ρ_ab, the pair's
+correlation. Randomness comes in as uniform draws in [0, 1), so a seeded measurement is a
+pure function of the documents and the seed.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 import numpy as np
 
-from qstore import records, validation
-from qstore.errors import InvalidArgument, NotFound
-from qstore.storage import WriteContext, codec
-from qstore_client.types import Measurement
-
-if TYPE_CHECKING:
-    from qstore.collection import Collection
+from qstore import records
+from qstore.errors import NotFound
+from qstore.records import Doc
 
 
-def choose(doc: dict[str, Any], context: str | None, rng: np.random.Generator) -> tuple[int, float]:
-    """Index of the sampled branch and its (renormalised) probability."""
-    probs = records.doc_entry(doc).probs
+def probabilities(doc: Doc, context: str | None) -> np.ndarray:
+    """Branch probabilities, projected onto ``context`` and renormalised when one is given."""
+    probs = records.probabilities(doc)
     if context is not None:
-        mask = np.array([b[2] == context for b in doc["b"]])
+        mask = np.array([b[2] == context for b in doc["b"]]) & (probs > 0)  # zero branches: refused now
         if not mask.any():
             raise NotFound(f"the record has no branch with context {context!r}", "context_not_found")
         probs = np.where(mask, probs, 0.0)
-    probs = probs / probs.sum()
-    i = int(rng.choice(len(probs), p=probs))
+    return probs / probs.sum()
+
+
+def choose(doc: Doc, context: str | None, u: float) -> tuple[int, float]:
+    """The branch that the uniform draw ``u`` selects (inverse CDF), and its probability."""
+    probs = probabilities(doc, context)
+    i = min(int(np.searchsorted(np.cumsum(probs), u, side="right")), len(probs) - 1)
+    while probs[i] == 0.0:  # only reachable through rounding at the top of the CDF
+        i -= 1
     return i, float(probs[i])
 
 
-def collapsed_doc(col: Collection, ctx: WriteContext, doc: dict[str, Any], branch: int) -> dict[str, Any]:
-    """The record reduced to one branch with amplitude 1 (a fresh internal id, as every write)."""
-    (iid,) = col._alloc(ctx, 1)
-    b = doc["b"][branch]
-    return records.make_doc([(iid, codec.vector_from(b[1]), b[2], 1.0)], doc["m"], doc["e"], doc["v"] + 1)
+def collapsed(doc: Doc, i: int) -> Doc:
+    """The record reduced to branch ``i`` with amplitude 1."""
+    b = doc["b"][i]
+    return {**doc, "b": [[records.UNASSIGNED, b[1], b[2], 1.0, 0.0]], "v": doc["v"] + 1}
 
 
-def visible_doc(col: Collection, ctx_or_txn_get: Any, rid: str, now: float) -> dict[str, Any]:
-    raw = ctx_or_txn_get(rid)
-    if raw is None:
-        raise NotFound(f"record {rid!r} does not exist in {col.name!r}", "not_found")
-    doc = codec.unpack(raw)
-    if doc["e"] is not None and doc["e"] <= now:
-        view = col._view(records.doc_entry(doc), True)
-        if view is None:
-            raise NotFound(f"record {rid!r} has decohered (expired)", "not_found")
-        t = view.iids[0]
-        doc = {**doc, "b": [next(b for b in doc["b"] if b[0] == t)], "e": None}
-        doc["b"][0] = [*doc["b"][0][:3], 1.0, 0.0]
-    return doc
-
-
-async def measure(col: Collection, rid: str, context: str | None, collapse: bool,
-                  seed: int | None) -> Measurement:
-    from qstore.states import entanglement
-
-    col._check_open()
-    validation.check_id(rid)
-    if context is not None and not isinstance(context, str):
-        raise InvalidArgument("context must be a string", "invalid_argument")
-    rng = np.random.default_rng(seed)
-    now = col._now()
-    key = lambda r: codec.record_key(col.cid, r)  # noqa: E731
-
-    if not collapse:
-        def read(txn: Any) -> Measurement:
-            doc = visible_doc(col, lambda r: col._storage.get(txn, "records", key(r)), rid, now)
-            i, p = choose(doc, context, rng)
-            return Measurement(doc["b"][i][2], codec.vector_from(doc["b"][i][1]), p)
-        return await col._storage.read(read)
-
-    def write(ctx: WriteContext) -> Measurement:
-        doc = visible_doc(col, lambda r: ctx.get("records", key(r)), rid, now)
-        i, p = choose(doc, context, rng)
-        label = doc["b"][i][2]
-        docs = {rid: collapsed_doc(col, ctx, doc, i)}
-        if label is not None:
-            for partner, rho in entanglement.partners(ctx, col, rid):
-                if partner in docs:
-                    continue
-                pdoc = col._read_doc(ctx, partner)
-                match = [j for j, b in enumerate(pdoc["b"]) if b[2] == label] if pdoc else []
-                if match and len(pdoc["b"]) > 1 and rng.random() < rho:
-                    docs[partner] = collapsed_doc(col, ctx, pdoc, match[0])
-        col._commit_docs(ctx, docs)
-        return Measurement(label, codec.vector_from(doc["b"][i][1]), p)
-
-    return await col._write(write)
+def collapse(rid: str, doc: Doc, i: int, partners: list[tuple[str, Doc, float]],
+             draws: np.ndarray) -> dict[str, Doc]:
+    """Documents after collapsing ``rid`` onto branch ``i``: partner j (id, visible document, ρ)
+    follows when ``draws[j] < ρ`` and it has a branch with the same context."""
+    out = {rid: collapsed(doc, i)}
+    label = doc["b"][i][2]
+    if label is None:
+        return out
+    for (pid, pdoc, rho), u in zip(partners, draws):
+        match = [j for j, b in enumerate(pdoc["b"]) if b[2] == label]
+        if len(pdoc["b"]) > 1 and match and u < rho:
+            probs = records.probabilities(pdoc)
+            out[pid] = collapsed(pdoc, max(match, key=lambda j: (probs[j], -j)))
+    return out

@@ -5,16 +5,11 @@ the bitstring lists those qubits in the order given (a marginal distribution).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from qstore import validation
-from qstore.errors import InvalidArgument, NotFound
-from qstore.storage import WriteContext, codec
-
-if TYPE_CHECKING:
-    from qstore.database import Database
+from qstore.errors import InvalidArgument
 
 MAX_QUBITS = 30
 MAX_SHOTS = 10_000_000
@@ -40,31 +35,6 @@ def check_state(statevector: Any) -> np.ndarray:
     return psi
 
 
-async def put_state(db: Database, sid: str, statevector: Any) -> None:
-    validation.check_id(sid)
-    psi = check_state(statevector)
-    data = codec.pack({"n": int(len(psi)).bit_length() - 1, "v": psi})
-    await db._storage.write(lambda ctx: ctx.put("states", sid.encode(), data))
-
-
-async def get_state(db: Database, sid: str) -> np.ndarray:
-    validation.check_id(sid)
-    raw = await db._storage.read(lambda txn: db._storage.get(txn, "states", sid.encode()))
-    if raw is None:
-        raise NotFound(f"state {sid!r} does not exist; store it with put_state", "not_found")
-    return codec.unpack(raw)["v"]
-
-
-async def delete_state(db: Database, sid: str) -> None:
-    validation.check_id(sid)
-
-    def write(ctx: WriteContext) -> None:
-        if not ctx.delete("states", sid.encode()):
-            raise NotFound(f"state {sid!r} does not exist", "not_found")
-
-    await db._storage.write(write)
-
-
 def born_probabilities(psi: np.ndarray, qubits: list[int] | None) -> np.ndarray:
     """Probabilities over 2^len(qubits) outcomes, qubits in the order given."""
     n = len(psi).bit_length() - 1
@@ -81,19 +51,28 @@ def born_probabilities(psi: np.ndarray, qubits: list[int] | None) -> np.ndarray:
 
 def sample_counts(probs: np.ndarray, width: int, shots: int, rng: np.random.Generator) -> dict[str, int]:
     counts = rng.multinomial(shots, probs)
-    return {format(i, f"0{width}b"): int(c) for i, c in enumerate(counts) if c}
+    hit = np.flatnonzero(counts)  # at most `shots` outcomes, out of 2^width
+    return {format(i, f"0{width}b"): int(c) for i, c in zip(hit.tolist(), counts[hit].tolist())}
 
 
-async def measure_state(db: Database, sid: str, shots: int, qubits: list[int] | None,
-                        seed: int | None) -> dict[str, int]:
+def check_shots(shots: Any) -> int:
     if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or not 1 <= shots <= MAX_SHOTS:
         raise InvalidArgument(f"shots must be an integer in 1..{MAX_SHOTS}", "invalid_argument")
-    psi = await get_state(db, sid)
+    return int(shots)
+
+
+def check_qubits(qubits: Any, n: int) -> list[int] | None:
+    if qubits is None:
+        return None
+    qubits = list(qubits)
+    if not qubits or len(set(qubits)) != len(qubits) or any(
+            isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 0 <= q < n for q in qubits):
+        raise InvalidArgument(f"qubits must be distinct integers in 0..{n - 1}", "invalid_argument")
+    return [int(q) for q in qubits]
+
+
+def measure(psi: np.ndarray, shots: int, qubits: list[int] | None, rng: np.random.Generator) -> dict[str, int]:
+    """Born-rule counts of ``shots`` measurements of ``psi`` (on ``qubits``, in that order)."""
     n = len(psi).bit_length() - 1
-    if qubits is not None:
-        qubits = list(qubits)
-        if not qubits or len(set(qubits)) != len(qubits) or any(
-                isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 0 <= q < n for q in qubits):
-            raise InvalidArgument(f"qubits must be distinct integers in 0..{n - 1}", "invalid_argument")
     probs = born_probabilities(psi, qubits)
-    return sample_counts(probs, len(qubits) if qubits else n, int(shots), np.random.default_rng(seed))
+    return sample_counts(probs, len(qubits) if qubits else n, shots, rng)

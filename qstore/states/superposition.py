@@ -1,63 +1,52 @@
-"""Superposed records: several (vector, context, amplitude) branches, Σ|α|² = 1."""
+"""Superposed records: several (vector, context, amplitude) branches with Σ|α|² = 1."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import numbers
+from typing import Any
 
 import numpy as np
 
 from qstore import records, validation
 from qstore.errors import InvalidArgument
-from qstore.storage import WriteContext
+from qstore.records import Doc
 
-if TYPE_CHECKING:
-    from qstore.collection import Collection
+Part = tuple[np.ndarray, "str | None", complex]
 
 
-def normalise_branches(col: Collection, branches: Any) -> list[tuple[np.ndarray, str | None, complex]]:
+def _amplitude(amp: Any) -> complex:
+    # numbers.Number admits NumPy scalars; bool is a Number too, but True is not an amplitude.
+    if isinstance(amp, (bool, np.bool_)) or not isinstance(amp, numbers.Number):
+        raise InvalidArgument(f"amplitude {amp!r} is not a number", "invalid_amplitudes")
+    amp = complex(amp)
+    if not np.isfinite([amp.real, amp.imag]).all():
+        raise InvalidArgument("amplitudes must be finite", "invalid_amplitudes")
+    return amp
+
+
+def normalise_branches(branches: Any, dim: int, metric: str) -> list[Part]:
     """Validate branches and scale the amplitudes so that Σ|α|² = 1."""
     if not isinstance(branches, (list, tuple)) or not branches:
         raise InvalidArgument("branches must be a non-empty list of (vector, context, amplitude)",
                               "invalid_amplitudes")
-    vecs, contexts, amps = [], [], []
+    parts: list[Part] = []
     for b in branches:
         if not isinstance(b, (list, tuple)) or len(b) != 3:
             raise InvalidArgument("each branch is (vector, context, amplitude)", "invalid_argument")
         vec, ctx, amp = b
         if ctx is not None and not isinstance(ctx, str):
             raise InvalidArgument(f"a branch context must be a string or None, got {ctx!r}", "invalid_argument")
-        try:
-            amp = complex(amp)
-        except (TypeError, ValueError):
-            raise InvalidArgument(f"amplitude {amp!r} is not a complex number", "invalid_amplitudes") from None
-        if not np.isfinite([amp.real, amp.imag]).all():
-            raise InvalidArgument("amplitudes must be finite", "invalid_amplitudes")
-        vecs.append(vec)
-        contexts.append(ctx)
-        amps.append(amp)
-    arr = validation.check_vectors(np.stack([np.asarray(v, dtype=np.float32).ravel() for v in vecs])
-                                   if all(np.ndim(v) == 1 for v in vecs) else vecs,
-                                   col.dim, metric=col.metric, n=len(vecs))
-    alpha = np.array(amps, dtype=np.complex128)
-    norm = float(np.sqrt((np.abs(alpha) ** 2).sum()))
-    if norm == 0.0:
+        parts.append((validation.check_vectors(vec, dim, metric=metric, n=1)[0], ctx, _amplitude(amp)))
+    alpha = np.array([a for _, _, a in parts], dtype=np.complex128)
+    if not alpha.any():
         raise InvalidArgument("all amplitudes are zero; a superposition needs Σ|α|² > 0", "invalid_amplitudes")
-    alpha /= norm
-    return [(arr[i], contexts[i], complex(alpha[i])) for i in range(len(arr))]
+    if not alpha.all():
+        # A zero branch could never be measured, yet it would be indexed and match context queries.
+        raise InvalidArgument(f"branch {int(np.argmin(np.abs(alpha)))} has amplitude 0; leave it out",
+                              "invalid_argument")
+    alpha /= np.sqrt((np.abs(alpha) ** 2).sum())
+    return [(v, c, complex(a)) for (v, c, _), a in zip(parts, alpha)]
 
 
-async def superpose(col: Collection, rid: str, branches: Any, metadata: dict[str, Any] | None,
-                    coherence_time: float | None) -> None:
-    col._check_open()
-    validation.check_id(rid)
-    parts = normalise_branches(col, branches)
-    md = validation.check_metadata(metadata)
-    expires = col._expiry_for(coherence_time)
-
-    def write(ctx: WriteContext) -> None:
-        iids = col._alloc(ctx, len(parts))
-        old = col._read_doc(ctx, rid)
-        doc = records.make_doc([(iid, v, c, a) for iid, (v, c, a) in zip(iids, parts)], md, expires,
-                               (old["v"] + 1) if old else 1)
-        col._commit_docs(ctx, {rid: doc})
-
-    await col._write(write)
+def superposed(parts: list[Part], metadata: dict[str, Any], expires_at: float | None, old: Doc | None) -> Doc:
+    """The record that ``superpose`` writes, replacing ``old`` (the visible record, if any)."""
+    return records.make_doc(parts, metadata, expires_at, records.next_version(old))

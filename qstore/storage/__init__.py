@@ -1,4 +1,4 @@
 """LMDB is the source of truth: one environment, named tables, one group-commit writer."""
-from qstore.storage.environment import Storage, WriteContext
+from qstore.storage.environment import Storage, WriteContext, scan
 
-__all__ = ["Storage", "WriteContext"]
+__all__ = ["Storage", "WriteContext", "scan"]

@@ -14,17 +14,20 @@ wait for indexing before writers are held back.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import mmap
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import lmdb
 
 from qstore import runtime
+from qstore.errors import InsufficientStorage
 from qstore.storage import codec
 
 log = logging.getLogger(__name__)
@@ -134,13 +137,19 @@ class Storage:
             os.path.join(path, "lmdb"), subdir=True, map_size=map_size, max_dbs=len(TABLES) + 2,
             sync=sync, metasync=sync, max_readers=512, readahead=False,
         )
-        self.tables = {name: self.env.open_db(name.encode()) for name in TABLES}
+        try:
+            self.tables = {name: self.env.open_db(name.encode()) for name in TABLES}
+            with self.env.begin() as txn:
+                raw = txn.get(LAST_SEQ_KEY, db=self.tables["meta"])
+        except BaseException as exc:
+            self.env.close()  # or this process could never open the directory again
+            if _out_of_space(exc):  # creating the tables of a new database on a full disk
+                raise InsufficientStorage(f"cannot create the database in {path}: {exc}") from None
+            raise
+        self.last_seq = codec.read_u64(raw) if raw else 0
         self._gate = _ResizeGate()
         self.pool = ThreadPoolExecutor(max_workers=read_threads or runtime.config().storage_threads,
                                        thread_name_prefix="qstore-read")
-        with self.env.begin() as txn:
-            raw = txn.get(LAST_SEQ_KEY, db=self.tables["meta"])
-        self.last_seq = codec.read_u64(raw) if raw else 0
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="qstore-writer", daemon=True)
         # Deferred hooks (FAISS adds) run on their own thread so the next batch's LMDB work
@@ -232,8 +241,9 @@ class Storage:
             hooks: list[Callable[[], None]] = []
             deferred: list[Callable[[], None]] = []
             seq = self.last_seq
-            txn = self.env.begin(write=True)
-            try:
+            txn = None
+            try:  # every failure, even of begin, answers the batch: the writer thread must live on
+                txn = self.env.begin(write=True)
                 for job in batch:
                     child = self.env.begin(write=True, parent=txn)
                     ctx = WriteContext(self, child, seq)
@@ -257,13 +267,23 @@ class Storage:
                 self.last_seq = seq
                 break
             except lmdb.MapFullError:
-                txn.abort()
-                new_size = self.env.info()["map_size"] * 2
-                log.info("LMDB map full; growing map to %d MiB", new_size >> 20)
-                self._gate.resize(self.env, new_size)
+                txn.abort()  # type: ignore[union-attr]  # MapFull comes from inside the transaction
+                try:
+                    self._grow()
+                except InsufficientStorage as exc:
+                    outcomes, hooks, deferred = [(False, exc)] * len(batch), [], []
+                    break
             except BaseException as exc:
-                txn.abort()
-                log.exception("write batch failed")
+                if txn is not None:
+                    txn.abort()
+                if _out_of_space(exc):
+                    # Nothing of the batch committed; LMDB stays usable, so the next batch
+                    # succeeds as soon as space returns, and reads go on meanwhile.
+                    log.error("write batch refused, storage is full: %s", exc)
+                    exc = InsufficientStorage(f"the disk under {self.path} refused the write ({exc}): it is "
+                                              "full or failing. Nothing was written; free space and retry.")
+                else:
+                    log.exception("write batch failed")
                 outcomes = [(False, exc)] * len(batch)
                 hooks, deferred = [], []
                 break
@@ -273,6 +293,25 @@ class Storage:
             self._applies.put(deferred)
         for job, (ok, value) in zip(batch, outcomes):
             job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+
+    def _grow(self) -> None:
+        """Double the map. LMDB unmaps before it maps the larger size and is left without a map
+        if that fails, so the new size is first reserved here: a refusal is InsufficientStorage."""
+        old = self.env.info()["map_size"]
+        new = old * 2
+        try:
+            mmap.mmap(-1, new, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ).close()
+        except (OSError, ValueError, OverflowError) as exc:
+            log.error("LMDB map full at %d MiB and cannot grow: %s", old >> 20, exc)
+            raise InsufficientStorage(f"the database map is full at {old >> 20} MiB and cannot grow to "
+                                      f"{new >> 20} MiB ({exc}); nothing was written") from None
+        log.info("LMDB map full; growing map to %d MiB", new >> 20)
+        try:
+            self._gate.resize(self.env, new)
+        except lmdb.Error as exc:
+            log.error("growing the LMDB map to %d MiB failed: %s", new >> 20, exc)
+            raise InsufficientStorage(f"the database map could not grow to {new >> 20} MiB ({exc}); "
+                                      "nothing was written") from None
 
     def _apply_loop(self) -> None:
         while (hooks := self._applies.get()) is not None:
@@ -292,6 +331,27 @@ class Storage:
         self.pool.shutdown(wait=True)
         self.env.sync(True)
         self.env.close()
+
+
+_FULL = tuple(os.strerror(e) for e in (errno.ENOSPC, errno.EDQUOT, errno.EIO))
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """LMDB reports a full disk as ENOSPC, or as EIO when a page write comes up short."""
+    if isinstance(exc, (lmdb.DiskError, lmdb.MapFullError)):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, lmdb.Error) and any(m in str(exc) for m in _FULL)
+
+
+def scan(cur: lmdb.Cursor, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The (key, value) pairs of a table whose keys start with ``prefix``, in key order."""
+    if cur.set_range(prefix):
+        for key, raw in cur:
+            if not key.startswith(prefix):
+                return
+            yield key, raw
 
 
 def _run_hooks(hooks: list[Callable[[], None]]) -> None:

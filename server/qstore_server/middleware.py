@@ -68,6 +68,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+def require_admin(request: web.Request, what: str) -> None:
+    """For administrative calls (backups). Until keys carry scopes, the admin scope is a write key."""
+    if request[ACCESS] != "write":
+        raise error("forbidden", f"{what} needs the admin scope; this API key is read-only")
+
+
 def require_write(request: web.Request, what: str) -> None:
     """For calls whose arguments decide if they write (measure with collapse=True)."""
     if request[ACCESS] != "write":

@@ -9,12 +9,12 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
-from qstore import Collection
+from qstore import Collection, validation
 from qstore_client.protocol import PREFIX, ROUTES
 
 from . import __version__
-from .middleware import require_write
-from .state import BATCHER, DB, JOBS, METRICS
+from .middleware import require_admin, require_write
+from .state import BATCHER, CONFIG, DB, JOBS, METRICS
 from .wire import read_args, reply
 
 
@@ -113,6 +113,14 @@ async def sweep(request: web.Request) -> web.Response:
     return reply(request, "sweep", await request.app[DB].sweep())
 
 
+async def backup(request: web.Request) -> web.Response:
+    require_admin(request, "backup")
+    args = await read_args(request, "backup")
+    name = validation.check_name(args["name"], "backup")
+    path = request.app[CONFIG].data_dir / "backups" / name
+    return reply(request, "backup", await request.app[DB].backup(str(path)), 201)
+
+
 async def import_dataset(request: web.Request) -> web.Response:
     args = await read_args(request, "import_dataset")
     return reply(request, "import_dataset", describe(await request.app[DB].import_dataset(**args)), 201)
@@ -183,11 +191,12 @@ HANDLERS: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
     "health": health, "list_collections": list_collections, "create_collection": create_collection,
     "collection": collection, "drop_collection": drop_collection, "info": info, "count": count,
     **{op: collection_call(op) for op in ("upsert", "get", "delete", "query_batch", "scroll",
-                                          "superpose", "entangle", "update", "correlation", "build_regions")},
+                                          "superpose", "entangle", "disentangle", "update", "correlation",
+                                          "build_regions")},
     "query": query, "measure": measure,
     "put_state": put_state,
     **{op: database_call(op) for op in ("get_state", "measure_state", "delete_state")},
-    "sweep": sweep, "import_dataset": import_dataset, "list_datasets": list_datasets,
+    "sweep": sweep, "backup": backup, "import_dataset": import_dataset, "list_datasets": list_datasets,
     "dataset_info": dataset_info, "load_dataset": load_dataset,
     "save_checkpoint": save_checkpoint, "list_checkpoints": list_checkpoints,
     "load_checkpoint": load_checkpoint, "delete_checkpoint": delete_checkpoint,

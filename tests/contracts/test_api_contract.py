@@ -29,15 +29,13 @@ ONE_SIDED = {
                       "register_participant", "list_participants", "remove_participant", "update_participant"},
     qstore_client.AsyncClient: {"health", "metrics",               # server endpoints
                                 "job_kinds", "start_job", "list_jobs", "job", "job_result",
-                                "cancel_job", "delete_job", "wait_job"},
-    qstore.Collection: {"config", "snapshot_path", "load", "snapshot", "candidates"},  # engine internals
+                                "cancel_job", "delete_job", "wait_job",
+                                "backup"},                                   # into the server's data dir, by name
+    qstore.Collection: {"config", "snapshot_path", "load", "snapshot", "candidates",  # engine internals
+                        "index_mismatch", "summary_mismatch", "rebuild_derived",    # what Database.check runs
+                        "sweep"},                                                   # what Database.sweep runs
     qstore_client.Collection: set(),
 }
-
-# Declared in the protocol but added by a parallel change (issue 11); once both sides have
-# it, it is checked like the rest. Delete an entry when it lands.
-PENDING = {"disentangle"}
-
 
 def _methods(protocol: type) -> list[str]:
     return sorted(name for name, value in vars(protocol).items()
@@ -64,8 +62,6 @@ def _result(fn: typing.Any) -> object:
 @pytest.mark.parametrize(("protocol", "impl", "name"), _cases(),
                          ids=lambda v: v if isinstance(v, str) else f"{v.__module__}.{v.__qualname__}")
 def test_method_matches_protocol(protocol: type, impl: type, name: str) -> None:
-    if name in PENDING and not hasattr(impl, name):
-        pytest.skip(f"{name} lands with issue 11")
     expected, actual = getattr(protocol, name), getattr(impl, name, None)
     assert actual is not None, f"{impl.__qualname__} lacks {name}"
     assert inspect.iscoroutinefunction(actual), f"{impl.__qualname__}.{name} must be async"
@@ -95,7 +91,7 @@ async def test_instances_satisfy_the_protocols(db: qstore.Database) -> None:
         local = await db.create_collection("c", dim=2)
         for col in (local, remote):
             assert (col.name, col.dim, col.metric) == ("c", 2, "cosine")
-            assert isinstance(col, CollectionAPI) or all(not hasattr(col, m) for m in PENDING)
+            assert isinstance(col, CollectionAPI)
         assert isinstance(db, QStoreAPI) and isinstance(client, QStoreAPI)
     finally:
         await client.close()

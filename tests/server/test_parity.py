@@ -191,6 +191,16 @@ async def test_entangle_update_correlation(db, name):
     with pytest.raises(InvalidArgument) as exc:
         await col.entangle("bad", ["a", "c"], strength=1.5)
     assert exc.value.code == "invalid_strength"
+    await col.entangle("pair", ["c"], strength=0.5)  # joins the group at its strength
+    await col.entangle("pair2", ["a", "c"], strength=0.5)
+    assert await col.correlation("a", "c") == 0.75 and await col.correlation("a", "a") == 1.0
+    await col.disentangle("pair", ["c"])
+    assert await col.correlation("a", "c") == 0.5 and await col.correlation("a", "b") == 0.5
+    await col.disentangle("pair")
+    assert await col.correlation("a", "b") == 0.0
+    with pytest.raises(NotFound) as exc:
+        await col.disentangle("pair")
+    assert exc.value.code == "not_found"
 
 
 async def test_states(db, name):
@@ -344,6 +354,8 @@ async def workload(db: Any, name: str) -> list[Any]:
     await col.entangle("g", ["r001", "r002"], strength=0.3)
     await col.update("r001", x[3])
     out.append([(r.id, r.vector.tolist(), r.version) for r in await col.get(["r001", "r002", "sup"])])
+    out.append(await col.correlation("r002", "r001"))
+    await col.disentangle("g", ["r002"])
     out.append(await col.correlation("r002", "r001"))
     page = await col.scroll(limit=9, filter={"color": "green"})
     out.append(([r.id for r in page.records], page.next_cursor))

@@ -86,3 +86,52 @@ async def test_negative_coherence_time_changes_nothing(db):
         assert err.value.code == "invalid_coherence_time"
     rec = (await col.get(["a"]))[0]
     assert rec.expires_at is None and rec.version == 1
+
+
+async def test_every_operation_sees_expired_records_as_reads_do(db, clock, rng):
+    """Delete mode: an expired, unswept record is gone for delete's count, correlation,
+    update, entangle and correlated collapse alike."""
+    from qstore import NotFound
+    col = await db.create_collection("view", dim=2, index={"type": "flat"})
+    e0, e1 = np.array([1, 0], np.float32), np.array([0, 1], np.float32)
+    await col.superpose("m", [(e0, "x", 1), (e1, "y", 1)])
+    await col.superpose("p", [(e0, "x", 1), (e1, "y", 1)], coherence_time=5)
+    await col.upsert(["q", "gone"], np.stack([e0, e1]), coherence_time=5)
+    await col.upsert(["keep"], e0[None, :])
+    await col.entangle("g", ["m", "p", "q"], strength=1.0)
+    clock.advance(6)
+    for call in (lambda: col.correlation("m", "p"), lambda: col.update("q", e1),
+                 lambda: col.entangle("h", ["m", "q"], 0.5)):
+        with pytest.raises(NotFound):
+            await call()
+    assert await col.correlation("m", "keep") == 0.0
+    await col.update("m", np.array([1, 1], np.float32))  # the expired partners do not move
+    m = await col.measure("m", collapse=True, seed=0)
+    assert m.context in ("x", "y")
+    assert await col.delete(["gone", "keep", "missing"]) == 1  # "gone" had expired: not counted
+    assert await db.sweep() == 2  # p and q were never rewritten: still due, swept as they were
+    assert await col.count() == 1
+
+
+async def test_collapse_mode_view_is_what_writes_see(db, clock):
+    """A record that get shows as collapsed can be updated and entangled, and a correlated
+    collapse does not rewrite it behind that view."""
+    col = await db.create_collection("cview", dim=2, metric="l2", index={"type": "flat"}, on_decohere="collapse")
+    e0, e1 = np.array([1, 0], np.float32), np.array([0, 1], np.float32)
+    await col.superpose("a", [(e0, "x", 1), (e1, "y", 1)])
+    await col.superpose("b", [(e0, "x", 0.6), (e1, "y", 0.8)], coherence_time=5)  # view: "y"
+    await col.superpose("c", [(e0, "x", 0.6), (e1, "y", 0.8)], coherence_time=5)
+    await col.entangle("g", ["a", "b"], strength=1.0)
+    clock.advance(6)
+    m = await col.measure("a", context="x", collapse=True, seed=0)  # ρ = 1, but b shows "y" alone
+    assert m.context == "x"
+    rec = (await col.get(["b"]))[0]
+    assert rec is not None and [br.context for br in rec.branches] == ["y"]
+    await col.entangle("h", ["b", "c"], strength=0.5)
+    assert await col.correlation("b", "c") == pytest.approx(0.5)
+    await col.update("c", np.array([0, 3], np.float32))
+    rec = (await col.get(["c"]))[0]
+    assert [br.context for br in rec.branches] == ["y"] and rec.expires_at is None
+    np.testing.assert_allclose(rec.vector, [0, 3])
+    np.testing.assert_allclose((await col.get(["b"]))[0].vector, [0, 1 + 0.5 * 2], atol=1e-6)
+    assert await col.delete(["b"]) == 1

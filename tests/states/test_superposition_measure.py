@@ -11,10 +11,10 @@ def v(*xs):
 
 async def test_amplitudes_are_normalised_and_every_branch_indexed(db):
     col = await db.create_collection("s", dim=3, metric="cosine", index={"type": "flat"})
-    await col.superpose("r", [(v(1, 0, 0), "a", 3), (v(0, 1, 0), "b", 4j), (v(0, 0, 1), None, 0)])
+    await col.superpose("r", [(v(1, 0, 0), "a", 3), (v(0, 1, 0), "b", 4j), (v(0, 0, 1), None, np.float32(1e-3))])
     rec = (await col.get(["r"]))[0]
     amps = [b.amplitude for b in rec.branches]
-    np.testing.assert_allclose(amps, [0.6, 0.8j, 0])
+    np.testing.assert_allclose(amps, np.array([3, 4j, 1e-3]) / np.sqrt(25 + 1e-6), rtol=1e-6)
     np.testing.assert_allclose(sum(abs(a) ** 2 for a in amps), 1.0)
     np.testing.assert_allclose(rec.vector, [0, 1, 0])  # the most probable branch
     assert col.index.size == 3
@@ -106,3 +106,49 @@ async def test_bad_superpositions_and_measurements_change_nothing(db):
     assert err.value.code == "not_found"
     rec = (await col.get(["r"]))[0]
     assert rec.version == 1 and len(rec.branches) == 2 and col.index.size == 2
+
+
+async def test_zero_mixed_and_non_numeric_branches_are_refused(db):
+    col = await db.create_collection("edge", dim=2, metric="cosine", index={"type": "flat"})
+    for branches, code in [([(v(1, 0), "a", 1), (v(0, 1), "b", 0)], "invalid_argument"),
+                           ([(v(1, 0), "a", 1), (v(0, 1, 0), "b", 1)], "dimension_mismatch"),
+                           ([(v(1, 0), "a", 1), (v(0, 1), "b", "1")], "invalid_amplitudes"),
+                           ([(v(1, 0), "a", 1), (v(0, 1), "b", True)], "invalid_amplitudes")]:
+        with pytest.raises(InvalidArgument) as err:
+            await col.superpose("r", branches)
+        assert err.value.code == code, branches
+    assert col.index.size == 0 and (await col.get(["r"]))[0] is None
+    assert await col.query(v(0, 1), context="b") == []
+
+
+async def test_seeded_collapse_is_reproducible_across_a_map_resize(tmp_path):
+    """The collapse shares a write batch with a state too big for the map: the batch runs
+    again after the map grows, and must pick the same branch."""
+    import asyncio
+    import threading
+
+    import qstore
+
+    branches = [(np.eye(8, dtype=np.float32)[j], f"c{j}", 1) for j in range(8)]
+    async with await qstore.Database.open(str(tmp_path / "ref"), sweep_interval=None) as db:
+        col = await db.create_collection("m", dim=8, index={"type": "flat"})
+        await col.superpose("r", branches)
+        expected = await col.measure("r", collapse=True, seed=11)
+    async with await qstore.Database.open(str(tmp_path / "small"), sweep_interval=None, map_size=1 << 20) as db:
+        col = await db.create_collection("m", dim=8, index={"type": "flat"})
+        await col.superpose("r", branches)
+        size = db._storage.env.info()["map_size"]
+        entered, release = threading.Event(), threading.Event()
+        blocker = asyncio.ensure_future(db._storage.write(lambda ctx: (entered.set(), release.wait())))
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait)
+        # the writer is busy: these two queue up and are committed as one batch
+        measured = asyncio.ensure_future(col.measure("r", collapse=True, seed=11))
+        big = np.ones(1 << 16, np.complex128) / np.sqrt(1 << 16)  # 1 MiB: more than the map holds
+        stored = asyncio.ensure_future(db.put_state("big", big))
+        await asyncio.sleep(0.1)
+        release.set()
+        await blocker
+        got, _ = await measured, await stored
+        assert db._storage.env.info()["map_size"] > size
+    assert got.context == expected.context
+    np.testing.assert_array_equal(got.vector, expected.vector)

@@ -69,9 +69,71 @@ async def test_per_region_and_filters(clustered):
     assert {cluster_of(h) for h in hits} == {2, 5}
 
 
-def test_entry_probability_is_wkb_shaped():
+def test_entry_probability_uses_the_distance_to_the_voronoi_cell():
+    """1-D, centroids 0, 2, 6, query at 0: the cell of 6 starts at 4 (not at the bisector 3)."""
     centroids = np.array([[0.0, 0], [2, 0], [6, 0]])
-    radii = np.ones(3)
-    home, p = entry_probabilities(np.array([0.0, 0]), centroids, radii, t=1.0)
+    home, p = entry_probabilities(np.array([0.0, 0]), centroids, np.ones(3), t=1.0)
     assert home == 0 and p[0] == 1
-    np.testing.assert_allclose(p[1:], np.exp(-2 * np.array([1.0, 3.0]) / 1.0))
+    np.testing.assert_allclose(p[1:], np.exp(-2 * np.array([1.0, 4.0]) / 1.0))
+    _, p = entry_probabilities(np.array([0.0, 0]), centroids, np.full(3, 2.0), t=3.0)  # units of the radius
+    np.testing.assert_allclose(p[1:], np.exp(-2 * np.array([0.5, 2.0]) / 3.0))
+
+
+@pytest.mark.parametrize("t", [1e-3, 0.5, 4.0])
+async def test_every_strength_returns_min_of_top_k_and_matches(clustered, t):
+    col, centers, _ = clustered
+    for seed in range(5):
+        q = centers[seed].astype(np.float32)
+        assert len(await col.query(q, top_k=10, tunneling=t, seed=seed)) == 10
+        hits = await col.query(q, top_k=10, tunneling=t, seed=seed, filter={"cluster": {"$in": [seed]}})
+        assert len(hits) == 10 and {cluster_of(h) for h in hits} == {seed}  # the home region fills
+        assert len(await col.query(q, top_k=500, tunneling=t, seed=seed, per_region=3)) == 500
+    hits = await col.query(centers[0].astype(np.float32), top_k=10, tunneling=t, seed=0,
+                           filter={"$and": [{"cluster": 1}, {"cluster": {"$ne": 1}}]})
+    assert hits == []
+
+
+async def test_regions_follow_data_that_moves_at_the_same_size(clustered):
+    col, centers, X = clustered
+    old = col.regions["centroids"].copy()
+    moved = X + 100.0  # replace every record: same ids, same count, new place
+    await col.upsert([f"{i // 100}-{i % 100}" for i in range(800)], moved)
+    q = (centers[0] + 100.0).astype(np.float32)
+    hits = await col.query(q, top_k=10, tunneling=1e6, seed=0)
+    new = col.regions["centroids"]
+    assert len(new) == 8  # build_regions(8)'s choice is kept
+    nearest = np.sqrt(((new[:, None, :] - (centers[None] + 100.0)) ** 2).sum(-1)).min(1)
+    assert nearest.max() < 3.0 and np.abs(new - old).min() > 50
+    assert len({cluster_of(h) for h in hits}) > 1
+
+
+async def test_regions_adopt_ivf_centroids_once_ivf_trains(db):
+    rng = np.random.default_rng(2)
+    col = await db.create_collection("ivf", dim=8, metric="l2",
+                                     index={"type": "ivf", "nlist": 4, "nprobe": 4, "train_size": 300})
+    X = rng.normal(size=(310, 8)).astype(np.float32)
+    await col.upsert([str(i) for i in range(250)], X[:250])
+    await col.query(X[0], top_k=5, tunneling=1.0, seed=0)
+    assert col.regions["source"] == "kmeans"
+    await col.upsert([str(i) for i in range(250, 310)], X[250:])  # trains IVF; little drift
+    assert len(await col.query(X[0], top_k=5, tunneling=1.0, seed=0)) == 5
+    assert col.regions["source"] == "ivf" and len(col.regions["centroids"]) == 4
+
+
+async def test_fewer_than_two_vectors_answer_like_plain_search(db):
+    col = await db.create_collection("tiny", dim=3)
+    assert await col.query(np.ones(3), top_k=5, tunneling=2.0, seed=0) == []
+    await col.upsert(["only"], np.ones((1, 3)))
+    assert [h.id for h in await col.query(np.ones(3), top_k=5, tunneling=2.0, seed=0)] == ["only"]
+
+
+async def test_writes_place_their_vectors_in_regions(clustered):
+    col, centers, _ = clustered
+    q = centers[0].astype(np.float32)
+    await col.query(q, top_k=10, tunneling=1e6, seed=0)
+    step = (q - centers[5]) / np.linalg.norm(q - centers[5])
+    await col.upsert(["new"], (centers[5] + 8 * step)[None, :].astype(np.float32))  # cluster 5's member nearest q
+    await col.delete(["5-0", "5-1"])
+    hits = await col.query(q, top_k=16, tunneling=1e6, seed=0, per_region=2)
+    assert "new" in {h.id for h in hits}
+    assert sum(len(m) for m in col._region_map.members) == col.index.size == 799
