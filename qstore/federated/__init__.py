@@ -10,7 +10,9 @@ Modules: ``coordinator`` (rounds), ``participant`` (local training, in-process
 participants), ``remote`` (participants behind a Q-Store server), ``messages`` (what
 travels), ``strategies`` (aggregation), ``angles`` (circular statistics), ``privacy``
 (clipping, noise, ε accounting), ``sampling``, ``executors`` (threads or Ray),
-``command`` (``qstore federate``).
+``secagg`` / ``secure_round`` / ``shamir`` (secure aggregation), ``compression``
+(quantised updates), ``breaker`` and ``registry`` (participant health), ``selection``
+(QUBO selection), ``command`` (``qstore federate``, ``qstore participants``).
 
 The names below load their module on first use (``qstore.lazy``).
 """

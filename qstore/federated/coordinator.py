@@ -107,7 +107,9 @@ class Coordinator:
     """Federated training over Q-Store nodes (URLs) and/or in-process ``Participant`` objects.
 
     Args:
-        participants: server URLs and/or objects implementing ``Participant``.
+        participants: server URLs and/or objects implementing ``Participant``, or ``"registry"``:
+            every participant registered in `db` (``register_participant``), whose health and
+            breaker state the coordinator keeps there after each round.
         dataset: the dataset name each participant trains on (in its own database).
         strategy: a name (``fedavg``, ``fedprox``, ``circular``, ``median``, ``trimmed_mean``,
             ``krum``, ``multi_krum``) with ``strategy_options`` (``mu``, ``f``, ``beta``, ``m``),
