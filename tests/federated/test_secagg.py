@@ -28,6 +28,7 @@ from qstore.federated import (
 )
 from qstore.training import VQC
 from qstore_client import InvalidArgument
+from qstore_client import errors as qstore_errors
 from tests.federated.conftest import make_split
 
 N = 10
@@ -223,3 +224,21 @@ async def test_secure_aggregation_with_central_dp_adds_noise_after_unmasking(spl
     history = await coord.run(model, validation=(split10.X_test, split10.y_test))
     assert all(h.status == "aggregated" and h.epsilon is not None for h in history)
     assert history[1].epsilon > history[0].epsilon > 0
+
+
+def test_malformed_secure_aggregation_messages_are_refused():
+    update = Update(round=1, delta=np.ones(3), n=5)
+    good = secagg.start_message("s", 1, 2, 24, "samples", None)
+    for bad in ({**good, "weighting": "median"}, {**good, "frac_bits": 60}, {**good, "index": "1"},
+                {**good, "extra": 1}, {**good, "weighting": "unit"}):
+        with pytest.raises(InvalidArgument):
+            secagg.client_for(bad, update)
+    with pytest.raises(InvalidArgument, match="does not fit the fixed-point ring"):
+        secagg.encode(np.array([2.0 ** 40]), 24)
+    client = secagg.client_for(good, update)
+    keys = {"1": {"c_pk": client.advertise()["c_pk"], "s_pk": client.advertise()["s_pk"]}}
+    with pytest.raises(qstore_errors.Unavailable, match="threshold 2"):  # alone, below t
+        client.share_keys(keys)
+    for bad_config in ({"threshold": 1}, {"threshold": 1.5}, {"frac_bits": -1}, {"mask": "x"}, "yes"):
+        with pytest.raises(InvalidArgument):
+            secagg.SecAggConfig.of(bad_config)
