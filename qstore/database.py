@@ -13,7 +13,7 @@ import numpy as np
 
 from qstore import validation
 from qstore.collection import SNAPSHOT_EVERY, Collection
-from qstore.errors import AlreadyExists, InsufficientStorage, InvalidArgument, NotFound
+from qstore.errors import AlreadyExists, Conflict, InsufficientStorage, InvalidArgument, NotFound
 from qstore.index.spec import IndexSpec, check_metric
 from qstore.states import quantum_state
 from qstore.storage import Storage, WriteContext, codec
@@ -307,6 +307,9 @@ class Database:
         xs, ys, cursor = [], [], None
         while True:
             page = await col.scroll(limit=4096, cursor=cursor)
+            unlabelled = next((r.id for r in page.records if "label" not in r.metadata), None)
+            if unlabelled is not None:  # written into the dataset's collection by hand
+                raise Conflict(f"dataset {name!r}: record {unlabelled!r} of its collection has no label")
             xs.extend(r.vector for r in page.records)
             ys.extend(r.metadata["label"] for r in page.records)
             if page.next_cursor is None:

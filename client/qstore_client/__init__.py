@@ -6,9 +6,23 @@
         hits = await col.query(vector, top_k=10)
 """
 from .client import AsyncClient, Collection, Job
-from .errors import (ERROR_CODES, AlreadyExists, BackendError, Cancelled, Conflict, Forbidden,
-                     InsufficientStorage, InvalidArgument, LimitExceeded, NotFound, QStoreError, Unauthorized,
-                     Unavailable, UnsupportedMediaType, error)
+from .errors import (
+                     ERROR_CODES,
+                     AlreadyExists,
+                     BackendError,
+                     Cancelled,
+                     Conflict,
+                     Forbidden,
+                     InsufficientStorage,
+                     InvalidArgument,
+                     LimitExceeded,
+                     NotFound,
+                     QStoreError,
+                     Unauthorized,
+                     Unavailable,
+                     UnsupportedMediaType,
+                     error,
+)
 from .types import Branch, Hit, Measurement, Page, Record
 
 __all__ = [

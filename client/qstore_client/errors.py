@@ -84,6 +84,13 @@ class Unavailable(QStoreError):
     default_code = "unavailable"
 
 
+class TooManyRequests(QStoreError):
+    """The server is at a capacity limit (e.g. its job queue); retry after the reply's Retry-After."""
+
+    status = 429
+    default_code = "too_many_requests"
+
+
 class Cancelled(QStoreError):
     status = 409
     default_code = "cancelled"
@@ -104,6 +111,7 @@ ERROR_CODES: dict[str, type[QStoreError]] = {
     "unavailable": Unavailable,
     "insufficient_storage": InsufficientStorage,
     "invalid_backup": InvalidArgument,
+    "too_many_requests": TooManyRequests,
     # records and collections
     "dimension_mismatch": InvalidArgument,
     "invalid_vector": InvalidArgument,
@@ -136,6 +144,7 @@ ERROR_CODES: dict[str, type[QStoreError]] = {
     "unknown_gradient": InvalidArgument,
     "unknown_strategy": InvalidArgument,
     "checkpoint_mismatch": Conflict,
+    "invalid_checkpoint": InvalidArgument,
     "budget_exceeded": BackendError,
     "backend_error": BackendError,
     "job_failed": BackendError,

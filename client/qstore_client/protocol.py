@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,12 +43,25 @@ DTYPE_NAMES: dict[np.dtype, str] = {dt.newbyteorder("="): name for name, dt in D
 
 @dataclass(frozen=True)
 class Limits:
-    """Server-side request limits (documented in PROTOCOL.md, configurable on `qstore serve`)."""
+    """Server-side bounds on every size or count a caller sends (documented in PROTOCOL.md,
+    each one a `qstore serve --max-...` option). Over a bound is `413 limit_exceeded`."""
 
     max_body_bytes: int = 64 * 1024 * 1024
     max_batch: int = 10_000
     max_dim: int = 4096
     max_top_k: int = 1000
+    max_hits: int = 250_000         # rows x top_k of one query_batch (the reply's size)
+    max_ef: int = 4096              # query ef, an index's ef_search / ef_construction
+    max_hnsw_m: int = 256           # an HNSW index's m (links per node)
+    max_nlist: int = 65_536         # an IVF index's nlist and nprobe
+    max_regions: int = 4096         # build_regions n_regions
+    max_shots: int = 1_000_000      # measure_state shots
+    max_filter_depth: int = 16      # nesting of $and / $or / $not
+    max_filter_terms: int = 256     # conditions in one filter
+    max_epochs: int = 100_000       # a job's epochs (time is bounded by the deadline)
+    max_train_batch: int = 4096     # a job's batch_size
+    max_jobs: int = 64              # jobs pending or running at once (then 429)
+    max_job_seconds: float = 6 * 3600.0  # a job's deadline, from its start
 
     def check(self, name: str, value: int, what: str) -> None:
         bound = getattr(self, name)
@@ -55,7 +69,10 @@ class Limits:
             raise error("limit_exceeded", f"{what} is {value}, over the server limit {name}={bound}")
 
 
-NO_LIMITS = Limits(max_body_bytes=2**62, max_batch=2**62, max_dim=2**62, max_top_k=2**62)
+NO_LIMITS = Limits(**{name: 2**62 for name in Limits.__dataclass_fields__})
+MAX_AXES = 32  # NumPy 1.x's own limit; a deeper tensor shape is refused before NumPy sees it
+MAX_DEPTH = 64  # nesting of a document (maps and lists)
+SEED_MAX = 2**63 - 1  # FAISS and NumPy both take it
 
 
 # ---------------------------------------------------------------------------- body format
@@ -64,11 +81,9 @@ def is_msgpack(content_type: str) -> bool:
     return content_type in MSGPACK_TYPES
 
 
-def wants_json(accept: str, content_type: str) -> bool:
-    """JSON replies only when asked: Accept names JSON, or a JSON request did not ask for msgpack."""
-    if "msgpack" in accept:
-        return False
-    return JSON in accept or content_type == JSON
+def wants_json(accept: str) -> bool:
+    """JSON unless Accept names msgpack: curl's `*/*` (or no Accept at all) reads JSON."""
+    return "msgpack" not in accept.lower()
 
 
 def dumps(obj: Any, binary: bool) -> bytes:
@@ -115,6 +130,10 @@ class Kind:
     def decode(self, wire: Any, field: str, limits: Limits) -> Any:
         return wire
 
+    def schema(self) -> dict[str, Any]:
+        """The JSON Schema of the JSON form (the OpenAPI document is built from these)."""
+        return {}
+
     def fail(self, field: str, why: str) -> QStoreError:
         return error(self.code, f"{field}: {why}")
 
@@ -128,11 +147,19 @@ class Text(Kind):
             raise self.fail(field, f"expected a string, got {type(wire).__name__}")
         return wire
 
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string"}
+
 
 class Integer(Kind):
-    def __init__(self, code: str = "invalid_argument", limit: str | None = None):
+    """An integer; `limit` names its Limits bound (413 over it), `least`/`most` fix its range (400)."""
+
+    def __init__(self, code: str = "invalid_argument", limit: str | None = None, least: int | None = None,
+                 most: int | None = None):
         self.code = code
         self.limit = limit
+        self.least = least
+        self.most = most
 
     def encode(self, value: Any, binary: bool) -> Any:
         # NumPy integers become ints; anything else travels as given for the server to judge.
@@ -141,12 +168,22 @@ class Integer(Kind):
     def decode(self, wire: Any, field: str, limits: Limits) -> int:
         if isinstance(wire, bool) or not isinstance(wire, int):
             raise self.fail(field, f"expected an integer, got {type(wire).__name__}")
+        if (self.least is not None and wire < self.least) or (self.most is not None and wire > self.most):
+            raise self.fail(field, f"expected an integer in {self.least}..{self.most}, got {wire}")
         if self.limit is not None:
             limits.check(self.limit, wire, field)
         return wire
 
+    def schema(self) -> dict[str, Any]:
+        bounds = {"minimum": self.least} if self.least is not None else {}
+        if self.most is not None:
+            bounds["maximum"] = self.most
+        return {"type": "integer", **bounds}
+
 
 class Number(Kind):
+    """A finite number (NaN and Inf are refused: msgpack can carry them, and JSON parsers accept them)."""
+
     def __init__(self, code: str = "invalid_argument"):
         self.code = code
 
@@ -156,7 +193,16 @@ class Number(Kind):
     def decode(self, wire: Any, field: str, limits: Limits) -> float:
         if isinstance(wire, bool) or not isinstance(wire, (int, float)):
             raise self.fail(field, f"expected a number, got {type(wire).__name__}")
-        return float(wire)
+        try:
+            value = float(wire)
+        except OverflowError:  # a JSON integer beyond float range
+            raise self.fail(field, "number out of range") from None
+        if not math.isfinite(value):
+            raise self.fail(field, "NaN and Inf are not allowed")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "number"}
 
 
 class Flag(Kind):
@@ -164,6 +210,9 @@ class Flag(Kind):
         if not isinstance(wire, bool):
             raise self.fail(field, f"expected true or false, got {type(wire).__name__}")
         return wire
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
 
 
 class Nullable(Kind):
@@ -176,6 +225,9 @@ class Nullable(Kind):
 
     def decode(self, wire: Any, field: str, limits: Limits) -> Any:
         return None if wire is None else self.inner.decode(wire, field, limits)
+
+    def schema(self) -> dict[str, Any]:
+        return {"anyOf": [self.inner.schema(), {"type": "null"}]}
 
 
 class ListOf(Kind):
@@ -198,9 +250,12 @@ class ListOf(Kind):
             limits.check(self.limit, len(wire), f"length of {field}")
         return [self.item.decode(v, f"{field}[{i}]", limits) for i, v in enumerate(wire)]
 
+    def schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": self.item.schema()}
+
 
 class Mapping(Kind):
-    """A map with string keys, passed through as is (metadata, filters, index specs)."""
+    """A map with string keys, passed through as is (metadata); the engine checks its contents."""
 
     def __init__(self, code: str = "invalid_argument"):
         self.code = code
@@ -209,6 +264,54 @@ class Mapping(Kind):
         if not isinstance(wire, dict) or not all(isinstance(k, str) for k in wire):
             raise self.fail(field, "expected a map with string keys")
         return wire
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object"}
+
+
+class FilterKind(Mapping):
+    """A metadata filter (grammar under Filters in PROTOCOL.md), bounded in depth and terms here,
+    before anything recurses over it; the engine compiles and checks the grammar."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid_filter")
+
+    def decode(self, wire: Any, field: str, limits: Limits) -> dict:
+        doc = super().decode(wire, field, limits)
+        terms = 0
+        stack: list[tuple[dict[str, Any] | list[Any], int]] = [(doc, 1)]
+        while stack:
+            node, depth = stack.pop()
+            limits.check("max_filter_depth", depth, f"nesting of {field}")
+            items = node.values() if isinstance(node, dict) else node
+            for value in items:
+                terms += 1
+                if isinstance(value, (dict, list)):
+                    stack.append((value, depth + 1))
+            limits.check("max_filter_terms", terms, f"terms in {field}")
+        return doc
+
+
+class IndexKind(Mapping):
+    """An index spec: the engine checks names and types; the sizes that allocate are bounded here."""
+
+    BOUNDS = {"m": "max_hnsw_m", "ef_construction": "max_ef", "ef_search": "max_ef",
+              "nlist": "max_nlist", "nprobe": "max_nlist", "train_size": "max_batch"}
+
+    def __init__(self) -> None:
+        super().__init__("invalid_index")
+
+    def decode(self, wire: Any, field: str, limits: Limits) -> dict:
+        spec = super().decode(wire, field, limits)
+        for key, bound in self.BOUNDS.items():
+            value = spec.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                limits.check(bound, value, f"{field}.{key}")
+        return spec
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object", "properties": {"type": {"type": "string", "enum": ["flat", "hnsw", "ivf"]},
+                                                 **{k: {"type": "integer"} for k in self.BOUNDS}}}
 
 
 def _tensor_bytes(data: Any, field: str, code: str) -> bytes:
@@ -222,6 +325,32 @@ def _tensor_bytes(data: Any, field: str, code: str) -> bytes:
     raise error(code, f"{field}.data: expected bytes")
 
 
+def check_shape(shape: Any, field: str, code: str) -> list[int]:
+    """A shape NumPy can build: at most MAX_AXES non-negative entries whose non-zero product fits
+    (a zero-size array still has its other axes checked against the address space)."""
+    if not isinstance(shape, list) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise error(code, f"{field}.shape: expected a list of non-negative integers")
+    if len(shape) > MAX_AXES:
+        raise error(code, f"{field}.shape: {len(shape)} axes, at most {MAX_AXES}")
+    if math.prod(n for n in shape if n) >= 2**48:
+        raise error(code, f"{field}.shape: {shape} is too large")
+    return shape
+
+
+def string_array(values: list, shape: Any, field: str, code: str, limits: Limits) -> np.ndarray:
+    """A NumPy str array from a list of strings. NumPy stores every string at the longest one's
+    width (4 bytes a character), so that size is bounded by max_body_bytes before allocating."""
+    if not all(isinstance(v, str) for v in values):
+        raise error(code, f"{field}: expected a list of strings")
+    width = max((len(v) for v in values), default=1)
+    limits.check("max_body_bytes", 4 * width * len(values), f"{field} as a string array (bytes)")
+    shape = check_shape(shape, field, code)
+    if math.prod(shape) != len(values):
+        raise error(code, f"{field}: shape {shape} does not hold {len(values)} strings")
+    return np.array(values, dtype=str).reshape(shape)
+
+
 def decode_tensor(wire: dict, field: str, code: str) -> np.ndarray:
     """{"dtype", "shape", "data"} -> a writable array (raw little-endian bytes, C order)."""
     if set(wire) != {"dtype", "shape", "data"}:
@@ -229,10 +358,7 @@ def decode_tensor(wire: dict, field: str, code: str) -> np.ndarray:
     dtype = DTYPES.get(wire["dtype"]) if isinstance(wire["dtype"], str) else None
     if dtype is None:
         raise error(code, f"{field}.dtype: expected one of {sorted(DTYPES)}")
-    shape = wire["shape"]
-    if not isinstance(shape, list) or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
-        raise error(code, f"{field}.shape: expected a list of non-negative integers")
+    shape = check_shape(wire["shape"], field, code)
     data = _tensor_bytes(wire["data"], field, code)
     expected = math.prod(shape) * dtype.itemsize
     if len(data) != expected:
@@ -289,6 +415,10 @@ class Floats(Kind):
             raise self.fail(field, "NaN and Inf are not allowed")
         return array
 
+    def schema(self) -> dict[str, Any]:
+        row = {"type": "array", "items": {"type": "number"}}
+        return {"anyOf": [row, {"type": "array", "items": row}]}
+
 
 class Complex(Kind):
     """A complex number as [re, im]; a plain real number is accepted."""
@@ -313,6 +443,9 @@ class Complex(Kind):
         if not (math.isfinite(value.real) and math.isfinite(value.imag)):
             raise self.fail(field, "NaN and Inf are not allowed")
         return value
+
+    def schema(self) -> dict[str, Any]:
+        return COMPLEX_SCHEMA
 
 
 class StateVector(Kind):
@@ -341,6 +474,9 @@ class StateVector(Kind):
             raise self.fail(field, "NaN and Inf are not allowed")
         return array
 
+    def schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": COMPLEX_SCHEMA}
+
 
 class Labels(Kind):
     """Dataset labels: a list of ints / floats / strings, or a numeric tensor."""
@@ -356,14 +492,25 @@ class Labels(Kind):
     def decode(self, wire: Any, field: str, limits: Limits) -> np.ndarray:
         if isinstance(wire, dict):
             array = decode_tensor(wire, field, self.code)
+        elif isinstance(wire, list) and all(isinstance(v, str) for v in wire):
+            array = string_array(wire, [len(wire)], field, self.code, limits)
         elif isinstance(wire, list) and all(
-                isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in wire):
-            array = np.asarray(wire)
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in wire):
+            try:
+                array = np.asarray(wire)
+            except OverflowError:
+                raise self.fail(field, "integer out of range") from None
+            if array.dtype == object:
+                raise self.fail(field, "integer out of range")
         else:
             raise self.fail(field, "expected a list of ints, floats or strings, or a tensor")
         if array.ndim != 1:
             raise self.fail(field, f"expected 1-D, got shape {list(array.shape)}")
         return array
+
+    def schema(self) -> dict[str, Any]:
+        return {"anyOf": [{"type": "array", "items": {"type": "number"}},
+                          {"type": "array", "items": {"type": "string"}}]}
 
 
 class Document(Kind):
@@ -405,28 +552,39 @@ class Document(Kind):
     def decode(self, wire: Any, field: str, limits: Limits) -> Any:
         if self.map_only and not isinstance(wire, dict):
             raise error("invalid_argument", f"{field}: expected a map, got {type(wire).__name__}")
-        return self._decode(wire, field, limits)
+        return self._decode(wire, field, limits, 1)
 
-    def _decode(self, wire: Any, field: str, limits: Limits) -> Any:
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object"} if self.map_only else {}
+
+    def _decode(self, wire: Any, field: str, limits: Limits, depth: int) -> Any:
+        if depth > MAX_DEPTH and isinstance(wire, (dict, list)):
+            raise error("limit_exceeded", f"{field}: documents nest at most {MAX_DEPTH} deep")
         if isinstance(wire, dict):
             if len(wire) == 1:
                 (tag, inner), = wire.items()
                 if tag == "$ndarray" and isinstance(inner, dict):
-                    if inner.get("dtype") == "str" and isinstance(inner.get("data"), list):
-                        return np.array(inner["data"], dtype=str).reshape(inner.get("shape", [-1]))
+                    if inner.get("dtype") == "str":
+                        if set(inner) != {"dtype", "shape", "data"} or not isinstance(inner["data"], list):
+                            raise error("invalid_argument", f"{field}: a str array has dtype, shape and data")
+                        return string_array(inner["data"], inner["shape"], field, "invalid_argument", limits)
                     return decode_tensor(inner, field, "invalid_argument")
                 if tag == "$complex":
                     return Complex("invalid_argument").decode(inner, field, limits)
                 if tag == "$bytes" and isinstance(inner, str):
                     return _tensor_bytes(inner, field, "invalid_argument")
-            return {k: self._decode(v, f"{field}.{k}", limits) for k, v in wire.items()}
+            return {k: self._decode(v, f"{field}.{k}", limits, depth + 1) for k, v in wire.items()}
         if isinstance(wire, list):
-            return [self._decode(v, field, limits) for v in wire]
+            return [self._decode(v, field, limits, depth + 1) for v in wire]
+        if isinstance(wire, int) and not isinstance(wire, bool) and not -(2**63) <= wire < 2**64:
+            raise error("invalid_argument", f"{field}: integer {wire} is outside 64 bits (msgpack's range)")
         if wire is None or isinstance(wire, (bool, int, float, str, bytes)):
             return wire
         raise error("invalid_argument", f"{field}: unsupported value {type(wire).__name__}")
 
 
+COMPLEX_SCHEMA = {"anyOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"},
+                                                 "minItems": 2, "maxItems": 2}]}
 VECTOR = Floats()
 DOCUMENT = Document()
 RECORD_ID = Text("invalid_id")
@@ -456,6 +614,9 @@ class BranchKind(Kind):
         vector, context, amplitude = self.decode(wire, field, NO_LIMITS)
         return Branch(vector=vector, context=context, amplitude=amplitude)
 
+    def schema(self) -> dict[str, Any]:
+        return fields_schema(self.fields, {"vector"})
+
 
 def _branch_tuple(value: Any) -> tuple:
     if isinstance(value, (tuple, list)) and len(value) == 3:
@@ -478,6 +639,12 @@ class RecordKind(Kind):
                       branches=[BRANCH.to_branch(b, field) for b in wire["branches"]],
                       expires_at=wire["expires_at"], version=wire["version"])
 
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object", "required": ["id", "vector", "metadata", "branches", "expires_at", "version"],
+                "properties": {"id": {"type": "string"}, "vector": VECTOR.schema(), "metadata": {"type": "object"},
+                               "branches": {"type": "array", "items": BRANCH.schema()},
+                               "expires_at": {"type": ["number", "null"]}, "version": {"type": "integer"}}}
+
 
 RECORD = RecordKind()
 
@@ -488,6 +655,10 @@ class HitKind(Kind):
 
     def decode(self, wire: Any, field: str, limits: Limits) -> Hit:
         return Hit(id=wire["id"], score=wire["score"], metadata=wire["metadata"])
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object", "required": ["id", "score", "metadata"],
+                "properties": {"id": {"type": "string"}, "score": {"type": "number"}, "metadata": {"type": "object"}}}
 
 
 HITS = ListOf(HitKind())
@@ -501,6 +672,11 @@ class PageKind(Kind):
         return Page(records=[RECORD.decode(r, field, limits) for r in wire["records"]],
                     next_cursor=wire["next_cursor"])
 
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object", "required": ["records", "next_cursor"],
+                "properties": {"records": {"type": "array", "items": RECORD.schema()},
+                               "next_cursor": {"type": ["string", "null"]}}}
+
 
 class MeasurementKind(Kind):
     def encode(self, m: Measurement, binary: bool) -> dict:
@@ -509,6 +685,11 @@ class MeasurementKind(Kind):
     def decode(self, wire: Any, field: str, limits: Limits) -> Measurement:
         return Measurement(context=wire["context"], vector=VECTOR.decode(wire["vector"], field, limits),
                            probability=wire["probability"])
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object", "required": ["context", "vector", "probability"],
+                "properties": {"context": {"type": ["string", "null"]}, "vector": VECTOR.schema(),
+                               "probability": {"type": "number"}}}
 
 
 class DatasetKind(Kind):
@@ -521,12 +702,18 @@ class DatasetKind(Kind):
     def decode(self, wire: Any, field: str, limits: Limits) -> tuple[np.ndarray, np.ndarray]:
         return DOCUMENT.decode(wire["X"], field, limits), DOCUMENT.decode(wire["y"], field, limits)
 
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object", "required": ["X", "y"], "properties": {"X": {}, "y": {}}}
+
 
 class CountsKind(Kind):
     """Bitstring -> count, with counts as plain ints."""
 
     def encode(self, counts: dict, binary: bool) -> dict:
         return {str(k): int(v) for k, v in counts.items()}
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object", "additionalProperties": {"type": "integer"}}
 
 
 def decode_fields(body: Any, fields: dict[str, Kind], required: set[str] | frozenset[str],
@@ -544,21 +731,53 @@ def decode_fields(body: Any, fields: dict[str, Kind], required: set[str] | froze
     return {k: fields[k].decode(v, k, limits) for k, v in body.items()}
 
 
+def fields_schema(fields: dict[str, Kind], required: set[str] | frozenset[str]) -> dict[str, Any]:
+    """The JSON Schema of a request map: exactly these fields, the required ones present."""
+    return {"type": "object", "properties": {k: kind.schema() for k, kind in fields.items()},
+            "required": sorted(required), "additionalProperties": False}
+
+
 # ---------------------------------------------------------------------------- operations
+
+class Raw(Kind):
+    """A reply that is not wrapped in {"result": ...}: the metrics text, the OpenAPI document."""
+
+    def __init__(self, media: str):
+        self.media = media
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string"} if self.media.startswith("text/") else {"type": "object"}
+
 
 @dataclass(frozen=True)
 class Op:
-    """One API call on the wire: body fields, which are required, and the result's kind.
+    """One API call on the wire: its route, body fields (and which are required), result kind,
+    success status and scope. This table is the single source of the protocol: the server's
+    routes and auth, the client's calls and the OpenAPI document are all built from it.
 
-    `read` marks calls that change nothing: read-only keys may make them and the client
-    retries them on transport failures.
+    `scope` is the key scope the call needs: public (no key), read, write or admin (see
+    Authentication in PROTOCOL.md); read calls change nothing, so the client retries them on
+    transport failures. `federated` calls are also open to keys of the federated scope.
     """
 
     name: str
+    method: str
+    path: str  # under PREFIX; {name} and {id} are path parameters
     fields: dict[str, Kind]
     required: frozenset[str]
     result: Kind
-    read: bool
+    scope: str
+    status: int = 200
+    federated: bool = False
+    query: tuple[str, ...] = ()  # optional query-string parameters
+
+    @property
+    def read(self) -> bool:
+        return self.scope in ("public", "read")
+
+    @property
+    def path_params(self) -> list[str]:
+        return re.findall(r"{(\w+)}", self.path)
 
     def encode_body(self, args: dict[str, Any], binary: bool) -> bytes:
         """Client side: the body for these keyword arguments (an optional None is left out).
@@ -596,124 +815,118 @@ class Op:
         return self.result.decode(body["result"], "result", NO_LIMITS)
 
 
-def _op(name: str, fields: dict[str, Kind], required: set[str], result: Kind, read: bool = False) -> Op:
-    return Op(name, fields, frozenset(required), result, read)
+def _op(name: str, route: str, fields: dict[str, Kind], required: set[str], result: Kind, scope: str = "read",
+        **extra: Any) -> Op:
+    method, path = route.split(" ")
+    return Op(name, method, path, fields, frozenset(required), result, scope, **extra)
 
 
 IDS = ListOf(RECORD_ID, "invalid_id", limit="max_batch")
 TOP_K = Integer("invalid_top_k", limit="max_top_k")
-FILTER = Nullable(Mapping("invalid_filter"))
+FILTER = Nullable(FilterKind())
 COHERENCE = Nullable(Number("invalid_coherence_time"))
-SEED = Nullable(Integer())
+SEED = Nullable(Integer(least=0, most=SEED_MAX))
 NAME = Text("invalid_name")
-DESCRIPTOR = Mapping()  # {"name", "dim", "metric"}
+
+
+class DescriptorKind(Kind):
+    """A collection as {"name", "dim", "metric"} (encodes anything with those attributes)."""
+
+    def encode(self, value: Any, binary: bool) -> dict:
+        if isinstance(value, dict):
+            return value
+        return {"name": value.name, "dim": value.dim, "metric": value.metric}
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object", "required": ["name", "dim", "metric"],
+                "properties": {"name": {"type": "string"}, "dim": {"type": "integer"}, "metric": {"type": "string"}}}
+
+
+DESCRIPTOR = DescriptorKind()
+COL = "/collections/{name}"
 
 OPS: dict[str, Op] = {op.name: op for op in [
+    # server
+    _op("health", "GET /health", {}, set(), DOCUMENT, "public"),
+    _op("openapi", "GET /openapi.json", {}, set(), Raw(JSON), "public"),
+    _op("metrics", "GET /metrics", {}, set(), Raw("text/plain; version=0.0.4; charset=utf-8"), "read"),
     # database
-    _op("health", {}, set(), DOCUMENT, read=True),
-    _op("list_collections", {}, set(), ListOf(Text()), read=True),
-    _op("create_collection", {
-        "name": NAME, "dim": Integer("invalid_argument", limit="max_dim"), "metric": Text("invalid_metric"),
-        "index": Nullable(Mapping("invalid_index")), "coherence_time": COHERENCE,
-        "on_decohere": Text()}, {"name", "dim"}, DESCRIPTOR),
-    _op("collection", {}, set(), DESCRIPTOR, read=True),
-    _op("drop_collection", {}, set(), DOCUMENT),
+    _op("list_collections", "GET /collections", {}, set(), ListOf(Text())),
+    _op("create_collection", "POST /collections", {
+        "name": NAME, "dim": Integer("invalid_argument", limit="max_dim", least=1),
+        "metric": Text("invalid_metric"), "index": Nullable(IndexKind()), "coherence_time": COHERENCE,
+        "on_decohere": Text()}, {"name", "dim"}, DESCRIPTOR, "write", status=201),
+    _op("collection", f"GET {COL}", {}, set(), DESCRIPTOR),
+    _op("drop_collection", f"DELETE {COL}", {}, set(), DOCUMENT, "admin"),
     # collection
-    _op("info", {}, set(), DOCUMENT, read=True),
-    _op("count", {}, set(), Integer(), read=True),
-    _op("upsert", {"ids": IDS, "vectors": Floats(limit="max_batch"),
-                   "metadata": Nullable(ListOf(Nullable(METADATA), "invalid_metadata", limit="max_batch")),
-                   "coherence_time": COHERENCE}, {"ids", "vectors"}, DOCUMENT),
-    _op("get", {"ids": IDS}, {"ids"}, ListOf(Nullable(RECORD)), read=True),
-    _op("delete", {"ids": IDS}, {"ids"}, DOCUMENT),
-    _op("query", {"vector": VECTOR, "top_k": TOP_K, "filter": FILTER, "context": Nullable(Text()),
-                  "tunneling": Nullable(Number("invalid_tunneling")), "seed": SEED,
-                  "ef": Nullable(Integer()), "per_region": Nullable(Integer())},
-        {"vector"}, HITS, read=True),
-    _op("query_batch", {"vectors": Floats(limit="max_batch"), "top_k": TOP_K, "filter": FILTER},
-        {"vectors"}, ListOf(HITS), read=True),
-    _op("scroll", {"limit": Integer(limit="max_batch"), "cursor": Nullable(Text("invalid_cursor")),
-                   "filter": FILTER}, set(), PageKind(), read=True),
-    _op("superpose", {"id": RECORD_ID, "branches": ListOf(BRANCH, "invalid_amplitudes", limit="max_batch"),
-                      "metadata": Nullable(METADATA), "coherence_time": COHERENCE}, {"id", "branches"}, DOCUMENT),
-    _op("measure", {"id": RECORD_ID, "context": Nullable(Text()), "collapse": Flag(), "seed": SEED},
-        {"id"}, MeasurementKind(), read=True),  # collapse=True makes it a write (server and client check)
-    _op("entangle", {"group": Text(), "ids": IDS, "strength": Number("invalid_strength")},
-        {"group", "ids"}, DOCUMENT),
-    _op("disentangle", {"group": Text(), "ids": Nullable(IDS)}, {"group"}, DOCUMENT),
-    _op("update", {"id": RECORD_ID, "vector": VECTOR}, {"id", "vector"}, DOCUMENT),
-    _op("correlation", {"id_a": RECORD_ID, "id_b": RECORD_ID}, {"id_a", "id_b"}, Number(), read=True),
-    _op("build_regions", {"n_regions": Nullable(Integer()), "seed": Integer()}, set(), Integer()),
-    _op("sweep", {}, set(), Integer()),
-    _op("backup", {"name": NAME}, {"name"}, DOCUMENT),  # admin scope
+    _op("info", f"GET {COL}/info", {}, set(), DOCUMENT),
+    _op("count", f"GET {COL}/count", {}, set(), Integer()),
+    _op("upsert", f"POST {COL}/upsert", {
+        "ids": IDS, "vectors": Floats(limit="max_batch"),
+        "metadata": Nullable(ListOf(Nullable(METADATA), "invalid_metadata", limit="max_batch")),
+        "coherence_time": COHERENCE}, {"ids", "vectors"}, DOCUMENT, "write"),
+    _op("get", f"POST {COL}/get", {"ids": IDS}, {"ids"}, ListOf(Nullable(RECORD))),
+    _op("delete", f"POST {COL}/delete", {"ids": IDS}, {"ids"}, DOCUMENT, "write"),
+    _op("query", f"POST {COL}/query", {
+        "vector": VECTOR, "top_k": TOP_K, "filter": FILTER, "context": Nullable(Text()),
+        "tunneling": Nullable(Number("invalid_tunneling")), "seed": SEED,
+        "ef": Nullable(Integer(limit="max_ef", least=1)),
+        "per_region": Nullable(Integer(limit="max_top_k", least=1))}, {"vector"}, HITS),
+    _op("query_batch", f"POST {COL}/query_batch", {"vectors": Floats(limit="max_batch"), "top_k": TOP_K,
+                                                   "filter": FILTER}, {"vectors"}, ListOf(HITS)),
+    _op("scroll", f"POST {COL}/scroll", {"limit": Integer(limit="max_batch"),
+                                         "cursor": Nullable(Text("invalid_cursor")), "filter": FILTER},
+        set(), PageKind()),
+    _op("superpose", f"POST {COL}/superpose", {
+        "id": RECORD_ID, "branches": ListOf(BRANCH, "invalid_amplitudes", limit="max_batch"),
+        "metadata": Nullable(METADATA), "coherence_time": COHERENCE}, {"id", "branches"}, DOCUMENT, "write"),
+    # collapse=True makes measure a write: the server and the client check that argument
+    _op("measure", f"POST {COL}/measure", {"id": RECORD_ID, "context": Nullable(Text()), "collapse": Flag(),
+                                           "seed": SEED}, {"id"}, MeasurementKind()),
+    _op("entangle", f"POST {COL}/entangle", {"group": Text(), "ids": IDS, "strength": Number("invalid_strength")},
+        {"group", "ids"}, DOCUMENT, "write"),
+    _op("disentangle", f"POST {COL}/disentangle", {"group": Text(), "ids": Nullable(IDS)}, {"group"}, DOCUMENT,
+        "write"),
+    _op("update", f"POST {COL}/update", {"id": RECORD_ID, "vector": VECTOR}, {"id", "vector"}, DOCUMENT, "write"),
+    _op("correlation", f"POST {COL}/correlation", {"id_a": RECORD_ID, "id_b": RECORD_ID}, {"id_a", "id_b"},
+        Number()),
+    _op("build_regions", f"POST {COL}/build_regions", {
+        "n_regions": Nullable(Integer(limit="max_regions", least=1)), "seed": Integer(least=0, most=2**31 - 1)},
+        set(), Integer(), "write"),
+    _op("sweep", "POST /sweep", {}, set(), Integer(), "admin"),
+    _op("backup", "POST /admin/backup", {"name": NAME}, {"name"}, DOCUMENT, "admin", status=201),
     # quantum states
-    _op("put_state", {"id": RECORD_ID, "state": StateVector()}, {"id", "state"}, DOCUMENT),
-    _op("get_state", {"id": RECORD_ID}, {"id"}, StateVector(), read=True),
-    _op("measure_state", {"id": RECORD_ID, "shots": Integer(), "qubits": Nullable(ListOf(Integer())),
-                          "seed": SEED}, {"id"}, CountsKind(), read=True),
-    _op("delete_state", {"id": RECORD_ID}, {"id"}, DOCUMENT),
+    _op("put_state", "POST /states/put", {"id": RECORD_ID, "statevector": StateVector()}, {"id", "statevector"},
+        DOCUMENT,
+        "write"),
+    _op("get_state", "POST /states/get", {"id": RECORD_ID}, {"id"}, StateVector()),
+    _op("measure_state", "POST /states/measure", {
+        "id": RECORD_ID, "shots": Integer(limit="max_shots"),
+        "qubits": Nullable(ListOf(Integer(least=0, most=63), limit="max_dim")), "seed": SEED},
+        {"id"}, CountsKind()),
+    _op("delete_state", "POST /states/delete", {"id": RECORD_ID}, {"id"}, DOCUMENT, "write"),
     # datasets and checkpoints
-    _op("import_dataset", {"name": NAME, "X": Floats(code="invalid_features"), "y": Labels()},
-        {"name", "X", "y"}, DESCRIPTOR),
-    _op("list_datasets", {}, set(), ListOf(Text()), read=True),
-    _op("dataset_info", {}, set(), DOCUMENT, read=True),
-    _op("load_dataset", {}, set(), DatasetKind(), read=True),
-    _op("save_checkpoint", {"checkpoint": Document(map_only=True), "id": Nullable(Text())}, {"checkpoint"}, Text()),
-    _op("list_checkpoints", {}, set(), ListOf(DOCUMENT), read=True),
-    _op("load_checkpoint", {}, set(), DOCUMENT, read=True),
-    _op("delete_checkpoint", {}, set(), DOCUMENT),
-    # jobs
-    _op("job_kinds", {}, set(), ListOf(Text()), read=True),
-    _op("start_job", {"kind": Text(), "params": Nullable(Document(map_only=True))}, {"kind"}, DOCUMENT),
-    _op("list_jobs", {}, set(), ListOf(DOCUMENT), read=True),
-    _op("job", {}, set(), DOCUMENT, read=True),
-    _op("job_result", {}, set(), DOCUMENT, read=True),
-    _op("cancel_job", {}, set(), DOCUMENT),
-    _op("delete_job", {}, set(), DOCUMENT),
+    _op("import_dataset", "POST /datasets", {"name": NAME, "X": Floats(code="invalid_features"), "y": Labels()},
+        {"name", "X", "y"}, DESCRIPTOR, "write", status=201),
+    _op("list_datasets", "GET /datasets", {}, set(), ListOf(Text())),
+    _op("dataset_info", "GET /datasets/{name}", {}, set(), DOCUMENT),
+    _op("load_dataset", "GET /datasets/{name}/data", {}, set(), DatasetKind()),
+    _op("save_checkpoint", "POST /checkpoints", {"doc": Document(map_only=True), "id": Nullable(Text())},
+        {"doc"}, Text(), "write", status=201),
+    _op("list_checkpoints", "GET /checkpoints", {}, set(), ListOf(DOCUMENT), query=("run",)),
+    _op("load_checkpoint", "GET /checkpoints/{id}", {}, set(), DOCUMENT),
+    _op("delete_checkpoint", "DELETE /checkpoints/{id}", {}, set(), DOCUMENT, "admin"),
+    # jobs: a federated key reaches only jobs of the federated kinds (the server checks the kind)
+    _op("job_kinds", "GET /jobs/kinds", {}, set(), ListOf(Text()), federated=True),
+    _op("start_job", "POST /jobs", {"kind": Text(), "params": Nullable(Document(map_only=True))}, {"kind"},
+        DOCUMENT, "write", status=202, federated=True),
+    _op("list_jobs", "GET /jobs", {}, set(), ListOf(DOCUMENT)),
+    _op("job", "GET /jobs/{id}", {}, set(), DOCUMENT, federated=True),
+    _op("job_result", "GET /jobs/{id}/result", {}, set(), DOCUMENT, federated=True),
+    _op("cancel_job", "POST /jobs/{id}/cancel", {}, set(), DOCUMENT, "write", federated=True),
+    _op("delete_job", "DELETE /jobs/{id}", {}, set(), DOCUMENT, "write", federated=True),
 ]}
 
-# Which route serves each operation. {name} is a collection name, {id} a checkpoint or job id,
-# both percent-encoded by clients. Record and state ids always travel in bodies (any UTF-8).
-ROUTES: dict[str, tuple[str, str]] = {
-    "health": ("GET", "/health"),
-    "list_collections": ("GET", "/collections"),
-    "create_collection": ("POST", "/collections"),
-    "collection": ("GET", "/collections/{name}"),
-    "drop_collection": ("DELETE", "/collections/{name}"),
-    "info": ("GET", "/collections/{name}/info"),
-    "count": ("GET", "/collections/{name}/count"),
-    "upsert": ("POST", "/collections/{name}/upsert"),
-    "get": ("POST", "/collections/{name}/get"),
-    "delete": ("POST", "/collections/{name}/delete"),
-    "query": ("POST", "/collections/{name}/query"),
-    "query_batch": ("POST", "/collections/{name}/query_batch"),
-    "scroll": ("POST", "/collections/{name}/scroll"),
-    "superpose": ("POST", "/collections/{name}/superpose"),
-    "measure": ("POST", "/collections/{name}/measure"),
-    "entangle": ("POST", "/collections/{name}/entangle"),
-    "disentangle": ("POST", "/collections/{name}/disentangle"),
-    "update": ("POST", "/collections/{name}/update"),
-    "correlation": ("POST", "/collections/{name}/correlation"),
-    "build_regions": ("POST", "/collections/{name}/build_regions"),
-    "sweep": ("POST", "/sweep"),
-    "backup": ("POST", "/admin/backup"),
-    "put_state": ("POST", "/states/put"),
-    "get_state": ("POST", "/states/get"),
-    "measure_state": ("POST", "/states/measure"),
-    "delete_state": ("POST", "/states/delete"),
-    "import_dataset": ("POST", "/datasets"),
-    "list_datasets": ("GET", "/datasets"),
-    "dataset_info": ("GET", "/datasets/{name}"),
-    "load_dataset": ("GET", "/datasets/{name}/data"),
-    "save_checkpoint": ("POST", "/checkpoints"),
-    "list_checkpoints": ("GET", "/checkpoints"),
-    "load_checkpoint": ("GET", "/checkpoints/{id}"),
-    "delete_checkpoint": ("DELETE", "/checkpoints/{id}"),
-    "job_kinds": ("GET", "/jobs/kinds"),
-    "start_job": ("POST", "/jobs"),
-    "list_jobs": ("GET", "/jobs"),
-    "job": ("GET", "/jobs/{id}"),
-    "job_result": ("GET", "/jobs/{id}/result"),
-    "cancel_job": ("POST", "/jobs/{id}/cancel"),
-    "delete_job": ("DELETE", "/jobs/{id}"),
-}
+# {name} is a collection or dataset name, {id} a checkpoint or job id, both percent-encoded by
+# clients. Record and state ids always travel in bodies (any UTF-8).
+ROUTES: dict[str, tuple[str, str]] = {op.name: (op.method, op.path) for op in OPS.values()}

@@ -14,13 +14,17 @@ import ssl as ssl_module
 import sys
 import time
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Awaitable, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
+
+from .errors import error
 
 T = TypeVar("T")
 
 MAX_HEAD_BYTES = 64 * 1024
+NO_BODY_STATUSES = frozenset({204, 304})  # never a body, whatever the headers say (RFC 9110)
 # A connection idle longer than this is checked for a close before it is reused.
 STALE_CHECK_AFTER = 1.0
 
@@ -34,6 +38,7 @@ class Reply:
     status: int
     content_type: str
     body: bytes
+    location: str = ""  # a redirect's target, so the error can name it
 
 
 async def within(timeout: float | None, work: Awaitable[T]) -> T:
@@ -54,11 +59,17 @@ class Connection:
 
     def alive(self, idle_timeout: float) -> bool:
         idle = time.monotonic() - self.idle_since
-        if self.reader.at_eof() or self.writer.is_closing() or idle >= idle_timeout:
+        if self.reader.at_eof() or self.writer.is_closing() or idle >= idle_timeout or self.stray_bytes():
             return False
         # The loop may not have seen a close that arrived while it was busy elsewhere (say, a
         # restarted server): an idle keep-alive connection with anything to read is finished.
         return idle < STALE_CHECK_AFTER or not self._readable()
+
+    def stray_bytes(self) -> bool:
+        """Bytes already buffered past the reply: a server that sent more than it declared.
+        Reusing the connection would read them as the next reply. (StreamReader has no public
+        way to ask; its buffer is the only place they can be.)"""
+        return bool(getattr(self.reader, "_buffer", b""))
 
     def _readable(self) -> bool:
         sock = self.writer.get_extra_info("socket")
@@ -90,18 +101,20 @@ class Connection:
             name, sep, value = line.partition(":")
             if sep:
                 headers[name.strip().lower()] = value.strip()
-        if "chunked" in headers.get("transfer-encoding", "").lower():
+        if status in NO_BODY_STATUSES:
+            body = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
             body = await self._chunked()
         elif "content-length" in headers:
             body = await self.reader.readexactly(int(headers["content-length"]))
         else:  # delimited by close
             body = await self.reader.read()
             self.reusable = False
-        if headers.get("connection", "").lower() == "close" or version == "HTTP/1.0":
+        if headers.get("connection", "").lower() == "close" or version == "HTTP/1.0" or self.stray_bytes():
             self.reusable = False
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         self.idle_since = time.monotonic()
-        return Reply(status, content_type, body)
+        return Reply(status, content_type, body, headers.get("location", ""))
 
     async def _chunked(self) -> bytes:
         parts: list[bytes] = []
@@ -115,6 +128,19 @@ class Connection:
             await self.reader.readexactly(2)
 
 
+def check_header(name: str, value: str) -> None:
+    """A header value must be one line of latin-1 (HTTP/1.1's rule); anything else could inject
+    headers or fail mid-request. The message names the header, never its value (it may be a key)."""
+    if any(c in value for c in "\r\n\0"):
+        raise error("invalid_argument", f"{name}: a header value cannot hold CR, LF or NUL"
+                                        + (" (check the API key)" if name == "Authorization" else ""))
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise error("invalid_argument", f"{name}: a header value must be latin-1 text"
+                                        + (" (check the API key)" if name == "Authorization" else "")) from None
+
+
 class Pool:
     """Keep-alive connections to one server: at most `max_connections` at once, reused LIFO,
     dropped after `idle_timeout` (well under servers' usual keep-alive of 60-75 s)."""
@@ -125,13 +151,20 @@ class Pool:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+        if parts.username is not None or parts.password is not None:
+            raise error("invalid_argument", "credentials in the URL (user:pass@) are not sent; "
+                                            "pass the API key as api_key=")
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.prefix = parts.path.rstrip("/")
         self.ssl = self._ssl_context(parts.scheme, ssl)
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
-        fixed = {"Host": parts.netloc, "User-Agent": "qstore-client", **headers}
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        fixed = {"Host": host if parts.port is None else f"{host}:{parts.port}", "User-Agent": "qstore-client",
+                 **headers}
+        for name, value in fixed.items():
+            check_header(name, value)
         self._headers = "".join(f"{k}: {v}\r\n" for k, v in fixed.items())
         self._idle: deque[Connection] = deque()
         self._slots = asyncio.Semaphore(max_connections)

@@ -8,15 +8,19 @@ Grammar (documented in docs/PROTOCOL.md):
 Semantics: a list-valued field matches $eq/$in when any element does (as in Qdrant);
 $ne and $nin are the negations, so they match records lacking the field. Values of
 different kinds (bool, number, string, null) never compare equal or ordered.
+A filter nests at most MAX_DEPTH logical operators and holds at most MAX_TERMS conditions and
+operands, so neither compiling nor evaluating it can recurse or loop without bound.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from qstore.errors import InvalidArgument
+from qstore.errors import InvalidArgument, LimitExceeded
 
 Predicate = Callable[[dict[str, Any]], bool]
+MAX_DEPTH = 32
+MAX_TERMS = 4096
 _MISSING = object()
 FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")
 
@@ -98,6 +102,26 @@ def _field(name: str, cond: Any) -> Predicate:
 
 def compile_filter(doc: Any) -> Predicate:
     """Validate ``doc`` and return a predicate over a metadata dict."""
+    _check_size(doc)
+    return _compile(doc)
+
+
+def _check_size(doc: Any) -> None:
+    """Depth and term bounds, checked without recursion before anything recurses."""
+    terms, stack = 0, [(doc, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise LimitExceeded(f"a filter nests at most {MAX_DEPTH} levels")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            terms += 1
+            stack.append((child, depth + 1))
+        if terms > MAX_TERMS:
+            raise LimitExceeded(f"a filter holds at most {MAX_TERMS} terms")
+
+
+def _compile(doc: Any) -> Predicate:
     if not isinstance(doc, dict):
         raise _bad(f"a filter must be a map, got {type(doc).__name__}")
     parts: list[Predicate] = []
@@ -107,11 +131,11 @@ def compile_filter(doc: Any) -> Predicate:
         if key in ("$and", "$or"):
             if not isinstance(val, list) or not val:
                 raise _bad(f"{key} needs a non-empty list of filters")
-            subs = [compile_filter(v) for v in val]
+            subs = [_compile(v) for v in val]
             parts.append((lambda s: lambda md: all(p(md) for p in s))(subs) if key == "$and"
                          else (lambda s: lambda md: any(p(md) for p in s))(subs))
         elif key == "$not":
-            sub = compile_filter(val)
+            sub = _compile(val)
             parts.append(lambda md, sub=sub: not sub(md))
         elif key.startswith("$"):
             raise _bad(f"unknown logical operator {key!r}; allowed: $and, $or, $not")

@@ -22,7 +22,11 @@ import json
 import logging
 from typing import Any
 
+import numpy as np
+
 from qstore_client.errors import error
+
+from .rng_state import restore_rng
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +54,52 @@ def run_record_id(run: str) -> str:
     return f"{run}-metrics"
 
 
-def check_checkpoint(doc: dict[str, Any], config: dict[str, Any]) -> None:
-    """Refuse a checkpoint whose training config differs from this trainer's (``checkpoint_mismatch``)."""
+# A checkpoint's fields and the types a resume may rely on. Stored documents can be written by
+# any caller with a write key, so each one is checked before it is used (``invalid_checkpoint``).
+_STR, _INT, _NUM, _MAP = (str,), (int,), (int, float), (dict,)
+CHECKPOINT_FIELDS: dict[str, tuple[type, ...]] = {
+    "run": _STR, "epoch": _INT, "step": _INT, "rng": _STR, "optimizer": _MAP, "model": _MAP,
+    "config": _MAP, "config_hash": _STR}
+
+
+def validate_checkpoint(doc: Any) -> None:
+    """Check a checkpoint document's shape against the allow-list above, before any of it is used."""
+    if not isinstance(doc, dict):
+        raise error("invalid_checkpoint", "a checkpoint is a map")
     if doc.get("kind") != CHECKPOINT:
         raise error("checkpoint_mismatch",
                     f"{doc.get('id')!r} is a {doc.get('kind')!r} document, not a checkpoint")
+    for name, types in CHECKPOINT_FIELDS.items():
+        value = doc.get(name)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise error("invalid_checkpoint", f"checkpoint {doc.get('id')!r}: {name} must be a "
+                                              f"{' or '.join(t.__name__ for t in types)}")
+    restore_rng(doc["rng"])  # the bit generator's name is checked against an allow-list there
+    if doc["epoch"] < 0 or doc["step"] < 0:
+        raise error("invalid_checkpoint", "checkpoint: epoch and step are >= 0")
+    opt, model, config = doc["optimizer"], doc["model"], doc["config"]
+    if not (isinstance(opt.get("name"), str) and isinstance(opt.get("hyperparameters"), dict)
+            and isinstance(opt["hyperparameters"].get("lr"), _NUM) and isinstance(opt.get("state"), dict)):
+        raise error("invalid_checkpoint", "checkpoint: optimizer is {name, hyperparameters (with lr), state}")
+    if not (isinstance(model.get("config"), dict) and isinstance(model.get("state"), dict)):
+        raise error("invalid_checkpoint", "checkpoint: model is {config, state}")
+    if not (isinstance(config.get("gradient"), str) and isinstance(config.get("batch_size"), int)):
+        raise error("invalid_checkpoint", "checkpoint: config has gradient and batch_size")
+    params = np.asarray(doc.get("params"))
+    if params.ndim != 1 or params.dtype.kind not in "iuf" or not np.isfinite(params).all():
+        raise error("invalid_checkpoint", "checkpoint: params is a 1-D array of finite numbers")
+    metrics = doc.get("metrics") or {}
+    if not isinstance(metrics, dict) or not all(
+            isinstance(v, list) and all(isinstance(x, _NUM) for x in v) for v in metrics.values()):
+        raise error("invalid_checkpoint", "checkpoint: metrics maps names to lists of numbers")
+    if doc.get("dataset") is not None and not isinstance(doc["dataset"], str):
+        raise error("invalid_checkpoint", "checkpoint: dataset is a name")
+
+
+def check_checkpoint(doc: dict[str, Any], config: dict[str, Any]) -> None:
+    """Refuse a malformed checkpoint (``invalid_checkpoint``) or one whose training config differs
+    from this trainer's (``checkpoint_mismatch``)."""
+    validate_checkpoint(doc)
     if doc.get("config_hash") == config_hash(config):
         return
     theirs = doc.get("config") or {}
@@ -73,5 +118,6 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def _plain_equal(a: Any, b: Any) -> bool:
-    norm = (lambda v: list(v) if isinstance(v, tuple) else v)
+    def norm(v: Any) -> Any:
+        return list(v) if isinstance(v, tuple) else v
     return norm(a) == norm(b)

@@ -26,7 +26,15 @@ from qstore.circuits.statevector import warm_up
 from qstore.errors import error
 from qstore_client.api import QStoreAPI
 
-from .checkpoints import CHECKPOINT, RUN_RECORD, check_checkpoint, checkpoint_id, config_hash, run_record_id
+from .checkpoints import (
+    CHECKPOINT,
+    RUN_RECORD,
+    check_checkpoint,
+    checkpoint_id,
+    config_hash,
+    run_record_id,
+    validate_checkpoint,
+)
 from .data import DataSource, check_features, epoch_batches, source_for
 from .models import Model, Runtime
 from .optimizers import Optimizer
@@ -125,8 +133,7 @@ class Trainer:
     async def from_checkpoint(cls, db: QStoreAPI, checkpoint: str, **options: Any) -> Trainer:
         """A trainer rebuilt from a checkpoint (model, optimizer, batch size, gradient) and resumed."""
         doc = await db.load_checkpoint(checkpoint)
-        if doc.get("kind") != CHECKPOINT:
-            raise error("checkpoint_mismatch", f"{checkpoint!r} is not a checkpoint")
+        validate_checkpoint(doc)
         cfg = doc["config"]
         opt = doc["optimizer"]
         hyper = dict(opt["hyperparameters"])

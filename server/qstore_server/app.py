@@ -1,9 +1,10 @@
 """The aiohttp application: `create_app(config)` wires state, middlewares, routes and resources."""
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from aiohttp import web
+
 from qstore import Database
 
 from .auth import KeyRing
@@ -11,7 +12,7 @@ from .config import ServerConfig
 from .job_kinds import builtin_kinds
 from .jobs import JobRegistry
 from .metrics import Metrics
-from .middleware import auth_middleware, error_middleware
+from .middleware import auth_middleware, browser_middleware, error_middleware
 from .query_batching import QueryBatcher
 from .routes import setup_routes
 from .state import BATCHER, CONFIG, DB, JOBS, KEYS, METRICS
@@ -31,7 +32,7 @@ async def run_jobs(app: web.Application) -> AsyncIterator[None]:
     """Job workers start after the database and stop (cancelled, drained) before it closes."""
     config = app[CONFIG]
     kinds = builtin_kinds() if config.job_kinds is None else config.job_kinds
-    jobs = JobRegistry(app[DB], kinds, config.job_workers)
+    jobs = JobRegistry(app[DB], kinds, config.job_workers, limits=config.limits)
     app[JOBS] = jobs
     yield
     await jobs.close(timeout=config.shutdown_timeout)
@@ -39,9 +40,9 @@ async def run_jobs(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(config: ServerConfig) -> web.Application:
     app = web.Application(client_max_size=config.limits.max_body_bytes,
-                          middlewares=[error_middleware, auth_middleware])
+                          middlewares=[error_middleware, browser_middleware, auth_middleware])
     app[CONFIG] = config
-    app[KEYS] = KeyRing(config.api_keys, config.readonly_keys)
+    app[KEYS] = KeyRing(config.keys)
     app[METRICS] = metrics = Metrics()
     app[BATCHER] = QueryBatcher(metrics.query_batch.observe)
     app.cleanup_ctx.append(open_database)

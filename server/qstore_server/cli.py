@@ -6,22 +6,37 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from qstore import runtime
 from qstore_client.protocol import Limits
 
-from .config import DEFAULT_PORT, ServerConfig
+from .config import DEFAULT_PORT, ServerConfig, is_loopback
 
 log = logging.getLogger("qstore_server")
 
 SERVE_HELP = "Serve a data directory over HTTP (msgpack or JSON under /v1/, see docs/PROTOCOL.md)."
 KEY_HELP = """\
 authentication:
-  Keys come from QSTORE_API_KEY (write keys, comma-separated) and QSTORE_READONLY_API_KEY,
-  and/or from key files (one key per line, '#' comments). Clients send 'Authorization: Bearer KEY'.
+  Keys come from QSTORE_API_KEY (keys with the read, write and admin scopes, comma-separated),
+  QSTORE_READONLY_API_KEY (read scope) and QSTORE_KEYS ('KEY SCOPE[,SCOPE]' entries separated by
+  ';', scopes read | write | admin | federated), and/or from the matching key files (one entry a
+  line, '#' comments). Clients send 'Authorization: Bearer KEY'.
   With no key configured the server only binds a loopback address, unless
-  --allow-unauthenticated-remote is given."""
+  --allow-unauthenticated-remote is given, and answers only loopback Host names (--allowed-host
+  adds more)."""
+
+LIMIT_HELP = {
+    "max_body_bytes": "largest request body", "max_batch": "most ids / vectors / queries in one request",
+    "max_dim": "largest vector dimension", "max_top_k": "largest top_k (and per_region) of a query",
+    "max_hits": "most hits one query_batch may return (rows x top_k)",
+    "max_ef": "largest ef of a query, and ef_search / ef_construction of an index",
+    "max_hnsw_m": "largest m of an HNSW index", "max_nlist": "largest nlist / nprobe of an IVF index",
+    "max_regions": "most tunneling regions", "max_shots": "most shots of measure_state",
+    "max_filter_depth": "deepest nesting of a filter", "max_filter_terms": "most terms in a filter",
+    "max_epochs": "most epochs of a job", "max_train_batch": "largest batch_size of a job",
+    "max_jobs": "most jobs pending or running (more get 429)", "max_job_seconds": "a job's deadline, in seconds",
+}
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,19 +50,18 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     auth = parser.add_argument_group("keys and TLS")
     auth.add_argument("--api-key-file", help="file of write API keys, added to QSTORE_API_KEY")
     auth.add_argument("--readonly-key-file", help="file of read-only API keys, added to QSTORE_READONLY_API_KEY")
+    auth.add_argument("--keys-file", help="file of scoped keys ('KEY SCOPE[,SCOPE]' a line), added to QSTORE_KEYS")
+    auth.add_argument("--allowed-host", action="append", metavar="HOST",
+                      help="a Host name a keyless server also answers (repeatable; loopback names always)")
     auth.add_argument("--allow-unauthenticated-remote", action="store_true",
                       help="serve a non-loopback address with no API key (anyone who can connect may write)")
     auth.add_argument("--tls-cert", help="PEM certificate chain; serves HTTPS with --tls-key")
     auth.add_argument("--tls-key", help="PEM private key for --tls-cert")
     limits = parser.add_argument_group("limits")
-    limits.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes,
-                        help="largest request body (default: %(default)s)")
-    limits.add_argument("--max-batch", type=int, default=defaults.max_batch,
-                        help="most ids / vectors / queries in one request (default: %(default)s)")
-    limits.add_argument("--max-dim", type=int, default=defaults.max_dim,
-                        help="largest vector dimension (default: %(default)s)")
-    limits.add_argument("--max-top-k", type=int, default=defaults.max_top_k,
-                        help="largest top_k of a query (default: %(default)s)")
+    for name, what in LIMIT_HELP.items():
+        default = getattr(defaults, name)
+        limits.add_argument("--" + name.replace("_", "-"), type=type(default), default=default,
+                            help=what + " (default: %(default)s)")
     ops = parser.add_argument_group("operation")
     ops.add_argument("--job-workers", type=int, default=None,
                      help="threads running jobs (default: the runtime budget, QSTORE_JOB_WORKERS)")
@@ -85,9 +99,10 @@ async def serve(config: ServerConfig, ready: Callable[[str], None] | None = None
     from aiohttp import web
 
     from .app import create_app  # the engine loads only once arguments and keys check out
+    from .middleware import ProtocolRunner
 
     app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=log if config.access_log else None,
+    runner = ProtocolRunner(app, handle_signals=False, access_log=log if config.access_log else None,
                            shutdown_timeout=config.shutdown_timeout)
     await runner.setup()  # opens the database: ready only after this
     loop = asyncio.get_running_loop()
@@ -101,6 +116,9 @@ async def serve(config: ServerConfig, ready: Callable[[str], None] | None = None
         host, port = runner.addresses[0][:2]
         url = f"{config.scheme}://{host}:{port}"
         log.info("serving %s on %s (auth %s)", config.data_dir, url, "on" if config.auth_enabled else "off")
+        if config.auth_enabled and not config.tls_cert and not is_loopback(config.host):
+            log.warning("API keys travel in plain text: %s is not loopback and TLS is off "
+                        "(use --tls-cert/--tls-key, or a TLS proxy in front)", config.host)
         (ready or (lambda u: print(f"listening on {u}", flush=True)))(url)
         loop.run_in_executor(None, warm_up_engine)
         await stop.wait()

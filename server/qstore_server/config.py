@@ -5,13 +5,14 @@ import argparse
 import ipaddress
 import os
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from qstore import runtime
 from qstore_client.protocol import Limits
 
+from .auth import expand
 from .jobs import JobKind
 
 DEFAULT_PORT = 8470
@@ -21,6 +22,21 @@ def parse_keys(text: str) -> frozenset[str]:
     """Keys separated by commas or newlines; blanks and '#' comment lines are ignored."""
     keys = (k.strip() for line in text.splitlines() if not line.lstrip().startswith("#") for k in line.split(","))
     return frozenset(k for k in keys if k)
+
+
+def parse_scoped_keys(text: str) -> dict[str, frozenset[str]]:
+    """`KEY SCOPE[,SCOPE...]` entries, one a line (or separated by ';' in QSTORE_KEYS); '#' comments."""
+    keys: dict[str, frozenset[str]] = {}
+    for entry in (e.strip() for line in text.splitlines() for e in line.split(";")):
+        if not entry or entry.startswith("#"):
+            continue
+        key, _, scopes = entry.partition(" ")
+        names = frozenset(s.strip() for s in scopes.split(",") if s.strip())
+        if not names:
+            raise ValueError("each scoped key is 'KEY SCOPE[,SCOPE...]'; an entry has no scope")
+        expand(names)  # ValueError on an unknown scope
+        keys[key] = keys.get(key, frozenset()) | names
+    return keys
 
 
 def is_loopback(host: str) -> bool:
@@ -37,9 +53,9 @@ class ServerConfig:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    api_keys: frozenset[str] = frozenset()
-    readonly_keys: frozenset[str] = frozenset()
+    keys: Mapping[str, frozenset[str]] = field(default_factory=dict)  # key -> scopes
     allow_unauthenticated_remote: bool = False
+    allowed_hosts: frozenset[str] = frozenset()  # Host names a keyless server accepts besides loopback
     tls_cert: Path | None = None
     tls_key: Path | None = None
     limits: Limits = Limits()
@@ -50,7 +66,7 @@ class ServerConfig:
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.api_keys or self.readonly_keys)
+        return bool(self.keys)
 
     @property
     def scheme(self) -> str:
@@ -73,22 +89,30 @@ class ServerConfig:
         return context
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> "ServerConfig":
-        """Build from `qstore serve` arguments; keys come from the environment and/or key files."""
-        api_keys = parse_keys(environ.get("QSTORE_API_KEY", ""))
-        readonly = parse_keys(environ.get("QSTORE_READONLY_API_KEY", ""))
-        if args.api_key_file:
-            api_keys |= parse_keys(Path(args.api_key_file).read_text())
-        if args.readonly_key_file:
-            readonly |= parse_keys(Path(args.readonly_key_file).read_text())
+    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> ServerConfig:
+        """Build from `qstore serve` arguments. Keys come from the environment and/or key files:
+        QSTORE_API_KEY (and --api-key-file) keys have every scope but federated, as before scopes
+        existed; QSTORE_READONLY_API_KEY (--readonly-key-file) keys are read; QSTORE_KEYS
+        (--keys-file) names each key's scopes."""
+        sources = [(environ.get("QSTORE_API_KEY", ""), "admin"), (environ.get("QSTORE_READONLY_API_KEY", ""), "read"),
+                   (environ.get("QSTORE_KEYS", ""), None)]
+        for path, scope in ((args.api_key_file, "admin"), (args.readonly_key_file, "read"), (args.keys_file, None)):
+            if path:
+                sources.append((Path(path).read_text(), scope))
+        keys: dict[str, set[str]] = {}
+        for text, scope in sources:  # plain key lists have one scope; scoped lists name theirs
+            found = parse_scoped_keys(text) if scope is None else dict.fromkeys(parse_keys(text), {scope})
+            for key, scopes in found.items():
+                keys.setdefault(key, set()).update(scopes)
+        limits = Limits(**{name: getattr(args, name) for name in Limits.__dataclass_fields__})
         return cls(
             data_dir=Path(args.data_dir), host=args.host, port=args.port,
-            api_keys=api_keys, readonly_keys=readonly - api_keys,
+            keys={k: frozenset(v) for k, v in keys.items()},
             allow_unauthenticated_remote=args.allow_unauthenticated_remote,
+            allowed_hosts=frozenset(h.lower() for h in args.allowed_host or ()),
             tls_cert=Path(args.tls_cert) if args.tls_cert else None,
             tls_key=Path(args.tls_key) if args.tls_key else None,
-            limits=Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
-                          max_dim=args.max_dim, max_top_k=args.max_top_k),
-            job_workers=args.job_workers or runtime.config().job_workers, access_log=args.access_log,
+            limits=limits, job_workers=args.job_workers or runtime.config().job_workers,
+            access_log=args.access_log,
             shutdown_timeout=args.shutdown_timeout,
         )

@@ -13,14 +13,13 @@
   feature scaling and classes as centralised training on the union would.
 
 The logic lives in ``qstore.federated`` (testable in-process); these are thin wrappers.
-Training runs in the job's worker thread; only the dataset read goes to the loop. The training
-engine loads when the first federated job is checked, not when the server starts.
+Training runs in a thread the job can abandon when cancelled; only the dataset read goes to the loop.
+The training engine loads when the first federated job is checked, not when the server starts.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import threading
+from typing import Any
 
 from qstore.federated.remote import FIT_KIND, SECURE_KIND, SUMMARY_KIND
 from qstore_client.errors import error
@@ -46,8 +45,7 @@ def federated_fit(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     task = RoundTask.from_wire(params)
     X, y = ctx.call(ctx.db.load_dataset(task.dataset))
     ctx.check_cancelled()
-    update = train_local(task, X, y, progress=ctx.progress, should_stop=lambda: ctx.cancelled,
-                         feedback=_state().feedback)
+    update = ctx.run_abandonable(train_local, task, X, y, ctx.progress, lambda: ctx.cancelled, _state().feedback)
     return update.to_wire()
 
 
@@ -96,7 +94,7 @@ def federated_secure(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     task = RoundTask.from_wire(params["task"])
     X, y = ctx.call(ctx.db.load_dataset(task.dataset))
     ctx.check_cancelled()
-    update = train_local(task, X, y, progress=ctx.progress, should_stop=lambda: ctx.cancelled)
+    update = ctx.run_abandonable(train_local, task, X, y, ctx.progress, lambda: ctx.cancelled)
     return _state().sessions.start(client_for(params["secagg"], update))
 
 

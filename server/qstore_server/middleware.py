@@ -1,34 +1,39 @@
-"""The two middlewares: errors (outermost, also where each outcome is counted) and auth."""
+"""The middlewares: errors (outermost, also where each outcome is counted), browser guards, auth.
+Plus the replacement for aiohttp's plain-text replies to requests it cannot even parse."""
 from __future__ import annotations
 
 import logging
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
-from qstore_client.errors import QStoreError, error
-from qstore_client.protocol import OPS
+from aiohttp.web_protocol import RequestHandler
 
-from .state import ACCESS, KEYS, METRICS
+from qstore_client.errors import QStoreError, error
+from qstore_client.protocol import JSON, OPS, dumps, is_msgpack
+
+from .auth import allows
+from .config import is_loopback
+from .state import ACCESS, CONFIG, KEYS, METRICS
 from .wire import error_reply
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-OPEN_ROUTES = frozenset({"health"})  # load balancers probe without a key
 
 
-def http_error(exc: web.HTTPException) -> QStoreError:
-    """aiohttp's own refusals (no route, wrong method, body too large) in protocol terms."""
-    if exc.status == 404:
+def http_error(status: int, reason: str, text: str = "") -> QStoreError:
+    """aiohttp's own refusals (no route, wrong method, body too large, bad syntax) in protocol terms."""
+    if status == 404:
         return error("not_found", "no such route; see docs/PROTOCOL.md for the routes under /v1/")
-    if exc.status == 405:
-        return error("method_not_allowed", f"{exc.reason}: this route does not take that method")
-    if exc.status == 413:
+    if status == 405:
+        return error("method_not_allowed", f"{reason}: this route does not take that method")
+    if status == 413:
         return error("limit_exceeded", "body is over max_body_bytes")
-    if exc.status >= 500:
-        return error("internal", exc.reason)
-    return error("invalid_argument", exc.text or exc.reason)
+    if status >= 500:
+        return error("internal", reason)
+    return error("invalid_argument", text or reason)
 
 
 @web.middleware
@@ -41,7 +46,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except QStoreError as exc:
         code, response = exc.code, error_reply(request, exc)
     except web.HTTPException as exc:
-        err = http_error(exc)
+        err = http_error(exc.status, exc.reason, exc.text or "")
         code, response = err.code, error_reply(request, err, status=exc.status)
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
@@ -52,29 +57,73 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+def host_name(host: str) -> str:
+    """The name part of a Host header: without the port, IPv6 brackets removed, lower case."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0].lower()
+    return host.rpartition(":")[0].lower() if host.count(":") == 1 else host.lower()
+
+
 @web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bearer-key check; read-only keys pass only for routes that change nothing."""
-    keys = request.app[KEYS]
-    route = request.match_info.route.name
-    if not keys.enabled or route in OPEN_ROUTES:
-        request[ACCESS] = "write"
-        return await handler(request)
-    access = keys.access(request.headers.get("Authorization"))
-    op = OPS.get(route or "")
-    if access == "read" and op is not None and not op.read:
-        raise error("forbidden", f"{route} changes data; this API key is read-only")
-    request[ACCESS] = access
+async def browser_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Stop what a web page can make a browser send: DNS rebinding (a keyless server answers only
+    loopback or configured Host names) and cross-site form posts (a POST needs a protocol type)."""
+    config = request.app[CONFIG]
+    if not config.auth_enabled and not config.allow_unauthenticated_remote:
+        name = host_name(request.headers.get("Host", ""))
+        if not (is_loopback(name) or name in config.allowed_hosts):
+            raise error("forbidden", f"Host {name!r} is not served: without API keys this server answers "
+                                     "loopback names only (add names with --allowed-host)")
+    if request.method == "POST" and not (is_msgpack(request.content_type) or request.content_type == JSON):
+        raise error("unsupported_media_type", f"a POST needs Content-Type application/msgpack or {JSON}, "
+                                              f"even with an empty body; got {request.content_type!r}")
     return await handler(request)
 
 
-def require_admin(request: web.Request, what: str) -> None:
-    """For administrative calls (backups). Until keys carry scopes, the admin scope is a write key."""
-    if request[ACCESS] != "write":
-        raise error("forbidden", f"{what} needs the admin scope; this API key is read-only")
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer key -> scopes; the operation must be in the scope table for one of them (fail closed)."""
+    op = OPS.get(request.match_info.route.name or "")
+    if op is None:
+        if request.match_info.http_exception is not None:
+            return await handler(request)  # no route: 404 / 405 from aiohttp, mapped above
+        raise error("forbidden", f"{request.method} {request.path} is in no scope")
+    scopes = request.app[KEYS].scopes(request.headers.get("Authorization")) if op.scope != "public" else frozenset()
+    if not allows(scopes, op):
+        raise error("forbidden", f"{op.name} needs an API key with the {op.scope} scope")
+    request[ACCESS] = scopes
+    return await handler(request)
 
 
-def require_write(request: web.Request, what: str) -> None:
-    """For calls whose arguments decide if they write (measure with collapse=True)."""
-    if request[ACCESS] != "write":
-        raise error("forbidden", f"{what} changes data; this API key is read-only")
+def require_scope(request: web.Request, scope: str, what: str) -> None:
+    """For calls whose arguments decide the scope they need (measure with collapse=True)."""
+    if scope not in request[ACCESS]:
+        raise error("forbidden", f"{what} needs an API key with the {scope} scope")
+
+
+class ProtocolRequestHandler(RequestHandler):
+    """aiohttp answers requests it cannot parse (bad request line, oversized headers) before any
+    middleware runs, in plain text; this gives those replies the protocol's JSON error body."""
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        response = super().handle_error(request, status, exc, message)
+        err = http_error(status, "bad request" if status < 500 else "internal server error",
+                         f"the request could not be parsed: {message}" if status < 500 and message else "")
+        response.body = dumps(err.to_payload(), binary=False)
+        response.content_type = JSON
+        return response
+
+
+class ProtocolServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return ProtocolRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ProtocolRunner(web.AppRunner):
+    """An AppRunner whose connections use ProtocolRequestHandler."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = ProtocolServer  # the same object, built by the app, with our handler factory
+        return server

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+
 from qstore import Collection
 from qstore_client.errors import QStoreError
 from qstore_client.types import Hit
@@ -35,7 +37,7 @@ class QueryBatcher:
             return None
         try:
             flt = json.dumps(common.get("filter"), sort_keys=True)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):  # not JSON-able: not batchable; the engine judges it
             return None
         return col, vector.shape[0], common.get("top_k"), flt
 

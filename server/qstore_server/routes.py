@@ -1,211 +1,142 @@
-"""HTTP handlers: decode the request, call the engine, encode the result.
+"""HTTP handlers, generated from the operation table `qstore_client.protocol.OPS`.
 
-Paths and methods come from `qstore_client.protocol.ROUTES`; each route is named after its
-operation, which is how the auth middleware knows whether a call writes.
+One handler per operation: decode the body by the op's fields, add path and query parameters,
+call the engine, encode the result with the op's status. The engine call is the only part
+written per operation (`CALLS`), and most of those are "the method of the same name".
+Routes are named after their operations, which is how the auth middleware finds the scope.
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
+
 from qstore import Collection, validation
-from qstore_client.protocol import PREFIX, ROUTES
+from qstore_client.errors import error
+from qstore_client.protocol import OPS, PREFIX, Op
 
 from . import __version__
-from .middleware import require_admin, require_write
-from .state import BATCHER, CONFIG, DB, JOBS, METRICS
+from .auth import check_job_kind
+from .middleware import require_scope
+from .openapi import openapi_document
+from .state import ACCESS, BATCHER, CONFIG, DB, JOBS, METRICS
 from .wire import read_args, reply
 
-
-def describe(col: Collection) -> dict[str, Any]:
-    return {"name": col.name, "dim": col.dim, "metric": col.metric}
+Call = Callable[[web.Request, Op, dict[str, Any]], Awaitable[Any]]
 
 
 async def collection_of(request: web.Request) -> Collection:
     return await request.app[DB].collection(request.match_info["name"])
 
 
-# ---------------------------------------------------------------- server
+def database_method(request: web.Request, op: Op, args: dict[str, Any]) -> Awaitable[Any]:
+    """`Database.<op>`: path parameters ({name}, {id}) and body fields are its keyword arguments."""
+    return getattr(request.app[DB], op.name)(**request.match_info, **args)
 
-async def health(request: web.Request) -> web.Response:
-    return reply(request, "health", {"status": "ok", "version": __version__})
+
+async def collection_method(request: web.Request, op: Op, args: dict[str, Any]) -> Any:
+    """`Collection.<op>` of the collection in the path; body fields are its keyword arguments."""
+    return await getattr(await collection_of(request), op.name)(**args)
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def health(request: web.Request, op: Op, args: dict[str, Any]) -> Any:
+    return {"status": "ok", "version": __version__}
+
+
+async def openapi(request: web.Request, op: Op, args: dict[str, Any]) -> Any:
+    return openapi_document(__version__)
+
+
+async def metrics(request: web.Request, op: Op, args: dict[str, Any]) -> bytes:
     m = request.app[METRICS]
     await m.refresh(request.app[DB], request.app[JOBS].counts())
-    return web.Response(body=m.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return m.render()
 
 
-# ---------------------------------------------------------------- collections
-
-async def list_collections(request: web.Request) -> web.Response:
-    return reply(request, "list_collections", await request.app[DB].list_collections())
+async def collection(request: web.Request, op: Op, args: dict[str, Any]) -> Collection:
+    return await collection_of(request)
 
 
-async def create_collection(request: web.Request) -> web.Response:
-    args = await read_args(request, "create_collection")
-    return reply(request, "create_collection", describe(await request.app[DB].create_collection(**args)), 201)
+async def query(request: web.Request, op: Op, args: dict[str, Any]) -> Any:
+    return await request.app[BATCHER].query(await collection_of(request), args)
 
 
-async def collection(request: web.Request) -> web.Response:
-    return reply(request, "collection", describe(await collection_of(request)))
+async def query_batch(request: web.Request, op: Op, args: dict[str, Any]) -> Any:
+    rows = len(args["vectors"]) if args["vectors"].ndim == 2 else 1
+    request.app[CONFIG].limits.check("max_hits", rows * args.get("top_k", 10), "rows x top_k of query_batch")
+    return await collection_method(request, op, args)
 
 
-async def drop_collection(request: web.Request) -> web.Response:
-    return reply(request, "drop_collection", await request.app[DB].drop_collection(request.match_info["name"]))
-
-
-async def info(request: web.Request) -> web.Response:
-    return reply(request, "info", await (await collection_of(request)).info())
-
-
-async def count(request: web.Request) -> web.Response:
-    return reply(request, "count", await (await collection_of(request)).count())
-
-
-def collection_call(op: str) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """Handler for a collection method whose body fields are exactly its keyword arguments."""
-
-    async def handler(request: web.Request) -> web.Response:
-        col = await collection_of(request)
-        args = await read_args(request, op)
-        return reply(request, op, await getattr(col, op)(**args))
-
-    handler.__name__ = op
-    return handler
-
-
-async def query(request: web.Request) -> web.Response:
-    col = await collection_of(request)
-    args = await read_args(request, "query")
-    return reply(request, "query", await request.app[BATCHER].query(col, args))
-
-
-async def measure(request: web.Request) -> web.Response:
-    col = await collection_of(request)
-    args = await read_args(request, "measure")
+async def measure(request: web.Request, op: Op, args: dict[str, Any]) -> Any:
     if args.get("collapse"):
-        require_write(request, "measure with collapse=true")
-    return reply(request, "measure", await col.measure(**args))
+        require_scope(request, "write", "measure with collapse=true")
+    return await collection_method(request, op, args)
 
 
-# ---------------------------------------------------------------- states, datasets, checkpoints
-
-def database_call(op: str) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """Handler for a Database method whose body fields are exactly its keyword arguments."""
-
-    async def handler(request: web.Request) -> web.Response:
-        args = await read_args(request, op)
-        return reply(request, op, await getattr(request.app[DB], op)(**args))
-
-    handler.__name__ = op
-    return handler
-
-
-async def put_state(request: web.Request) -> web.Response:
-    args = await read_args(request, "put_state")
-    return reply(request, "put_state", await request.app[DB].put_state(args["id"], args["state"]))
-
-
-async def sweep(request: web.Request) -> web.Response:
-    return reply(request, "sweep", await request.app[DB].sweep())
-
-
-async def backup(request: web.Request) -> web.Response:
-    require_admin(request, "backup")
-    args = await read_args(request, "backup")
+async def backup(request: web.Request, op: Op, args: dict[str, Any]) -> Any:
+    """Into ``<data dir>/backups/<name>``: callers name a backup, never a path on the server."""
     name = validation.check_name(args["name"], "backup")
-    path = request.app[CONFIG].data_dir / "backups" / name
-    return reply(request, "backup", await request.app[DB].backup(str(path)), 201)
+    return await request.app[DB].backup(str(request.app[CONFIG].data_dir / "backups" / name))
 
 
-async def import_dataset(request: web.Request) -> web.Response:
-    args = await read_args(request, "import_dataset")
-    return reply(request, "import_dataset", describe(await request.app[DB].import_dataset(**args)), 201)
+# ---------------------------------------------------------------- jobs (a federated key sees federated jobs only)
+
+async def job_kinds(request: web.Request, op: Op, args: dict[str, Any]) -> list[str]:
+    return sorted(request.app[JOBS].kinds)
 
 
-async def list_datasets(request: web.Request) -> web.Response:
-    return reply(request, "list_datasets", await request.app[DB].list_datasets())
+async def start_job(request: web.Request, op: Op, args: dict[str, Any]) -> Any:
+    check_job_kind(request[ACCESS], op, args["kind"])
+    return request.app[JOBS].start(args["kind"], args.get("params")).to_wire()
 
 
-async def dataset_info(request: web.Request) -> web.Response:
-    return reply(request, "dataset_info", await request.app[DB].dataset_info(request.match_info["name"]))
+async def list_jobs(request: web.Request, op: Op, args: dict[str, Any]) -> Any:
+    return [job.to_wire() for job in request.app[JOBS].list()]
 
 
-async def load_dataset(request: web.Request) -> web.Response:
-    return reply(request, "load_dataset", await request.app[DB].load_dataset(request.match_info["name"]))
+def job_call(method: str) -> Call:
+    async def call(request: web.Request, op: Op, args: dict[str, Any]) -> Any:
+        jobs = request.app[JOBS]
+        check_job_kind(request[ACCESS], op, jobs.get(request.match_info["id"]).kind)
+        value = getattr(jobs, method)(request.match_info["id"])
+        return value.to_wire() if hasattr(value, "to_wire") else value
+    return call
 
 
-async def save_checkpoint(request: web.Request) -> web.Response:
-    args = await read_args(request, "save_checkpoint")
-    ckpt_id = await request.app[DB].save_checkpoint(args["checkpoint"], id=args.get("id"))
-    return reply(request, "save_checkpoint", ckpt_id, 201)
-
-
-async def list_checkpoints(request: web.Request) -> web.Response:
-    return reply(request, "list_checkpoints", await request.app[DB].list_checkpoints(run=request.query.get("run")))
-
-
-async def load_checkpoint(request: web.Request) -> web.Response:
-    return reply(request, "load_checkpoint", await request.app[DB].load_checkpoint(request.match_info["id"]))
-
-
-async def delete_checkpoint(request: web.Request) -> web.Response:
-    return reply(request, "delete_checkpoint", await request.app[DB].delete_checkpoint(request.match_info["id"]))
-
-
-# ---------------------------------------------------------------- jobs
-
-async def job_kinds(request: web.Request) -> web.Response:
-    return reply(request, "job_kinds", sorted(request.app[JOBS].kinds))
-
-
-async def start_job(request: web.Request) -> web.Response:
-    args = await read_args(request, "start_job")
-    return reply(request, "start_job", request.app[JOBS].start(args["kind"], args.get("params")).to_wire(), 202)
-
-
-async def list_jobs(request: web.Request) -> web.Response:
-    return reply(request, "list_jobs", [job.to_wire() for job in request.app[JOBS].list()])
-
-
-async def job(request: web.Request) -> web.Response:
-    return reply(request, "job", request.app[JOBS].get(request.match_info["id"]).to_wire())
-
-
-async def job_result(request: web.Request) -> web.Response:
-    return reply(request, "job_result", request.app[JOBS].result(request.match_info["id"]))
-
-
-async def cancel_job(request: web.Request) -> web.Response:
-    return reply(request, "cancel_job", request.app[JOBS].cancel(request.match_info["id"]).to_wire())
-
-
-async def delete_job(request: web.Request) -> web.Response:
-    return reply(request, "delete_job", request.app[JOBS].delete(request.match_info["id"]))
-
-
-HANDLERS: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
-    "health": health, "list_collections": list_collections, "create_collection": create_collection,
-    "collection": collection, "drop_collection": drop_collection, "info": info, "count": count,
-    **{op: collection_call(op) for op in ("upsert", "get", "delete", "query_batch", "scroll",
-                                          "superpose", "entangle", "disentangle", "update", "correlation",
-                                          "build_regions")},
-    "query": query, "measure": measure,
-    "put_state": put_state,
-    **{op: database_call(op) for op in ("get_state", "measure_state", "delete_state")},
-    "sweep": sweep, "backup": backup, "import_dataset": import_dataset, "list_datasets": list_datasets,
-    "dataset_info": dataset_info, "load_dataset": load_dataset,
-    "save_checkpoint": save_checkpoint, "list_checkpoints": list_checkpoints,
-    "load_checkpoint": load_checkpoint, "delete_checkpoint": delete_checkpoint,
-    "job_kinds": job_kinds, "start_job": start_job, "list_jobs": list_jobs, "job": job,
-    "job_result": job_result, "cancel_job": cancel_job, "delete_job": delete_job,
+CALLS: dict[str, Call] = {
+    "health": health, "openapi": openapi, "metrics": metrics, "collection": collection,
+    "query": query, "query_batch": query_batch, "measure": measure, "backup": backup,
+    "job_kinds": job_kinds, "start_job": start_job, "list_jobs": list_jobs,
+    "job": job_call("get"), "job_result": job_call("result"), "cancel_job": job_call("cancel"),
+    "delete_job": job_call("delete"),
 }
 
 
+def call_for(op: Op) -> Call:
+    if op.name in CALLS:
+        return CALLS[op.name]
+    return collection_method if op.path.startswith("/collections/{name}/") else database_method
+
+
+def handler(op: Op) -> Callable[[web.Request], Awaitable[web.Response]]:
+    call = call_for(op)
+
+    async def handle(request: web.Request) -> web.Response:
+        unknown = set(request.query) - set(op.query)
+        if unknown:
+            raise error("unknown_field", f"{op.name}: unknown query parameter(s) {sorted(unknown)}")
+        args = await read_args(request, op) if op.method == "POST" else {}
+        args.update((k, request.query[k]) for k in op.query if k in request.query)
+        return reply(request, op, await call(request, op, args))
+
+    handle.__name__ = op.name
+    return handle
+
+
 def setup_routes(app: web.Application) -> None:
-    for op, (method, path) in ROUTES.items():
-        app.router.add_route(method, PREFIX + path, HANDLERS[op], name=op)
-    app.router.add_get(PREFIX + "/metrics", metrics, name="metrics")
+    for op in OPS.values():
+        if op.method == "GET":  # HEAD too for public routes (load balancers probe /v1/health with HEAD)
+            app.router.add_get(PREFIX + op.path, handler(op), name=op.name, allow_head=op.scope == "public")
+        else:
+            app.router.add_route(op.method, PREFIX + op.path, handler(op), name=op.name)

@@ -1,9 +1,8 @@
 """Typed keys for the state one app shares between handlers (no module globals)."""
 from __future__ import annotations
 
-from typing import Literal
-
 from aiohttp import web
+
 from qstore import Database
 
 from .auth import KeyRing
@@ -19,6 +18,5 @@ METRICS = web.AppKey("metrics", Metrics)
 KEYS = web.AppKey("keys", KeyRing)
 BATCHER = web.AppKey("batcher", QueryBatcher)
 
-# Per request: what the caller's key allows ("write" when auth is off).
-ACCESS = web.RequestKey("access", str)
-Access = Literal["read", "write"]
+# Per request: the scopes of the caller's key (every scope when auth is off).
+ACCESS = web.RequestKey("access", frozenset)

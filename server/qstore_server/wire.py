@@ -4,10 +4,13 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+
 from qstore_client.errors import ERROR_CODES, QStoreError, error
-from qstore_client.protocol import JSON, MSGPACK, OPS, dumps, loads, wants_json
+from qstore_client.protocol import JSON, MSGPACK, Op, Raw, dumps, loads, wants_json
 
 from .state import CONFIG
+
+RETRY_AFTER_SECONDS = 1  # for 429: the job queue frees a slot as soon as any job finishes
 
 
 async def read_body(request: web.Request) -> Any:
@@ -24,18 +27,21 @@ async def read_body(request: web.Request) -> Any:
     return loads(raw, request.content_type)
 
 
-async def read_args(request: web.Request, op: str) -> dict[str, Any]:
+async def read_args(request: web.Request, op: Op) -> dict[str, Any]:
     """Validated keyword arguments for the engine call behind `op`."""
-    return OPS[op].decode_args(await read_body(request), request.app[CONFIG].limits)
+    return op.decode_args(await read_body(request), request.app[CONFIG].limits)
 
 
 def binary_reply(request: web.Request) -> bool:
-    return not wants_json(request.headers.get("Accept", ""), request.content_type)
+    return not wants_json(request.headers.get("Accept", ""))
 
 
-def reply(request: web.Request, op: str, value: Any, status: int = 200) -> web.Response:
+def reply(request: web.Request, op: Op, value: Any) -> web.Response:
+    if isinstance(op.result, Raw):
+        body = value if isinstance(value, bytes) else dumps(value, binary=False)
+        return web.Response(body=body, status=op.status, headers={"Content-Type": op.result.media})
     binary = binary_reply(request)
-    return web.Response(body=dumps(OPS[op].encode_result(value, binary), binary), status=status,
+    return web.Response(body=dumps(op.encode_result(value, binary), binary), status=op.status,
                         content_type=MSGPACK if binary else JSON)
 
 
@@ -43,6 +49,10 @@ def error_reply(request: web.Request, exc: QStoreError, status: int | None = Non
     """The status follows the code's class in ERROR_CODES, the same class clients rebuild."""
     binary = binary_reply(request)
     status = status or ERROR_CODES.get(exc.code, type(exc)).status
-    headers = {"WWW-Authenticate": 'Bearer realm="qstore"'} if exc.code == "unauthorized" else None
+    headers = {}
+    if exc.code == "unauthorized":
+        headers["WWW-Authenticate"] = 'Bearer realm="qstore"'
+    if status == 429:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return web.Response(body=dumps(exc.to_payload(), binary), status=status,
                         content_type=MSGPACK if binary else JSON, headers=headers)

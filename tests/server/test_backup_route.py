@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qstore_client import AlreadyExists, AsyncClient, Forbidden, InvalidArgument
 
 import qstore
+from qstore_client import AlreadyExists, AsyncClient, Forbidden, InvalidArgument
 
 
 async def test_backup_route_copies_a_live_server(server, name):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 import venv
 from pathlib import Path
 
 import pytest
-
+import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_ONLY = ["faiss", "cirq", "cirq_ionq", "lmdb", "qstore", "qstore_server", "numba", "prometheus_client",
@@ -81,7 +80,7 @@ def test_client_package_declares_only_its_two_dependencies():
                    if line.startswith(("import ", "from ")) and not line.startswith("from .")]
         roots = {i.split(".")[0] for i in imports}
         allowed = {"__future__", "msgpack", "numpy", "asyncio", "base64", "collections", "dataclasses",
-                   "json", "math", "select", "ssl", "sys", "time", "typing", "urllib"}
+                   "json", "math", "re", "select", "ssl", "sys", "time", "typing", "urllib"}
         assert roots <= allowed, (path.name, roots - allowed)
 
 

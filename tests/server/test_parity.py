@@ -14,8 +14,17 @@ import numpy as np
 import pytest
 
 import qstore
-from qstore_client import (AlreadyExists, AsyncClient, Hit, InvalidArgument, Measurement, NotFound,
-                           Page, QStoreError, Record)
+from qstore_client import (
+    AlreadyExists,
+    AsyncClient,
+    Hit,
+    InvalidArgument,
+    Measurement,
+    NotFound,
+    Page,
+    QStoreError,
+    Record,
+)
 
 DIM = 8
 

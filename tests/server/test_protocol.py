@@ -1,6 +1,7 @@
 """The codec on its own (both formats), and docs/PROTOCOL.md kept in step with it."""
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
@@ -8,8 +9,7 @@ import numpy as np
 import pytest
 
 from qstore_client import ERROR_CODES, Branch, Hit, Measurement, Page, QStoreError, Record
-from qstore_client.protocol import (DOCUMENT, JSON, MSGPACK, NO_LIMITS, OPS, ROUTES, Limits, dumps, loads,
-                                    wants_json)
+from qstore_client.protocol import DOCUMENT, JSON, MSGPACK, NO_LIMITS, OPS, ROUTES, Limits, dumps, loads, wants_json
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text()
 
@@ -106,9 +106,9 @@ def test_client_side_encoding_failures_carry_the_field_code():
 
 
 def test_negotiation():
-    assert not wants_json("", MSGPACK) and not wants_json("*/*", "application/octet-stream")
-    assert wants_json("application/json", MSGPACK) and wants_json("*/*", JSON)
-    assert not wants_json("application/msgpack", JSON)
+    """JSON unless Accept names msgpack: curl's */* and a missing Accept read JSON (issue 12 item 7)."""
+    assert wants_json("") and wants_json("*/*") and wants_json("application/json")
+    assert not wants_json("application/msgpack") and not wants_json("application/x-msgpack, */*;q=0.1")
     with pytest.raises(QStoreError) as exc:
         loads(b"{}", "text/plain")
     assert exc.value.code == "unsupported_media_type"
@@ -130,3 +130,21 @@ def test_protocol_doc_lists_every_route_and_field():
         assert any(re.search(rf"^\| {method} \| `{re.escape(p)}[`?]", DOC, re.M) for p in forms), (name, path)
         for field in OPS[name].fields:
             assert f"`{field}" in DOC or f'"{field}' in DOC, (name, field)
+
+
+def test_client_methods_match_the_operation_table():
+    """Issue 15 item 1: the client's methods are checked against `OPS`, the single source: each
+    operation has a method of its name whose parameters are exactly the op's body fields, path
+    parameters (except the collection a Collection method belongs to) and query parameters."""
+    from qstore_client.client import AsyncClient, Collection
+
+    for op in OPS.values():
+        on_collection = op.path.startswith("/collections/{name}/") or op.name == "collection"
+        owner = Collection if on_collection and op.name != "collection" else AsyncClient
+        if op.name == "openapi":
+            assert not hasattr(AsyncClient, "openapi")  # a document for tools, not an API call
+            continue
+        method = getattr(owner, op.name)
+        params = [p for p in inspect.signature(method).parameters if p != "self"]
+        path = [p for p in op.path_params if not (owner is Collection and p == "name")]
+        assert sorted(params) == sorted([*op.fields, *path, *op.query]), (op.name, params)

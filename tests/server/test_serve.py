@@ -8,8 +8,8 @@ import shutil
 import ssl
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import numpy as np
 import pytest
@@ -35,8 +35,11 @@ def test_serve_subcommand_plugs_into_a_parent_parser(tmp_path):
     add_serve_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["serve", "--data-dir", str(tmp_path), "--port", "9999", "--max-top-k", "50"])
     assert args.func is run_serve and args.port == 9999
-    config = ServerConfig.from_args(args, {"QSTORE_API_KEY": "a, b", "QSTORE_READONLY_API_KEY": "r"})
-    assert config.api_keys == {"a", "b"} and config.readonly_keys == {"r"} and config.limits.max_top_k == 50
+    config = ServerConfig.from_args(args, {"QSTORE_API_KEY": "a, b", "QSTORE_READONLY_API_KEY": "r",
+                                           "QSTORE_KEYS": "c read,federated; d write"})
+    assert config.keys == {"a": {"admin"}, "b": {"admin"}, "r": {"read"}, "c": {"read", "federated"},
+                           "d": {"write"}}
+    assert config.limits.max_top_k == 50
     assert parser.parse_args(["serve", "--data-dir", "d"]).port == 8470
 
 
@@ -53,8 +56,8 @@ def test_binding_rules():
     with pytest.raises(ValueError, match="QSTORE_API_KEY"):
         ServerConfig(data_dir=data, host="0.0.0.0").check()
     ServerConfig(data_dir=data, host="0.0.0.0", allow_unauthenticated_remote=True).check()
-    ServerConfig(data_dir=data, host="0.0.0.0", api_keys=frozenset({"k"})).check()
-    ServerConfig(data_dir=data, host="0.0.0.0", readonly_keys=frozenset({"k"})).check()
+    ServerConfig(data_dir=data, host="0.0.0.0", keys={"k": frozenset({"admin"})}).check()
+    ServerConfig(data_dir=data, host="0.0.0.0", keys={"k": frozenset({"read"})}).check()
     for host in ("127.0.0.1", "::1", "localhost", "127.8.9.10"):
         ServerConfig(data_dir=data, host=host).check()
     with pytest.raises(ValueError, match="both"):
@@ -161,3 +164,15 @@ async def test_metrics(tmp_path, name):
     assert "qstore_collections 1.0" in text and 'qstore_jobs{state="running"} 0.0' in text
     # Each app has its own registry: a second app starts from zero.
     assert create_app(config)[METRICS].registry is not app[METRICS].registry
+
+
+def test_scoped_key_file(tmp_path):
+    (tmp_path / "scoped").write_text("# coordinator\ncoord-key federated\nops-key admin, federated\n")
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    args = parser.parse_args(["--data-dir", str(tmp_path), "--keys-file", str(tmp_path / "scoped")])
+    config = ServerConfig.from_args(args, {"QSTORE_API_KEY": "ops-key"})
+    assert config.keys == {"coord-key": {"federated"}, "ops-key": {"admin", "federated"}}
+    for bad in ("k reader", "k"):
+        with pytest.raises(ValueError, match="scope"):
+            ServerConfig.from_args(args, {"QSTORE_KEYS": bad})

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 import msgpack
 import pytest
@@ -130,3 +130,50 @@ def test_url_validation():
         Pool("ftp://host", {})
     pool = Pool("https://example.org:9443/base/", {})
     assert (pool.host, pool.port, pool.prefix) == ("example.org", 9443, "/base") and pool.ssl is not None
+
+
+# ---------------------------------------------------------------- misbehaving peers (issue 12, item 8)
+
+@pytest.mark.parametrize("key", ["k\r\nX-Injected: 1", "k\nX: 1", "k\0", "ключ"],
+                         ids=["crlf", "lf", "nul", "not latin-1"])
+async def test_api_key_that_would_break_the_header_is_refused(key):
+    with pytest.raises(InvalidArgument) as exc:
+        AsyncClient("http://127.0.0.1:1", api_key=key)
+    assert "API key" in exc.value.message and key not in exc.value.message  # names the problem, not the key
+
+
+async def test_credentials_in_the_url_are_refused_not_sent():
+    with pytest.raises(InvalidArgument) as exc:
+        AsyncClient("http://user:secret@127.0.0.1:1")
+    assert "api_key" in exc.value.message and "secret" not in exc.value.message
+    pool = Pool("http://[::1]:8470", {})
+    assert "Host: [::1]:8470\r\n" in pool._encode("GET", "/x", None).decode()
+
+
+async def test_no_body_statuses_do_not_wait_for_a_body():
+    """204 and 304 have no body even without Content-Length: the reply ends at its head."""
+    for status in (204, 304):
+        peer = Peer([f"HTTP/1.1 {status} X\r\nContent-Type: application/msgpack\r\n\r\n".encode(), reply(200, OK)])
+        async with peer as url, AsyncClient(url, timeout=5, retries=0) as client:
+            with pytest.raises(QStoreError):  # no result in an empty reply
+                await client.list_collections()
+            assert await client.list_collections() == ["a", "b"]  # and the connection was reusable
+        assert peer.connections == 1
+
+
+async def test_redirect_is_a_clear_error():
+    peer = Peer([reply(301, b"", "Location: https://elsewhere.example/v1/collections")])
+    async with peer as url, AsyncClient(url, retries=0) as client:
+        with pytest.raises(InvalidArgument) as exc:
+            await client.list_collections()
+    assert "redirected (HTTP 301)" in exc.value.message and "https://elsewhere.example" in exc.value.message
+
+
+async def test_stray_bytes_after_a_reply_are_not_read_as_the_next_reply():
+    """A peer that sends a second, unasked-for reply after the first: the connection is dropped."""
+    stray = reply(200, msgpack.packb({"result": ["stray"]}))
+    peer = Peer([reply(200, OK) + stray, reply(200, msgpack.packb({"result": ["fresh"]}))])
+    async with peer as url, AsyncClient(url, retries=0) as client:
+        assert await client.list_collections() == ["a", "b"]
+        assert await client.list_collections() == ["fresh"]
+    assert peer.connections == 2

@@ -166,7 +166,7 @@ async def test_bad_api_key_is_401(http, col, headers):
     for method, path, body in [("POST", f"/v1/collections/{col.name}/upsert", msgpack.packb(upsert_body())),
                                ("GET", f"/v1/collections/{col.name}/count", None),
                                ("GET", "/v1/metrics", None)]:
-        async with http.request(method, path, data=body, headers=headers) as resp:
+        async with http.request(method, path, data=body, headers={**headers, "Accept": MP}) as resp:
             assert resp.status == 401
             assert resp.headers["WWW-Authenticate"].startswith("Bearer")
             assert msgpack.unpackb(await resp.read())["error"]["code"] == "unauthorized"
@@ -187,7 +187,7 @@ async def test_read_only_key_reads_but_cannot_write(http, col):
         ("POST", f"/v1/collections/{col.name}/measure", msgpack.packb({"id": "k1", "collapse": True})),
         ("DELETE", f"/v1/collections/{col.name}", None),
         ("POST", "/v1/collections", msgpack.packb({"name": "ro-made", "dim": 4})),
-        ("POST", "/v1/states/put", msgpack.packb({"id": "s", "state": [[1.0, 0.0], [0.0, 0.0]]})),
+        ("POST", "/v1/states/put", msgpack.packb({"id": "s", "statevector": [[1.0, 0.0], [0.0, 0.0]]})),
         ("POST", "/v1/jobs", msgpack.packb({"kind": "copy_collection", "params": {"source": col.name,
                                                                                   "target": "ro-copy"}})),
     ]

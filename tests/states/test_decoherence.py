@@ -46,6 +46,7 @@ async def test_collection_default_and_restart(tmp_path, clock, rng):
 
 async def test_background_sweeper_runs(tmp_path, rng):
     import asyncio
+
     from tests.conftest import FakeClock
     clock = FakeClock()
     async with await qstore.Database.open(str(tmp_path / "bg"), clock=clock, sweep_interval=0.02) as db:
