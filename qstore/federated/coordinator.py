@@ -193,7 +193,7 @@ class Coordinator:
             self.participants: list[Participant] = []
             self._owned: list[Participant] = []
         else:
-            self.participants, self._owned = self._participants(participants, api_key)
+            self.participants, self._owned = self._participants(participants, api_key, self.selector is not None)
             self._configure()
 
     def _configure(self) -> None:
@@ -219,7 +219,7 @@ class Coordinator:
         await self.close()
         self.participants, self._owned = [], []
         for doc in docs:
-            p = RemoteParticipant(doc["url"], api_key=self.api_key)
+            p = RemoteParticipant(doc["url"], api_key=self.api_key, label_counts=self.selector is not None)
             p.name = doc["name"]
             self.participants.append(p)
             self._owned.append(p)
@@ -228,7 +228,7 @@ class Coordinator:
 
     # -- setup ---------------------------------------------------------------------------
     @staticmethod
-    def _participants(items: Sequence[str | Participant], api_key: str | None
+    def _participants(items: Sequence[str | Participant], api_key: str | None, label_counts: bool
                       ) -> tuple[list[Participant], list[Participant]]:
         if isinstance(items, (str, bytes)) or not items:
             raise error("invalid_argument", "participants must be a non-empty list of URLs or Participant objects")
@@ -238,7 +238,7 @@ class Coordinator:
             if isinstance(item, str):
                 if not item.startswith(("http://", "https://")):
                     raise error("invalid_argument", f"participant {item!r} is not an http(s) URL")
-                p = RemoteParticipant(item, api_key=api_key)
+                p = RemoteParticipant(item, api_key=api_key, label_counts=label_counts)
                 owned.append(p)
             elif isinstance(item, Participant):
                 p = item

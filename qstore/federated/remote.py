@@ -29,10 +29,13 @@ CANCEL_TIMEOUT_S = 2.0
 
 class RemoteParticipant:
     """A ``qstore serve`` node at `url`. Requests time out after `request_timeout` seconds; the
-    coordinator's round deadline bounds the whole exchange."""
+    coordinator's round deadline bounds the whole exchange. Its summary includes rows per
+    label only with `label_counts` (QUBO selection weighs them; nothing else needs them)."""
 
     def __init__(self, url: str, api_key: str | None = None, *, request_timeout: float = 30.0,
-                 poll: tuple[float, float] = (0.02, 0.25), client: AsyncClient | None = None):
+                 poll: tuple[float, float] = (0.02, 0.25), client: AsyncClient | None = None,
+                 label_counts: bool = False):
+        self.label_counts = label_counts
         self.url = url.rstrip("/")
         self.name = self.url
         self._client = client or AsyncClient(self.url, api_key=api_key, timeout=request_timeout,
@@ -61,7 +64,8 @@ class RemoteParticipant:
         return result
 
     async def summary(self, dataset: str) -> Summary:
-        return Summary.from_wire(await self._run_job(SUMMARY_KIND, {"dataset": dataset}))
+        params: dict[str, Any] = {"dataset": dataset, "counts": True} if self.label_counts else {"dataset": dataset}
+        return Summary.from_wire(await self._run_job(SUMMARY_KIND, params))
 
     async def fit(self, task: RoundTask) -> Update:
         result = await self._run_job(FIT_KIND, task.to_wire())

@@ -8,7 +8,7 @@
   ``train`` (params ``{"stage", "task", "secagg"}``) trains like ``federated_fit`` but keeps
   the update in this process and answers public keys only; ``share_keys``, ``masked_input``
   and ``unmask`` continue that session. Sessions live in this server process's memory.
-* ``federated_summary``: params ``{"dataset"}``; returns the dataset's row count,
+* ``federated_summary``: params ``{"dataset", "counts"?}``; returns the dataset's row count,
   per-column min / max / mean / std and distinct labels, so a coordinator can fit
   feature scaling and classes as centralised training on the union would.
 
@@ -99,9 +99,11 @@ def federated_secure(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_summary(params: dict[str, Any]) -> None:
-    unknown = set(params) - {"dataset"}
+    unknown = set(params) - {"dataset", "counts"}
     if unknown:
         raise error("unknown_field", f"{SUMMARY_KIND}: unknown param(s) {sorted(unknown)}")
+    if not isinstance(params.get("counts", False), bool):
+        raise error("invalid_argument", f"{SUMMARY_KIND}: counts must be true or false")
     if not isinstance(params.get("dataset"), str):
         raise error("missing_field", f"{SUMMARY_KIND}: dataset (a dataset name) is required")
 
@@ -110,7 +112,10 @@ def federated_summary(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]
     from qstore.federated.messages import Summary
 
     X, y = ctx.call(ctx.db.load_dataset(params["dataset"]))
-    return Summary.of(X, y).to_wire()
+    summary = Summary.of(X, y)
+    if not params.get("counts", False):  # rows per label only for a coordinator that selects by them
+        summary.counts = None
+    return summary.to_wire()
 
 
 def federated_kinds() -> tuple[JobKind, ...]:

@@ -121,7 +121,7 @@ async def test_no_raw_data_sent(nodes, split):
         results = [msgpack.unpackb(rep)["result"] for route, _, rep in proxy.exchanges if route.endswith("/result")]
         assert any(set(r) == {"round", "delta", "n", "metrics", "seconds", "steps"} for r in results)
         assert all(set(r) <= {"round", "delta", "n", "metrics", "seconds", "steps", "min", "max", "mean", "std",
-                              "labels", "counts"} for r in results)  # counts: rows per label, for selection
+                              "labels"} for r in results)  # rows per label travel only for QUBO selection
 
 
 async def kill_when_training(node, killed: asyncio.Event) -> None:

@@ -74,3 +74,12 @@ def test_bad_selection_is_refused(split):
                    {"selection": "qubo", "dp": {"noise_multiplier": 1.0}}):
         with pytest.raises(InvalidArgument):
             Coordinator(parts, **kwargs)
+
+
+async def test_qubo_selection_over_server_nodes_asks_them_for_label_counts(nodes, split):
+    coord = Coordinator([n.url for n in nodes], dataset="skew", rounds=2, fraction=0.5, seed=0, selection="qubo")
+    history = await coord.run(VQC(4, 2, 2))
+    assert all(len(h.selected) == 2 and set(h.why) == set(h.selected) for h in history)
+    for i, node in enumerate(nodes):  # what each node reported: its rows per label, exactly
+        labels, counts = np.unique(split.y_train[split.skew[i]], return_counts=True)
+        assert coord._profiles[node.url].label_counts() == dict(zip(labels.tolist(), counts.tolist()))
