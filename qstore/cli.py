@@ -1,5 +1,5 @@
 """Engine commands of the ``qstore`` command line: import, export, check, backup, restore, demo,
-bench, train.
+bench, train, tune.
 
 The entry point itself (``qstore_server.command``) adds ``serve``; dependencies point
 one way, so nothing here imports the server.
@@ -87,7 +87,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     from qstore.federated.command import add_federate_parser
     from qstore.training.command import add_train_parser
+    from qstore.training.tune_command import add_tune_parser
     add_train_parser(sub)
+    add_tune_parser(sub)
     add_federate_parser(sub)
 
 

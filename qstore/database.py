@@ -289,11 +289,15 @@ class Database:
         await self._storage.write(lambda ctx: ctx.put("datasets", name.encode(), codec.pack(info)))
         return col
 
-    async def dataset_info(self, name: str) -> dict[str, Any]:
-        raw = await self._storage.read(lambda txn: self._storage.get(txn, "datasets", name.encode()))
+    async def _document(self, table: str, key: str, missing: str) -> dict[str, Any]:
+        raw = await self._storage.read(lambda txn: self._storage.get(txn, table, key.encode()))
         if raw is None:
-            raise NotFound(f"dataset {name!r} does not exist; create it with import_dataset", "not_found")
+            raise NotFound(missing, "not_found")
         return codec.unpack(raw)
+
+    async def dataset_info(self, name: str) -> dict[str, Any]:
+        return await self._document("datasets", name,
+                                    f"dataset {name!r} does not exist; create it with import_dataset")
 
     async def list_datasets(self) -> list[str]:
         def scan(txn: Any) -> list[str]:
@@ -371,10 +375,7 @@ class Database:
         return cid
 
     async def load_checkpoint(self, id: str) -> dict[str, Any]:
-        raw = await self._storage.read(lambda txn: self._storage.get(txn, "checkpoints", id.encode()))
-        if raw is None:
-            raise NotFound(f"checkpoint {id!r} does not exist; see list_checkpoints()", "not_found")
-        return codec.unpack(raw)
+        return await self._document("checkpoints", id, f"checkpoint {id!r} does not exist; see list_checkpoints()")
 
     async def list_checkpoints(self, run: str | None = None) -> list[dict[str, Any]]:
         """Checkpoint summaries (no parameters), oldest first."""

@@ -6,29 +6,11 @@ the class (``ERROR_CODES``), so the same failure has the same class and code on 
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from qstore_client.errors import (
-    ERROR_CODES,
-    AlreadyExists,
-    BackendError,
-    Cancelled,
-    Conflict,
-    Forbidden,
-    InsufficientStorage,
-    InvalidArgument,
-    LimitExceeded,
-    NotFound,
-    QStoreError,
-    Unauthorized,
-    Unavailable,
-    UnsupportedMediaType,
-    error,
-)
+from qstore_client import errors as _client
+from qstore_client.errors import *  # noqa: F403 - one error tree, defined beside the wire codec
+from qstore_client.errors import error
 
-__all__ = [
-    "ERROR_CODES", "AlreadyExists", "BackendError", "Cancelled", "Conflict", "Forbidden", "InsufficientStorage",
-    "InvalidArgument", "LimitExceeded", "NotFound", "QStoreError", "Unauthorized", "Unavailable",
-    "UnsupportedMediaType", "error",
-]
+__all__ = [*_client.__all__, "construct"]
 
 T = TypeVar("T")
 

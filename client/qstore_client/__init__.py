@@ -5,30 +5,9 @@
         await col.upsert(ids, vectors)
         hits = await col.query(vector, top_k=10)
 """
+from . import errors
 from .client import AsyncClient, Collection, Job
-from .errors import (
-                     ERROR_CODES,
-                     AlreadyExists,
-                     BackendError,
-                     Cancelled,
-                     Conflict,
-                     Forbidden,
-                     InsufficientStorage,
-                     InvalidArgument,
-                     LimitExceeded,
-                     NotFound,
-                     QStoreError,
-                     Unauthorized,
-                     Unavailable,
-                     UnsupportedMediaType,
-                     error,
-)
+from .errors import *  # noqa: F403 - the error tree
 from .types import Branch, Hit, Measurement, Page, Record
 
-__all__ = [
-    "AsyncClient", "Collection", "Job",
-    "QStoreError", "InvalidArgument", "Unauthorized", "Forbidden", "NotFound", "AlreadyExists", "Conflict",
-    "LimitExceeded", "UnsupportedMediaType", "BackendError", "Unavailable", "Cancelled",
-    "InsufficientStorage", "ERROR_CODES", "error",
-    "Record", "Hit", "Page", "Measurement", "Branch",
-]
+__all__ = ["AsyncClient", "Collection", "Job", "Record", "Hit", "Page", "Measurement", "Branch", *errors.__all__]

@@ -6,6 +6,12 @@ so ``except qstore_client.NotFound`` works the same in both modes.
 """
 from __future__ import annotations
 
+__all__ = [
+    "ERROR_CODES", "AlreadyExists", "BackendError", "Cancelled", "Conflict", "Forbidden", "InsufficientStorage",
+    "InvalidArgument", "LimitExceeded", "NotFound", "QStoreError", "TooManyRequests", "Unauthorized", "Unavailable",
+    "UnsupportedMediaType", "error",
+]
+
 
 class QStoreError(Exception):
     """Base of every Q-Store error. ``code`` is stable; ``message`` says what to do."""

@@ -88,7 +88,7 @@ def wants_json(accept: str) -> bool:
 
 def dumps(obj: Any, binary: bool) -> bytes:
     if binary:
-        return msgpack.packb(obj, use_bin_type=True)
+        return bytes(msgpack.packb(obj, use_bin_type=True))
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
@@ -172,7 +172,7 @@ class Integer(Kind):
             raise self.fail(field, f"expected an integer in {self.least}..{self.most}, got {wire}")
         if self.limit is not None:
             limits.check(self.limit, wire, field)
-        return wire
+        return int(wire)
 
     def schema(self) -> dict[str, Any]:
         bounds = {"minimum": self.least} if self.least is not None else {}
@@ -243,7 +243,7 @@ class ListOf(Kind):
             return value  # not a list: the server answers with this field's code
         return [self.item.encode(v, binary) for v in value]
 
-    def decode(self, wire: Any, field: str, limits: Limits) -> list:
+    def decode(self, wire: Any, field: str, limits: Limits) -> list[Any]:
         if not isinstance(wire, list):
             raise self.fail(field, f"expected a list, got {type(wire).__name__}")
         if self.limit is not None:
@@ -260,7 +260,7 @@ class Mapping(Kind):
     def __init__(self, code: str = "invalid_argument"):
         self.code = code
 
-    def decode(self, wire: Any, field: str, limits: Limits) -> dict:
+    def decode(self, wire: Any, field: str, limits: Limits) -> dict[str, Any]:
         if not isinstance(wire, dict) or not all(isinstance(k, str) for k in wire):
             raise self.fail(field, "expected a map with string keys")
         return wire
@@ -276,7 +276,7 @@ class FilterKind(Mapping):
     def __init__(self) -> None:
         super().__init__("invalid_filter")
 
-    def decode(self, wire: Any, field: str, limits: Limits) -> dict:
+    def decode(self, wire: Any, field: str, limits: Limits) -> dict[str, Any]:
         doc = super().decode(wire, field, limits)
         terms = 0
         stack: list[tuple[dict[str, Any] | list[Any], int]] = [(doc, 1)]
@@ -301,7 +301,7 @@ class IndexKind(Mapping):
     def __init__(self) -> None:
         super().__init__("invalid_index")
 
-    def decode(self, wire: Any, field: str, limits: Limits) -> dict:
+    def decode(self, wire: Any, field: str, limits: Limits) -> dict[str, Any]:
         spec = super().decode(wire, field, limits)
         for key, bound in self.BOUNDS.items():
             value = spec.get(key)
@@ -338,7 +338,7 @@ def check_shape(shape: Any, field: str, code: str) -> list[int]:
     return shape
 
 
-def string_array(values: list, shape: Any, field: str, code: str, limits: Limits) -> np.ndarray:
+def string_array(values: list[Any], shape: Any, field: str, code: str, limits: Limits) -> np.ndarray:
     """A NumPy str array from a list of strings. NumPy stores every string at the longest one's
     width (4 bytes a character), so that size is bounded by max_body_bytes before allocating."""
     if not all(isinstance(v, str) for v in values):
@@ -348,10 +348,11 @@ def string_array(values: list, shape: Any, field: str, code: str, limits: Limits
     shape = check_shape(shape, field, code)
     if math.prod(shape) != len(values):
         raise error(code, f"{field}: shape {shape} does not hold {len(values)} strings")
-    return np.array(values, dtype=str).reshape(shape)
+    array: np.ndarray = np.array(values, dtype=str).reshape(shape)
+    return array
 
 
-def decode_tensor(wire: dict, field: str, code: str) -> np.ndarray:
+def decode_tensor(wire: dict[str, Any], field: str, code: str) -> np.ndarray:
     """{"dtype", "shape", "data"} -> a writable array (raw little-endian bytes, C order)."""
     if set(wire) != {"dtype", "shape", "data"}:
         raise error(code, f"{field}: a tensor has exactly the keys dtype, shape, data")
@@ -366,7 +367,7 @@ def decode_tensor(wire: dict, field: str, code: str) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=True)
 
 
-def encode_tensor(array: np.ndarray, binary: bool) -> dict:
+def encode_tensor(array: np.ndarray, binary: bool) -> dict[str, Any]:
     array = np.asarray(array)
     name = DTYPE_NAMES.get(array.dtype.newbyteorder("="))
     if name is None:
@@ -598,7 +599,7 @@ class BranchKind(Kind):
     code = "invalid_argument"
     fields = {"vector": VECTOR, "context": Nullable(Text()), "amplitude": Complex()}
 
-    def encode(self, value: Any, binary: bool) -> dict:
+    def encode(self, value: Any, binary: bool) -> dict[str, Any]:
         if isinstance(value, Branch):
             vector, context, amplitude = value.vector, value.context, value.amplitude
         else:
@@ -606,7 +607,7 @@ class BranchKind(Kind):
         return {"vector": VECTOR.encode(vector, binary), "context": context,
                 "amplitude": Complex().encode(amplitude, binary)}
 
-    def decode(self, wire: Any, field: str, limits: Limits) -> tuple:
+    def decode(self, wire: Any, field: str, limits: Limits) -> tuple[Any, ...]:
         args = decode_fields(wire, self.fields, {"vector"}, field, limits)
         return args["vector"], args.get("context"), args.get("amplitude", 1.0 + 0.0j)
 
@@ -618,7 +619,7 @@ class BranchKind(Kind):
         return fields_schema(self.fields, {"vector"})
 
 
-def _branch_tuple(value: Any) -> tuple:
+def _branch_tuple(value: Any) -> tuple[Any, ...]:
     if isinstance(value, (tuple, list)) and len(value) == 3:
         return tuple(value)
     raise error("invalid_argument", "each branch is (vector, context, amplitude)")
@@ -628,7 +629,7 @@ BRANCH = BranchKind()
 
 
 class RecordKind(Kind):
-    def encode(self, rec: Record, binary: bool) -> dict:
+    def encode(self, rec: Record, binary: bool) -> dict[str, Any]:
         return {"id": rec.id, "vector": VECTOR.encode(rec.vector, binary), "metadata": rec.metadata,
                 "branches": [BRANCH.encode(b, binary) for b in rec.branches],
                 "expires_at": rec.expires_at, "version": rec.version}
@@ -650,7 +651,7 @@ RECORD = RecordKind()
 
 
 class HitKind(Kind):
-    def encode(self, hit: Hit, binary: bool) -> dict:
+    def encode(self, hit: Hit, binary: bool) -> dict[str, Any]:
         return {"id": hit.id, "score": float(hit.score), "metadata": hit.metadata}
 
     def decode(self, wire: Any, field: str, limits: Limits) -> Hit:
@@ -665,7 +666,7 @@ HITS = ListOf(HitKind())
 
 
 class PageKind(Kind):
-    def encode(self, page: Page, binary: bool) -> dict:
+    def encode(self, page: Page, binary: bool) -> dict[str, Any]:
         return {"records": [RECORD.encode(r, binary) for r in page.records], "next_cursor": page.next_cursor}
 
     def decode(self, wire: Any, field: str, limits: Limits) -> Page:
@@ -679,7 +680,7 @@ class PageKind(Kind):
 
 
 class MeasurementKind(Kind):
-    def encode(self, m: Measurement, binary: bool) -> dict:
+    def encode(self, m: Measurement, binary: bool) -> dict[str, Any]:
         return {"context": m.context, "vector": VECTOR.encode(m.vector, binary), "probability": float(m.probability)}
 
     def decode(self, wire: Any, field: str, limits: Limits) -> Measurement:
@@ -695,7 +696,7 @@ class MeasurementKind(Kind):
 class DatasetKind(Kind):
     """(X, y) as {"X": document array, "y": document array}."""
 
-    def encode(self, value: tuple, binary: bool) -> dict:
+    def encode(self, value: tuple[Any, ...], binary: bool) -> dict[str, Any]:
         X, y = value
         return {"X": DOCUMENT.encode(np.asarray(X), binary), "y": DOCUMENT.encode(np.asarray(y), binary)}
 
@@ -709,7 +710,7 @@ class DatasetKind(Kind):
 class CountsKind(Kind):
     """Bitstring -> count, with counts as plain ints."""
 
-    def encode(self, counts: dict, binary: bool) -> dict:
+    def encode(self, counts: dict[str, int], binary: bool) -> dict[str, Any]:
         return {str(k): int(v) for k, v in counts.items()}
 
     def schema(self) -> dict[str, Any]:
@@ -832,7 +833,7 @@ NAME = Text("invalid_name")
 class DescriptorKind(Kind):
     """A collection as {"name", "dim", "metric"} (encodes anything with those attributes)."""
 
-    def encode(self, value: Any, binary: bool) -> dict:
+    def encode(self, value: Any, binary: bool) -> dict[str, Any]:
         if isinstance(value, dict):
             return value
         return {"name": value.name, "dim": value.dim, "metric": value.metric}

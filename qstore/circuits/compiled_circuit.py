@@ -171,13 +171,23 @@ class CompiledCircuit:
                        ) -> tuple[float | np.ndarray, np.ndarray]:
         """(<H>, d<H>/d values) by the adjoint method: one forward and one backward pass."""
         v, single = self._values(values)
-        h = self._terms(hamiltonian)
+        energy, grad = self.vjp(v, [hamiltonian], np.ones((v.shape[0], 1)))
+        return (float(energy[0, 0]), grad[0]) if single else (energy[:, 0], grad)
+
+    def vjp(self, values: np.ndarray, observables: Sequence[PauliSumLike | PauliTerms], cotangent: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """Expectations (B, K) of K observables and the vector-Jacobian product
+        sum_k cotangent[b, k] d<O_k>_b / d values[b] (B, n_symbols), by one adjoint pass:
+        the cotangent-weighted observable is applied once and goes back through the circuit."""
+        v, _ = self._values(values)
+        terms = [self._terms(o) for o in observables]
         B = v.shape[0]
+        g = np.asarray(cotangent, dtype=np.float64).reshape(B, len(terms))
         psi = self._forward(v, None)
         flat = psi.reshape(B, -1)
-        lam = h.apply(flat)
-        energy = np.einsum("bi,bi->b", flat.conj(), lam).real
-        lam = lam.reshape(psi.shape)
+        applied = [h.apply(flat) for h in terms]
+        expectations = np.stack([np.einsum("bi,bi->b", flat.conj(), a).real for a in applied], axis=1)
+        lam = sum((g[:, k, None] * a for k, a in enumerate(applied)), np.zeros_like(flat)).reshape(psi.shape)
         grad = np.zeros((B, len(self.symbols)))
         for step in reversed(self.steps):
             u_dag = np.conj(np.swapaxes(step.unitary(v), -1, -2))
@@ -186,7 +196,7 @@ class CompiledCircuit:
                 d_psi = apply_matrix(psi, derivative(v), step.axes)
                 grad[:, k] += 2.0 * np.einsum("bi,bi->b", lam.reshape(B, -1).conj(), d_psi.reshape(B, -1)).real
             lam = apply_matrix(lam, u_dag, step.axes)
-        return (float(energy[0]), grad[0]) if single else (energy, grad)
+        return expectations, grad
 
     def _terms(self, hamiltonian: PauliSumLike | PauliTerms) -> PauliTerms:
         if isinstance(hamiltonian, PauliTerms):

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from qstore.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .checkpoints import checkpoint_id, config_hash, run_record_id
+    from .checkpoints import checkpoint_id, config_hash, load_model, run_record_id
+    from .circuit_model import CircuitModel
     from .command import add_train_parser, run_train
     from .hybrid import HybridModel
     from .losses import cross_entropy, mean_squared_error, softmax
@@ -27,10 +28,12 @@ if TYPE_CHECKING:
     from .qng import QNG
     from .registry import get_optimizer, model_from_config, optimizer_names
     from .trainer import Trainer
+    from .tuning import TuneResult, tune
     from .tunneling_optimizer import TunnelingOptimizer, tunneling_probability
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    "checkpoints": ("checkpoint_id", "config_hash", "run_record_id"),
+    "checkpoints": ("checkpoint_id", "config_hash", "load_model", "run_record_id"),
+    "circuit_model": ("CircuitModel",),
     "command": ("add_train_parser", "run_train"),
     "hybrid": ("HybridModel",),
     "losses": ("cross_entropy", "mean_squared_error", "softmax"),
@@ -39,5 +42,6 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "qng": ("QNG",),
     "registry": ("get_optimizer", "model_from_config", "optimizer_names"),
     "trainer": ("Trainer",),
+    "tuning": ("TuneResult", "tune"),
     "tunneling_optimizer": ("TunnelingOptimizer", "tunneling_probability"),
 })

@@ -20,13 +20,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from qstore_client.api import QStoreAPI
 from qstore_client.errors import error
 
+from .registry import model_from_config
 from .rng_state import restore_rng
+
+if TYPE_CHECKING:
+    from .models import Model
 
 log = logging.getLogger(__name__)
 
@@ -121,3 +126,17 @@ def _plain_equal(a: Any, b: Any) -> bool:
     def norm(v: Any) -> Any:
         return list(v) if isinstance(v, tuple) else v
     return norm(a) == norm(b)
+
+
+async def load_model(db: QStoreAPI, checkpoint: str) -> Model:
+    """The trained model a checkpoint holds: its config, fitted state (scaling, classes) and parameters."""
+    doc = await db.load_checkpoint(checkpoint)
+    validate_checkpoint(doc)
+    model = model_from_config(doc["model"]["config"])
+    model.load_state(doc["model"]["state"])
+    params = np.array(doc["params"], dtype=np.float64)
+    if params.shape != (model.n_params,):
+        raise error("checkpoint_mismatch", f"checkpoint {checkpoint!r} has {params.shape} params, "
+                                           f"its model takes ({model.n_params},)")
+    model.params = params
+    return model

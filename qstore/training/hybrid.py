@@ -163,6 +163,14 @@ class HybridModel(CircuitMixin, Classifier):
         self.pre.backward(pre_inputs, d_u, params, g)
         return Evaluation(loss, g, probs)
 
+    @property
+    def parameter_groups(self) -> dict[str, list[int]]:
+        """``encoder`` (the classical pre-network), ``layer0`` ... (circuit), ``readout`` (the classical head)."""
+        groups = {"encoder": list(range(self.spec.n_params, self.pre.end))}
+        groups.update({k: v for k, v in super().parameter_groups.items() if k != "readout"})
+        groups["readout"] = list(range(self.pre.end, self.post.end))
+        return groups
+
     def circuit_inputs(self, X: np.ndarray, params: np.ndarray) -> np.ndarray:
         return self.pre.forward(X, params)[0]
 

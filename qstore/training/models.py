@@ -89,6 +89,14 @@ class Model(abc.ABC):
     def n_features(self) -> int | None:
         """Features the model takes; None until bound to data."""
 
+    @property
+    def parameter_groups(self) -> dict[str, list[int]]:
+        """Named groups of indices into ``params``, for fine-tuning (``Trainer(freeze=[...])``):
+        by default the circuit angles, then the classical weights after them."""
+        groups = {"circuit": list(range(self.n_circuit_params)),
+                  "readout": list(range(self.n_circuit_params, self.n_params))}
+        return {name: rows for name, rows in groups.items() if rows}
+
     @abc.abstractmethod
     def config(self) -> dict[str, Any]:
         """Constructor arguments (msgpack- and JSON-safe); ``registry.model_from_config`` inverts it."""
@@ -268,6 +276,25 @@ class CircuitMixin:
     def circuit_inputs(self, X: np.ndarray, params: np.ndarray) -> np.ndarray:
         """What the circuit's encoding reads for scaled features ``X``."""
         return X
+
+    @property
+    def parameter_groups(self) -> dict[str, list[int]]:
+        """``layer0`` ... ``layer{L-1}`` (each layer's RX·RY·RZ angles), then ``readout`` (the weights after)."""
+        per = 3 * self.spec.n_qubits
+        groups = {f"layer{k}": list(range(k * per, (k + 1) * per)) for k in range(self.spec.layers)}
+        groups["readout"] = list(range(self.spec.n_params, self.n_params))
+        return groups
+
+    def circuit_outputs(self, X: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """The circuit's readout expectations (B, K) for what it reads, ``X``, and its angles."""
+        return self.runtime.backend.expectations(self.spec, X, weights)
+
+    def circuit_vjp(self, X: np.ndarray, weights: np.ndarray, cotangent: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """(d/d angles (P,), d/d X (B, F)) of sum_bk cotangent[b, k] <Z_k>_b."""
+        g_theta, g_x = self.runtime.vjp(self.spec, X, weights, cotangent, inputs=True)
+        assert g_x is not None
+        return g_theta, g_x
 
     def metric_tensor(self, X: np.ndarray, params: np.ndarray, kind: str) -> np.ndarray:
         P = self.spec.n_params

@@ -8,6 +8,7 @@ from typing import Any
 
 from qstore.errors import construct, error
 
+from .circuit_model import CircuitModel
 from .hybrid import HybridModel
 from .models import VQC, Model, VQCRegressor
 from .optimizers import SGD, Adam, Optimizer
@@ -15,7 +16,8 @@ from .qng import QNG
 from .tunneling_optimizer import TunnelingOptimizer
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "qng": QNG, "tunneling": TunnelingOptimizer}
-MODELS: dict[str, type[Model]] = {VQC.kind: VQC, VQCRegressor.kind: VQCRegressor, HybridModel.kind: HybridModel}
+MODELS: dict[str, type[Model]] = {VQC.kind: VQC, VQCRegressor.kind: VQCRegressor, HybridModel.kind: HybridModel,
+                                 CircuitModel.kind: CircuitModel}
 
 
 def optimizer_names() -> tuple[str, ...]:

@@ -36,6 +36,7 @@ from .checkpoints import (
     validate_checkpoint,
 )
 from .data import DataSource, check_features, epoch_batches, source_for
+from .freezing import free_indices, masked_step
 from .models import Model, Runtime
 from .optimizers import Optimizer
 from .registry import get_optimizer, model_from_config
@@ -95,15 +96,22 @@ class Trainer:
         optimizer_options: extra optimizer arguments (``momentum``, ``metric``, ``lam`` ...).
         backend_options: arguments for ``get_backend``.
         progress_bar: tqdm bar on stderr; None shows it only when stderr is a terminal.
+        freeze: names of ``model.parameter_groups`` left unchanged (fine-tuning); their
+            optimizer state is not touched either.
     """
 
     def __init__(self, db: QStoreAPI | None, model: Model, optimizer: str | Optimizer = "adam", lr: float = 0.05,
                  backend: str | Backend = "statevector", gradient: str = "adjoint", batch_size: int = 32,
                  seed: int = 0, run: str | None = None, optimizer_options: dict[str, Any] | None = None,
-                 backend_options: dict[str, Any] | None = None, progress_bar: bool | None = None):
+                 backend_options: dict[str, Any] | None = None, progress_bar: bool | None = None,
+                 freeze: list[str] | tuple[str, ...] = ()):
         if not isinstance(model, Model):
             raise error("invalid_argument",
                         f"model must be a VQC, VQCRegressor or HybridModel, got {type(model).__name__}")
+        if not isinstance(freeze, (list, tuple)) or not all(isinstance(name, str) for name in freeze):
+            raise error("invalid_argument", f"freeze must be a list of parameter group names, got {freeze!r}")
+        self.freeze = sorted(set(freeze))
+        free_indices(model.parameter_groups, self.freeze, model.n_params)     # unknown names fail now
         self.db = db
         self.model = model
         self.backend = backend if isinstance(backend, Backend) else get_backend(backend, **(backend_options or {}))
@@ -138,16 +146,20 @@ class Trainer:
         opt = doc["optimizer"]
         hyper = dict(opt["hyperparameters"])
         trainer = cls(db, model_from_config(doc["model"]["config"]), optimizer=opt["name"], lr=hyper.pop("lr"),
-                      gradient=cfg["gradient"], batch_size=cfg["batch_size"], optimizer_options=hyper, **options)
+                      gradient=cfg["gradient"], batch_size=cfg["batch_size"], optimizer_options=hyper,
+                      freeze=cfg.get("freeze", ()), **options)
         await trainer.resume(checkpoint)
         return trainer
 
     # -- config --------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """Everything that must match for a checkpoint to resume exactly (hashed into checkpoints)."""
-        return {"model": self.model.config(),
-                "optimizer": {"name": self.optimizer.name, **self.optimizer.hyperparameters()},
-                "batch_size": self.batch_size, "gradient": self.gradient}
+        config = {"model": self.model.config(),
+                  "optimizer": {"name": self.optimizer.name, **self.optimizer.hyperparameters()},
+                  "batch_size": self.batch_size, "gradient": self.gradient}
+        if self.freeze:
+            config["freeze"] = list(self.freeze)
+        return config
 
     # -- training ------------------------------------------------------------------------
     async def fit(self, data: str | tuple[Any, Any] | None = None, epochs: int = 1, checkpoint_every: int = 0,
@@ -244,7 +256,11 @@ class Trainer:
         model = self.model
         model.runtime.gradient_options = gradient_options
         objective = BatchObjective(model, model.features(X), model.targets(y))
-        result = self.optimizer.step(objective, model.params)
+        if self.freeze:
+            free = free_indices(model.parameter_groups, self.freeze, model.n_params)
+            result = masked_step(self.optimizer, objective, model.params, free)
+        else:
+            result = self.optimizer.step(objective, model.params)
         model.params = result.params
         assert objective.outputs is not None
         return result.loss, float(np.linalg.norm(result.grad)), objective.outputs, objective.targets

@@ -5,7 +5,7 @@ Params (all msgpack/JSON values)::
     dataset           dataset name (required unless ``resume``)
     model             model config, e.g. {"type": "vqc", "n_qubits": 4, "layers": 3, "n_classes": 2,
                       "encoding": "angle", "entanglement": "linear", "reupload": false}
-                      (``type`` vqc | vqc_regressor | hybrid; required unless ``resume``)
+                      (``type`` vqc | vqc_regressor | hybrid | circuit; required unless ``resume``)
     optimizer         adam | sgd | qng | tunneling (default adam)
     optimizer_options extra optimizer arguments, e.g. {"lam": 0.01, "metric": "block"}
     lr                step size (default 0.05)

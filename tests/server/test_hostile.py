@@ -463,20 +463,17 @@ def raw_exchange(port: int, request: bytes) -> tuple[int, bytes]:
 
 async def test_keys_over_plain_http_on_a_public_address_warn(tmp_path, caplog):
     """Item 6: the start-up warning (in-process; the server binds all interfaces, with a key)."""
-    config = ServerConfig(data_dir=tmp_path / "data", host="0.0.0.0", port=0, keys={"k": frozenset({"admin"})})
-    stop, started = asyncio.Event(), asyncio.get_running_loop().create_future()
-    with caplog.at_level(logging.WARNING, logger="qstore_server"):
-        task = asyncio.create_task(serve(config, ready=started.set_result, stop=stop))
-        await asyncio.wait_for(asyncio.shield(started), 60)
-        stop.set()
-        await task
-    assert "API keys travel in plain text" in caplog.text
-    caplog.clear()
-    config = ServerConfig(data_dir=tmp_path / "data", port=0, keys={"k": frozenset({"admin"})})
-    stop, started = asyncio.Event(), asyncio.get_running_loop().create_future()
-    with caplog.at_level(logging.WARNING, logger="qstore_server"):
-        task = asyncio.create_task(serve(config, ready=started.set_result, stop=stop))
-        await asyncio.wait_for(asyncio.shield(started), 60)
-        stop.set()
-        await task
-    assert "plain text" not in caplog.text  # loopback: no warning
+
+    async def start_and_stop(**where: str) -> str:
+        caplog.clear()
+        config = ServerConfig(data_dir=tmp_path / "data", port=0, keys={"k": frozenset({"admin"})}, **where)
+        stop, started = asyncio.Event(), asyncio.get_running_loop().create_future()
+        with caplog.at_level(logging.WARNING, logger="qstore_server"):
+            task = asyncio.create_task(serve(config, ready=started.set_result, stop=stop))
+            await asyncio.wait_for(asyncio.shield(started), 60)
+            stop.set()
+            await task
+        return caplog.text
+
+    assert "API keys travel in plain text" in await start_and_stop(host="0.0.0.0")
+    assert "plain text" not in await start_and_stop()  # loopback: no warning
