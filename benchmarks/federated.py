@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qstore.federated import Coordinator, RoundRecord
+from qstore.federated import Coordinator, LocalParticipant, RemoteParticipant, RoundRecord
 from qstore.training import VQC, Trainer
 from qstore.training.reference_datasets import load_reference
 from qstore_client import AsyncClient
@@ -137,6 +137,100 @@ async def run(args: argparse.Namespace) -> None:
                                          **{str(n): [h.to_dict() for h in results[n]] for n in args.nodes}}))
 
 
+def _local(X: np.ndarray, y: np.ndarray, parts: list[np.ndarray]) -> list[LocalParticipant]:
+    return [LocalParticipant((X[s], y[s]), name=f"p{i}") for i, s in enumerate(parts)]
+
+
+async def secagg_overhead(args: argparse.Namespace) -> None:
+    """Plain and secure rounds over the same participants: wall time and payload bytes per round."""
+    data = load_reference("breast-cancer")
+    X = data.X_train.astype(np.float32).astype(np.float64)
+    print(f"secure aggregation overhead: VQC(4, 2 layers), 1 local epoch, {args.rounds} rounds each, "
+          f"{'server nodes over HTTP' if args.on_nodes else 'in-process participants'}")
+    head = (f"{'n':>3} {'plain s/round':>13} {'secure s/round':>14} {'overhead':>8} {'plain B/part':>12} "
+            f"{'secure B/part (up)':>18} {'(down)':>8} {'final acc plain/secure':>22}")
+    print(head)
+    print("-" * len(head))
+    for n in args.secagg:
+        parts = np.array_split(np.random.default_rng(args.seed).permutation(len(X)), n)
+        root = procs = None
+        urls: list[str] = []
+        if args.on_nodes:
+            root = Path(tempfile.mkdtemp(prefix=f"qstore-secagg{n}-"))
+            procs, urls = start_nodes(root, n)
+            for url, rows in zip(urls, parts):
+                async with AsyncClient(url) as client:
+                    await client.import_dataset("local", X[rows], data.y_train[rows])
+        try:
+            out = {}
+            for secure in (False, True):
+                def make(urls: list[str] = urls, parts: list[np.ndarray] = parts) -> list:
+                    return [RemoteParticipant(u) for u in urls] if args.on_nodes else _local(X, data.y_train, parts)
+                common = dict(lr=LR, batch_size=BATCH, seed=args.seed, min_participants=2,
+                              secure_aggregation=secure)
+                await Coordinator(make(), rounds=1, **common).run(VQC(4, 2, 2))  # warm-up
+                participants = make()
+                history = await Coordinator(participants, rounds=args.rounds, **common).run(
+                    VQC(4, 2, 2), validation=(data.X_test, data.y_test))
+                for p in participants:
+                    await p.close()
+                out[secure] = history
+            plain, secure_h = out[False], out[True]
+            t_plain = float(np.median([h.seconds for h in plain]))
+            t_secure = float(np.median([h.seconds for h in secure_h]))
+            b_plain = float(np.mean([np.mean(list(h.bytes_sent.values())) for h in plain]))
+            up = float(np.mean([np.mean(list(h.secure["bytes_in"].values())) for h in secure_h]))
+            down = float(np.mean([np.mean(list(h.secure["bytes_out"].values())) for h in secure_h]))
+            print(f"{n:>3} {t_plain:>13.3f} {t_secure:>14.3f} {t_secure / t_plain:>7.2f}x {b_plain:>12.0f} "
+                  f"{up:>18.0f} {down:>8.0f} {plain[-1].accuracy:>11.4f}/{secure_h[-1].accuracy:.4f}")
+        finally:
+            if procs:
+                for proc in procs:
+                    proc.send_signal(signal.SIGTERM)
+                for proc in procs:
+                    proc.wait(30)
+                shutil.rmtree(root, ignore_errors=True)
+
+
+async def compression_table(args: argparse.Namespace) -> None:
+    data = load_reference("breast-cancer")
+    X = data.X_train.astype(np.float32).astype(np.float64)
+    parts = shards(data.y_train, 4, args.partition, args.alpha, np.random.default_rng(args.seed))
+    print(f"compressed updates: 4 participants ({args.partition}), {args.rounds} rounds x {args.local_epochs} "
+          f"local epochs, stochastic rounding, chunks of 256, error feedback")
+    head = f"{'bits':>7} {'final accuracy':>14} {'bytes/participant/round':>23} {'ratio to float64':>16}"
+    print(head)
+    print("-" * len(head))
+    for bits in (None, 16, 8, 4):
+        history = await Coordinator(
+            _local(X, data.y_train, parts), rounds=args.rounds, local_epochs=args.local_epochs, lr=LR,
+            batch_size=BATCH, seed=args.seed, compression=None if bits is None else {"bits": bits}).run(
+            VQC(4, 2, 2), validation=(data.X_test, data.y_test))
+        sent = np.mean([np.mean(list(h.bytes_sent.values())) for h in history])
+        print(f"{bits or 'float64':>7} {history[-1].accuracy:>14.4f} {sent:>23.0f} "
+              f"{history[-1].compression_ratio:>16.2f}")
+
+
+async def selection_table(args: argparse.Namespace, target: float = 0.88) -> None:
+    data = load_reference("breast-cancer")
+    X = data.X_train.astype(np.float32).astype(np.float64)
+    print(f"selection: 20 participants, Dirichlet(0.3) label skew, 5 per round, {args.rounds} rounds, "
+          f"3 local epochs (adam lr 0.1, batch 8); rounds until test accuracy >= {target}")
+    rounds_to = {"random": [], "qubo": []}
+    for seed in range(5):
+        parts = shards(data.y_train, 20, "skew", 0.3, np.random.default_rng(seed))
+        for selection in rounds_to:
+            history = await Coordinator(
+                _local(X, data.y_train, [p for p in parts if len(p)]), rounds=args.rounds, fraction=0.25,
+                local_epochs=3, lr=0.1, batch_size=8, seed=seed, selection=selection).run(
+                VQC(4, 2, 2), validation=(data.X_test, data.y_test))
+            hit = next((h.round for h in history if h.accuracy >= target), args.rounds + 1)
+            rounds_to[selection].append(hit)
+            print(f"seed {seed} {selection:>6}: reached at round {hit}, final accuracy {history[-1].accuracy:.4f}")
+    for selection, hits in rounds_to.items():
+        print(f"{selection:>6}: mean rounds to {target} = {np.mean(hits):.1f} ({hits}; {args.rounds + 1} = never)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, nargs="+", default=[3, 6], help="node counts to run (default: 3 6)")
@@ -147,7 +241,20 @@ def main() -> None:
     ap.add_argument("--strategy", default="fedavg", help="aggregation strategy (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write every round record here")
-    asyncio.run(run(ap.parse_args()))
+    ap.add_argument("--secagg", type=int, nargs="+", metavar="N",
+                    help="only the secure-aggregation overhead table, at these participant counts")
+    ap.add_argument("--on-nodes", action="store_true", help="--secagg over real server nodes")
+    ap.add_argument("--compression", action="store_true", help="only the compressed-updates table")
+    ap.add_argument("--selection", action="store_true", help="only the QUBO vs random selection table")
+    args = ap.parse_args()
+    if args.secagg:
+        asyncio.run(secagg_overhead(args))
+    elif args.compression:
+        asyncio.run(compression_table(args))
+    elif args.selection:
+        asyncio.run(selection_table(args))
+    else:
+        asyncio.run(run(args))
 
 
 if __name__ == "__main__":

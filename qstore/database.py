@@ -321,6 +321,51 @@ class Database:
             cursor = page.next_cursor
         return np.asarray(xs, dtype=np.float64), np.asarray(ys)
 
+    # ------------------------------------------------------------------ federated participants
+    async def register_participant(self, name: str, url: str, tags: list[str] | None = None) -> dict[str, Any]:
+        """Add (or re-address) a federated participant; its health and breaker survive re-registration."""
+        validation.check_name(name, "participant")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise InvalidArgument(f"participant url must be http(s), got {url!r}", "invalid_argument")
+        if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
+            raise InvalidArgument("participant tags must be a list of strings", "invalid_argument")
+        key = name.encode()
+
+        def write(ctx: WriteContext) -> dict[str, Any]:
+            raw = ctx.get("participants", key)
+            old = codec.unpack(raw) if raw is not None else {
+                "status": "unknown", "last_seen": None, "latency_s": None, "failures": 0,
+                "breaker": {"state": "closed", "failures": 0, "opened_at": None}, "registered_at": self.clock()}
+            doc = {**old, "name": name, "url": url.rstrip("/"), "tags": sorted(set(tags or []))}
+            ctx.put("participants", key, codec.pack(doc))
+            return doc
+        return await self._storage.write(write)
+
+    async def list_participants(self) -> list[dict[str, Any]]:
+        """Registered participants by name: url, tags, status, last_seen, latency_s, failures, breaker."""
+        def scan(txn: Any) -> list[dict[str, Any]]:
+            return [codec.unpack(raw) for _k, raw in self._storage.cursor(txn, "participants")]
+        return await self._storage.read(scan)
+
+    async def remove_participant(self, name: str) -> None:
+        def write(ctx: WriteContext) -> None:
+            if not ctx.delete("participants", name.encode()):
+                raise NotFound(f"participant {name!r} is not registered", "not_found")
+        await self._storage.write(write)
+
+    async def update_participant(self, name: str, health: dict[str, Any]) -> None:
+        """The coordinator's record of a round: status, last_seen, latency_s, failures, breaker."""
+        unknown = set(health) - {"status", "last_seen", "latency_s", "failures", "breaker"}
+        if unknown:
+            raise InvalidArgument(f"unknown participant field(s) {sorted(unknown)}", "unknown_field")
+
+        def write(ctx: WriteContext) -> None:
+            raw = ctx.get("participants", name.encode())
+            if raw is None:  # removed while a run was using it: nothing to record
+                return
+            ctx.put("participants", name.encode(), codec.pack({**codec.unpack(raw), **health}))
+        await self._storage.write(write)
+
     # ------------------------------------------------------------------ checkpoints
     async def save_checkpoint(self, doc: dict[str, Any], id: str | None = None) -> str:
         cid = id or f"ckpt-{time.time_ns():x}-{uuid.uuid4().hex[:8]}"

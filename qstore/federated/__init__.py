@@ -10,7 +10,9 @@ Modules: ``coordinator`` (rounds), ``participant`` (local training, in-process
 participants), ``remote`` (participants behind a Q-Store server), ``messages`` (what
 travels), ``strategies`` (aggregation), ``angles`` (circular statistics), ``privacy``
 (clipping, noise, ε accounting), ``sampling``, ``executors`` (threads or Ray),
-``command`` (``qstore federate``).
+``secagg`` / ``secure_round`` / ``shamir`` (secure aggregation), ``compression``
+(quantised updates), ``breaker`` and ``registry`` (participant health), ``selection``
+(QUBO selection), ``command`` (``qstore federate``, ``qstore participants``).
 
 The names below load their module on first use (``qstore.lazy``).
 """
@@ -25,15 +27,18 @@ if TYPE_CHECKING:
     from .coordinator import Coordinator, RoundRecord
     from .executors import Executor, InProcessExecutor, RayExecutor, get_executor
     from .messages import RoundTask, Summary, Update
-    from .participant import LocalParticipant, Participant, Proximal, train_local
+    from .participant import LocalParticipant, Participant, Proximal, SecureParticipant, train_local
     from .privacy import Accountant, DPConfig
     from .remote import RemoteParticipant
     from .sampling import Sampling
+    from .secagg import SecAggConfig
     from .strategies import (
         STRATEGIES,
         CircularMean,
         FedAvg,
+        FedNova,
         FedProx,
+        GeometricMedian,
         Krum,
         Median,
         MultiKrum,
@@ -47,10 +52,11 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "coordinator": ("Coordinator", "RoundRecord"),
     "executors": ("Executor", "InProcessExecutor", "RayExecutor", "get_executor"),
     "messages": ("RoundTask", "Summary", "Update"),
-    "participant": ("LocalParticipant", "Participant", "Proximal", "train_local"),
+    "participant": ("LocalParticipant", "Participant", "Proximal", "SecureParticipant", "train_local"),
     "privacy": ("Accountant", "DPConfig"),
     "remote": ("RemoteParticipant",),
     "sampling": ("Sampling",),
-    "strategies": ("STRATEGIES", "CircularMean", "FedAvg", "FedProx", "Krum", "Median", "MultiKrum", "Strategy",
-                   "TrimmedMean", "make_strategy"),
+    "strategies": ("STRATEGIES", "CircularMean", "FedAvg", "FedNova", "FedProx", "GeometricMedian", "Krum",
+                   "Median", "MultiKrum", "Strategy", "TrimmedMean", "make_strategy"),
+    "secagg": ("SecAggConfig",),
 })

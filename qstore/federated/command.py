@@ -34,7 +34,9 @@ def add_federate_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Run federated rounds: each participant server trains the global model on its own "
                     "dataset (a `federated_fit` job) and returns only a parameter update. Participants "
                     "that fail or miss the deadline are left out of that round.")
-    p.add_argument("--participants", nargs="+", required=True, metavar="URL", help="participant server URLs")
+    p.add_argument("--participants", nargs="+", required=True, metavar="URL",
+                   help="participant server URLs, or `registry` for those registered in --data-dir "
+                        "(`qstore participants add`)")
     p.add_argument("--api-key", default=os.environ.get("QSTORE_API_KEY"),
                    help="bearer key for the participants (default: $QSTORE_API_KEY)")
     p.add_argument("--dataset", default="local", help="dataset name on every participant (default: %(default)s)")
@@ -52,6 +54,10 @@ def add_federate_parser(subparsers: Any) -> argparse.ArgumentParser:
     rounds.add_argument("--min-participants", type=int, default=2)
     rounds.add_argument("--deadline", type=float, default=60.0, help="seconds a round waits for updates")
     rounds.add_argument("--target-updates", type=int, help="close a round once this many updates arrived")
+    rounds.add_argument("--secure-aggregation", action="store_true",
+                        help="SecAgg: the coordinator learns only the sum of the updates (fedavg, fedprox, fednova)")
+    rounds.add_argument("--compress-bits", type=int, metavar="B",
+                        help="send deltas quantised to B bits (4..16) with error feedback")
     model = p.add_argument_group("model and local training")
     model.add_argument("--model", choices=("vqc", "hybrid"), default="vqc")
     model.add_argument("--qubits", type=int, default=4)
@@ -147,12 +153,15 @@ async def federate(args: argparse.Namespace) -> list[Any]:
     bars = _Bars(args.rounds, disable=args.no_progress)
     db = await qstore.Database.open(args.data_dir) if args.data_dir else None
     try:
+        participants = "registry" if args.participants == ["registry"] else args.participants
         coordinator = Coordinator(
-            args.participants, dataset=args.dataset, strategy=args.strategy, rounds=args.rounds,
+            participants, dataset=args.dataset, strategy=args.strategy, rounds=args.rounds,
             local_epochs=args.local_epochs, fraction=args.fraction, min_participants=args.min_participants,
             deadline_s=args.deadline, dp=_dp(args), seed=args.seed, sampling=args.sampling,
             strategy_options=options, target_updates=args.target_updates, optimizer=args.optimizer, lr=args.lr,
-            batch_size=args.batch_size, db=db, api_key=args.api_key, run=args.run, progress=bars)
+            batch_size=args.batch_size, db=db, api_key=args.api_key, run=args.run, progress=bars,
+            secure_aggregation=args.secure_aggregation,
+            compression=None if args.compress_bits is None else {"bits": args.compress_bits})
         return await coordinator.run(_model(args), validation=_validation(args.validation))
     finally:
         bars.close()
@@ -184,4 +193,62 @@ def run_federate(args: argparse.Namespace) -> int:
     print(_table(history))
     if args.output is not None:
         args.output.write_text(json.dumps([h.to_dict() for h in history], indent=2))
+    return 0
+
+
+def add_participants_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "participants", help="the federated participant registry of a coordinator's database",
+        description="List, add or remove the participants that `qstore federate --participants registry` "
+                    "(or Coordinator(participants='registry', db=db)) trains with, and see each one's "
+                    "status, last contact, latency, consecutive failures and circuit-breaker state.")
+    p.add_argument("--data-dir", required=True, help="the coordinator's embedded database")
+    p.add_argument("--json", action="store_true", help="print the registry as JSON")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    add = actions.add_parser("add", help="register (or re-address) a participant")
+    add.add_argument("name")
+    add.add_argument("url", help="the participant server, e.g. http://10.0.0.1:8470")
+    add.add_argument("--tag", action="append", dest="tags", help="a tag (repeatable)")
+    remove = actions.add_parser("remove", help="forget a participant")
+    remove.add_argument("name")
+    actions.add_parser("list", help="show the registry (the default)")
+    p.set_defaults(func=run_participants)
+    return p
+
+
+def _when(seconds: float | None) -> str:
+    import time
+
+    return "-" if seconds is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+
+
+def participants_table(docs: list[dict[str, Any]]) -> str:
+    head = f"{'name':<16}  {'url':<28}  {'status':<8}  {'breaker':<9}  {'failures':>8}  {'latency':>8}  " \
+           f"{'last seen (UTC)':<19}  tags"
+    rows = [head, "-" * len(head)]
+    for d in docs:
+        latency = "-" if d.get("latency_s") is None else f"{d['latency_s']:.2f}s"
+        rows.append(f"{d['name']:<16}  {d['url']:<28}  {d['status']:<8}  {d['breaker']['state']:<9}  "
+                    f"{d['failures']:>8}  {latency:>8}  {_when(d.get('last_seen')):<19}  {','.join(d['tags']) or '-'}")
+    return "\n".join(rows)
+
+
+async def participants(args: argparse.Namespace) -> list[dict[str, Any]]:
+    import qstore
+
+    async with await qstore.Database.open(args.data_dir) as db:
+        if args.action == "add":
+            await db.register_participant(args.name, args.url, tags=args.tags)
+        elif args.action == "remove":
+            await db.remove_participant(args.name)
+        return await db.list_participants()
+
+
+def run_participants(args: argparse.Namespace) -> int:
+    try:
+        docs = asyncio.run(participants(args))
+    except QStoreError as exc:
+        print(f"qstore participants: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(docs, indent=2) if args.json else participants_table(docs))
     return 0

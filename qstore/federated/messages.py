@@ -27,6 +27,8 @@ import numpy as np
 from qstore.errors import QStoreError, error
 from qstore.training.data import DataSummary, FeatureStats
 
+from .compression import Compression, decompress, wire_bytes
+
 
 def _fail(what: str, why: str, code: str = "invalid_argument") -> QStoreError:
     return error(code, f"{what}: {why}")
@@ -93,9 +95,13 @@ class RoundTask:
     seed: int = 0
     backend: str = "statevector"
     gradient: str = "adjoint"
+    #: ``compression.Compression`` as a map, or None to send float64 deltas
+    compression: dict[str, Any] | None = None
+    #: the coordinator's run name: keys the participant's error-feedback memory
+    run: str = ""
 
     FIELDS = ("round", "params", "model", "state", "dataset", "epochs", "batch_size", "optimizer", "lr", "mu",
-              "clip", "noise_multiplier", "seed", "backend", "gradient")
+              "clip", "noise_multiplier", "seed", "backend", "gradient", "compression", "run")
     REQUIRED = frozenset({"round", "params", "model", "state"})
 
     @property
@@ -111,12 +117,14 @@ class RoundTask:
         _fields(doc, what, set(cls.REQUIRED), set(cls.FIELDS))
         if not isinstance(doc["model"], dict) or not isinstance(doc["state"], dict):
             raise _fail(what, "model (a config map) and state (a map) are required")
-        for name in ("dataset", "optimizer", "backend", "gradient"):
+        for name in ("dataset", "optimizer", "backend", "gradient", "run"):
             if name in doc and not isinstance(doc[name], str):
                 raise _fail(f"{what}.{name}", f"expected a string, got {type(doc[name]).__name__}")
+        compression = Compression.of(doc.get("compression"))
         task = cls(round=_int(doc["round"], f"{what}.round"), params=_vector(doc["params"], f"{what}.params"),
                    model=doc["model"], state=doc["state"],
-                   **{k: doc[k] for k in ("dataset", "optimizer", "backend", "gradient") if k in doc})
+                   compression=None if compression is None else compression.to_wire(),
+                   **{k: doc[k] for k in ("dataset", "optimizer", "backend", "gradient", "run") if k in doc})
         if "epochs" in doc:
             task.epochs = _int(doc["epochs"], f"{what}.epochs", 1)
         if "batch_size" in doc:
@@ -142,28 +150,46 @@ class Update:
     n: int
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    #: local optimizer steps taken (FedNova normalises by it); 0 when unknown
+    steps: int = 0
+    #: the wire form of a compressed delta (``compression``); `delta` is then its decoded value
+    compressed: dict[str, Any] | None = None
 
-    FIELDS = ("round", "delta", "n", "metrics", "seconds")
+    FIELDS = ("round", "delta", "n", "metrics", "seconds", "steps")
 
     def to_wire(self) -> dict[str, Any]:
-        return {"round": self.round, "delta": np.asarray(self.delta, dtype=np.float64), "n": self.n,
-                "metrics": dict(self.metrics), "seconds": self.seconds}
+        doc = {"round": self.round, "n": self.n, "metrics": dict(self.metrics), "seconds": self.seconds,
+               "steps": self.steps}
+        if self.compressed is not None:
+            return {**doc, "compressed": self.compressed}
+        return {**doc, "delta": np.asarray(self.delta, dtype=np.float64)}
+
+    @property
+    def wire_bytes(self) -> int:
+        """Payload bytes of the delta as sent (float64, or the compressed codes and scales)."""
+        return 8 * len(self.delta) if self.compressed is None else wire_bytes(self.compressed)
 
     @classmethod
     def from_wire(cls, doc: Any, n_params: int, round: int) -> Update:
         """Validate a participant's reply for this round and this model size."""
         what = "update"
-        _fields(doc, what, {"round", "delta", "n"}, {"metrics", "seconds"})
+        _fields(doc, what, {"round", "n"}, {"delta", "compressed", "metrics", "seconds", "steps"})
+        if ("delta" in doc) == ("compressed" in doc):
+            raise _fail(what, "expected exactly one of delta and compressed", "missing_field")
         got_round = _int(doc["round"], f"{what}.round")
         if got_round != round:
             raise _fail(what, f"is for round {got_round}, this is round {round}")
         metrics = doc.get("metrics") or {}
         if not isinstance(metrics, dict):
             raise _fail(f"{what}.metrics", "expected a map")
-        return cls(round=got_round, delta=_vector(doc["delta"], f"{what}.delta", n_params),
+        compressed = doc.get("compressed")
+        delta = decompress(compressed, n_params) if compressed is not None \
+            else _vector(doc["delta"], f"{what}.delta", n_params)
+        return cls(round=got_round, delta=_vector(delta, f"{what}.delta", n_params), compressed=compressed,
                    n=_int(doc["n"], f"{what}.n", 1),
                    metrics={str(k): _number(v, f"{what}.metrics.{k}") for k, v in metrics.items()},
-                   seconds=_number(doc.get("seconds", 0.0), f"{what}.seconds", 0.0))
+                   seconds=_number(doc.get("seconds", 0.0), f"{what}.seconds", 0.0),
+                   steps=_int(doc.get("steps", 0), f"{what}.steps"))
 
 
 @dataclass
@@ -176,20 +202,29 @@ class Summary:
     mean: np.ndarray
     std: np.ndarray
     labels: np.ndarray
+    #: rows per label (aligned with `labels`), for QUBO selection; None when not reported
+    counts: np.ndarray | None = None
 
     @classmethod
     def of(cls, X: np.ndarray, y: np.ndarray) -> Summary:
         stats = FeatureStats.of(np.asarray(X, dtype=np.float64))
-        return cls(stats.n, stats.minimum, stats.maximum, stats.mean, stats.std, np.unique(np.asarray(y)))
+        labels, counts = np.unique(np.asarray(y), return_counts=True)
+        return cls(stats.n, stats.minimum, stats.maximum, stats.mean, stats.std, labels, counts.astype(np.int64))
 
     def to_wire(self) -> dict[str, Any]:
-        return {"n": self.n, "min": self.minimum, "max": self.maximum, "mean": self.mean, "std": self.std,
-                "labels": self.labels}
+        doc = {"n": self.n, "min": self.minimum, "max": self.maximum, "mean": self.mean, "std": self.std,
+               "labels": self.labels}
+        return doc if self.counts is None else {**doc, "counts": self.counts}
+
+    def label_counts(self) -> dict[Any, int]:
+        if self.counts is None:
+            return {label: 1 for label in self.labels.tolist()}
+        return dict(zip(self.labels.tolist(), self.counts.tolist()))
 
     @classmethod
     def from_wire(cls, doc: Any) -> Summary:
         what = "summary"
-        _fields(doc, what, {"n", "min", "max", "mean", "std", "labels"})
+        _fields(doc, what, {"n", "min", "max", "mean", "std", "labels"}, {"counts"})
         columns = [_vector(doc[k], f"{what}.{k}") for k in ("min", "max", "mean", "std")]
         if len({c.shape for c in columns}) != 1:
             raise _fail(what, "min, max, mean and std differ in length")
@@ -198,7 +233,13 @@ class Summary:
             labels = np.asarray(labels)
         if not isinstance(labels, np.ndarray) or labels.ndim != 1 or labels.dtype.kind not in "iufUb":
             raise _fail(f"{what}.labels", "expected a 1-D array of numbers or strings")
-        return cls(_int(doc["n"], f"{what}.n", 1), *columns, labels)
+        counts = None
+        if doc.get("counts") is not None:
+            counts = _vector(doc["counts"], f"{what}.counts", len(labels))
+            if (counts < 0).any() or (counts != np.round(counts)).any():
+                raise _fail(f"{what}.counts", "expected non-negative integers")
+            counts = counts.astype(np.int64)
+        return cls(_int(doc["n"], f"{what}.n", 1), *columns, labels, counts)
 
     @classmethod
     def merge(cls, parts: list[Summary], f: int = 0) -> Summary:

@@ -31,9 +31,11 @@ from qstore.training.trainer import Trainer
 from qstore_client.api import QStoreAPI
 
 from .angles import wrap
+from .compression import Compression, ErrorFeedback
 from .executors import Executor, InProcessExecutor
 from .messages import RoundTask, Summary, Update
 from .privacy import privatize
+from .secagg import SessionStore, client_for
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +108,12 @@ def build_model(task: RoundTask) -> Model:
 
 
 def train_local(task: RoundTask, X: np.ndarray, y: np.ndarray, progress: ProgressFn | None = None,
-                should_stop: Callable[[], bool] | None = None) -> Update:
-    """Train the task's global model on (X, y) and return the update (never the data)."""
+                should_stop: Callable[[], bool] | None = None, feedback: ErrorFeedback | None = None) -> Update:
+    """Train the task's global model on (X, y) and return the update (never the data).
+
+    With ``task.compression`` the delta is quantised (``compression``), carrying what
+    rounding lost into the next round through `feedback` (this participant's memory).
+    """
     start = time.perf_counter()
     model = build_model(task)
     trainer = Trainer(None, model, optimizer=task.optimizer, lr=task.lr, backend=task.backend,
@@ -119,14 +125,21 @@ def train_local(task: RoundTask, X: np.ndarray, y: np.ndarray, progress: Progres
     history = asyncio.run(trainer.fit((X, y), epochs=task.epochs, progress=progress, should_stop=should_stop))
     delta = model.params - task.params
     delta[:model.n_circuit_params] = wrap(delta[:model.n_circuit_params])
+    steps = task.epochs * -(-len(X) // task.batch_size)  # batches per epoch, rounded up
     if task.local_dp:
         assert task.clip is not None and task.noise_multiplier is not None
         # Metrics and the row count would leak past the noise: withheld (n=1 gives equal weights).
-        return Update(round=task.round, delta=privatize(delta, task.clip, task.noise_multiplier), n=1,
-                      seconds=time.perf_counter() - start)
-    metrics = {k: float(v[-1]) for k, v in history.items() if k in ("loss", model.metric_name)}
-    return Update(round=task.round, delta=delta, n=len(X), metrics=metrics,
-                  seconds=time.perf_counter() - start)
+        update = Update(round=task.round, delta=privatize(delta, task.clip, task.noise_multiplier), n=1, steps=steps)
+    else:
+        metrics = {k: float(v[-1]) for k, v in history.items() if k in ("loss", model.metric_name)}
+        update = Update(round=task.round, delta=delta, n=len(X), metrics=metrics, steps=steps)
+    compression = Compression.of(task.compression)
+    if compression is not None:
+        rng = np.random.default_rng([task.seed, 0x9E3779B9])  # rounding draws apart from the shuffles
+        update.compressed, update.delta = (feedback or ErrorFeedback()).apply(task.run, update.delta, compression,
+                                                                              rng)
+    update.seconds = time.perf_counter() - start
+    return update
 
 
 @runtime_checkable
@@ -140,6 +153,13 @@ class Participant(Protocol):
     async def fit(self, task: RoundTask) -> Update: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SecureParticipant(Participant, Protocol):
+    """A participant that also runs the stages of secure aggregation (``secagg``)."""
+
+    async def secure(self, message: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class LocalParticipant:
@@ -167,6 +187,8 @@ class LocalParticipant:
         self.name = name or f"local-{id(self):x}"
         self.executor = executor or InProcessExecutor()
         self._owns_executor = executor is None
+        self._sessions = SessionStore()
+        self._feedback = ErrorFeedback()
 
     def __repr__(self) -> str:
         return f"LocalParticipant({self.name!r})"
@@ -182,7 +204,14 @@ class LocalParticipant:
 
     async def fit(self, task: RoundTask) -> Update:
         X, y = await self._data(task.dataset)
-        return await self.executor.run(train_local, task, X, y)
+        return await self.executor.run(train_local, task, X, y, None, None, self._feedback)
+
+    async def secure(self, message: dict[str, Any]) -> dict[str, Any]:
+        """One stage of secure aggregation (``secagg``); ``train`` trains first, then masks only."""
+        if message.get("stage") == "train":
+            update = await self.fit(message["task"])
+            return self._sessions.start(client_for(message["secagg"], update))
+        return await asyncio.to_thread(self._sessions.step, message)
 
     async def close(self) -> None:
         if self._owns_executor:

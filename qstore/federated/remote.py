@@ -23,15 +23,19 @@ log = logging.getLogger(__name__)
 
 FIT_KIND = "federated_fit"
 SUMMARY_KIND = "federated_summary"
+SECURE_KIND = "federated_secagg"
 CANCEL_TIMEOUT_S = 2.0
 
 
 class RemoteParticipant:
     """A ``qstore serve`` node at `url`. Requests time out after `request_timeout` seconds; the
-    coordinator's round deadline bounds the whole exchange."""
+    coordinator's round deadline bounds the whole exchange. Its summary includes rows per
+    label only with `label_counts` (QUBO selection weighs them; nothing else needs them)."""
 
     def __init__(self, url: str, api_key: str | None = None, *, request_timeout: float = 30.0,
-                 poll: tuple[float, float] = (0.02, 0.25), client: AsyncClient | None = None):
+                 poll: tuple[float, float] = (0.02, 0.25), client: AsyncClient | None = None,
+                 label_counts: bool = False):
+        self.label_counts = label_counts
         self.url = url.rstrip("/")
         self.name = self.url
         self._client = client or AsyncClient(self.url, api_key=api_key, timeout=request_timeout,
@@ -60,11 +64,21 @@ class RemoteParticipant:
         return result
 
     async def summary(self, dataset: str) -> Summary:
-        return Summary.from_wire(await self._run_job(SUMMARY_KIND, {"dataset": dataset}))
+        params: dict[str, Any] = {"dataset": dataset, "counts": True} if self.label_counts else {"dataset": dataset}
+        return Summary.from_wire(await self._run_job(SUMMARY_KIND, params))
 
     async def fit(self, task: RoundTask) -> Update:
         result = await self._run_job(FIT_KIND, task.to_wire())
         return Update.from_wire(result, task.params.shape[0], task.round)
+
+    async def secure(self, message: dict[str, Any]) -> dict[str, Any]:
+        """One stage of secure aggregation, run by the node's ``federated_secagg`` job kind."""
+        if message.get("stage") == "train":
+            message = {**message, "task": message["task"].to_wire()}
+        result = await self._run_job(SECURE_KIND, message)
+        if not isinstance(result, dict):
+            raise error("invalid_argument", f"{self.url}: a secure aggregation answer must be a map")
+        return result
 
     def _in_background(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

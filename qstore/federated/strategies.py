@@ -16,6 +16,17 @@ count. A strategy turns the (k, P) deltas into one (P,) step for the global mode
 * ``krum`` / ``multi_krum``: score each update by the summed squared distance to its
   n − f − 2 nearest neighbours; take the best one (Krum) or average the best m
   (Multi-Krum) (Blanchard et al., 2017). Needs n > 2f + 2.
+* ``fednova``: normalised averaging (Wang et al., 2020): each delta divided by the local
+  steps τ_i that made it, the sample-weighted mean of those rescaled by τ_eff = Σ p_i τ_i,
+  so participants that ran more steps no longer pull the model towards their own optimum.
+  Not robust (f = 0); with equal τ_i it is FedAvg.
+* ``geometric_median``: the point minimising the summed Euclidean distance to the deltas,
+  by Weiszfeld iterations with smoothing ε (RFA, Pillutla et al., 2022). Breakdown point
+  1/2: tolerates f < n/2, so it needs n >= 2f + 1.
+
+Secure aggregation (``secagg``) reveals only sums: it composes with the strategies whose
+step is a function of sums of per-participant vectors (``secure_weighting``: fedavg,
+fedprox, fednova), and with no robust one, which needs the individual updates.
 
 Robust strategies ignore sample counts: an attacker can claim any count.
 """
@@ -45,6 +56,10 @@ class Strategy(abc.ABC):
     mu: float = 0.0
     #: Byzantine participants tolerated (robust strategies); pre-round statistics resist as many
     f: int = 0
+    #: what each participant contributes under secure aggregation (``secagg.summands``), or
+    #: None when the strategy needs the individual updates
+    secure_weighting: ClassVar[str | None] = None
+    _steps: np.ndarray | None = None  # local steps of the round being aggregated (fednova)
 
     def min_updates(self) -> int:
         """Fewest updates this strategy can aggregate safely."""
@@ -64,12 +79,17 @@ class Strategy(abc.ABC):
         return self.name
 
     def aggregate(self, global_params: np.ndarray, deltas: np.ndarray, counts: np.ndarray,
-                  n_angles: int) -> np.ndarray:
-        """(k, P) deltas and (k,) sample counts -> the (P,) step to add to the global parameters."""
+                  n_angles: int, steps: np.ndarray | None = None) -> np.ndarray:
+        """(k, P) deltas and (k,) sample counts (and local steps) -> the (P,) step for the global parameters."""
         deltas = np.asarray(deltas, dtype=np.float64)
         self.check(deltas.shape[0])
+        self._steps = None if steps is None else np.asarray(steps, dtype=np.float64)
         return self._aggregate(np.asarray(global_params, dtype=np.float64), deltas,
                                np.asarray(counts, dtype=np.float64), n_angles)
+
+    def from_sums(self, total: np.ndarray, n_params: int) -> np.ndarray:
+        """The step from Σ of the participants' ``secagg.summands`` vectors (secure aggregation)."""
+        raise error("invalid_argument", f"{self.describe()} cannot aggregate from sums")
 
     @abc.abstractmethod
     def _aggregate(self, global_params: np.ndarray, deltas: np.ndarray, counts: np.ndarray,
@@ -79,10 +99,34 @@ class Strategy(abc.ABC):
 class FedAvg(Strategy):
     name = "fedavg"
     sum_based = True
+    secure_weighting = "samples"
 
     def _aggregate(self, global_params: np.ndarray, deltas: np.ndarray, counts: np.ndarray,
                    n_angles: int) -> np.ndarray:
         return np.tensordot(weights_or_uniform(counts, len(deltas)), deltas, axes=1)
+
+    def from_sums(self, total: np.ndarray, n_params: int) -> np.ndarray:
+        # [Σ n_i·Δ_i, Σ n_i]
+        return total[:n_params] / max(total[n_params], 1e-12)
+
+
+class FedNova(Strategy):
+    name = "fednova"
+    secure_weighting = "fednova"
+
+    def _aggregate(self, global_params: np.ndarray, deltas: np.ndarray, counts: np.ndarray,
+                   n_angles: int) -> np.ndarray:
+        p = weights_or_uniform(counts, len(deltas))
+        steps = self._steps
+        if steps is None or len(steps) != len(deltas) or (steps <= 0).any():
+            log.warning("fednova: local step counts unknown; averaging as fedavg")
+            return np.tensordot(p, deltas, axes=1)
+        return float(p @ steps) * np.tensordot(p, deltas / steps[:, None], axes=1)
+
+    def from_sums(self, total: np.ndarray, n_params: int) -> np.ndarray:
+        # [Σ n_i·Δ_i/τ_i, Σ n_i·τ_i, Σ n_i]: τ_eff·Σ p_i·Δ_i/τ_i with p_i = n_i/Σ n
+        n = max(total[n_params + 1], 1e-12)
+        return (total[n_params] / n) * total[:n_params] / n
 
 
 class FedProx(FedAvg):
@@ -233,8 +277,46 @@ class MultiKrum(Krum):
         super().__init__(f, m)
 
 
+class GeometricMedian(_Robust):
+    """RFA's smoothed Weiszfeld: v <- Σ x_i/max(ε, ‖v − x_i‖) / Σ 1/max(ε, ‖v − x_i‖), from the
+    coordinate-wise median, until v moves less than `tol` (relative) or `max_iter` passes."""
+
+    name = "geometric_median"
+
+    def __init__(self, f: int = 1, eps: float = 1e-6, max_iter: int = 100, tol: float = 1e-7):
+        super().__init__(f)
+        if not (isinstance(eps, (int, float)) and eps > 0 and math.isfinite(eps)):
+            raise error("invalid_argument", f"geometric_median: eps must be a positive number, got {eps!r}")
+        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+            raise error("invalid_argument", f"geometric_median: max_iter must be a positive integer, got {max_iter!r}")
+        self.eps, self.max_iter, self.tol = float(eps), max_iter, float(tol)
+        self.iterations = 0
+
+    def describe(self) -> str:
+        return f"geometric_median(f={self.f}, eps={self.eps:g})"
+
+    def min_updates(self) -> int:
+        return 2 * self.f + 1
+
+    def _condition(self) -> str:
+        return f" (the geometric median tolerates f={self.f} only with n >= 2f + 1: breakdown point 1/2)"
+
+    def _aggregate(self, global_params: np.ndarray, deltas: np.ndarray, counts: np.ndarray,
+                   n_angles: int) -> np.ndarray:
+        v = np.median(deltas, axis=0)
+        for iteration in range(1, self.max_iter + 1):
+            self.iterations = iteration
+            w = 1.0 / np.maximum(self.eps, np.linalg.norm(deltas - v, axis=1))
+            nxt = w @ deltas / w.sum()
+            moved = np.linalg.norm(nxt - v)
+            v = nxt
+            if moved <= self.tol * max(1.0, np.linalg.norm(v)):
+                break
+        return v
+
+
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (
-    FedAvg, FedProx, CircularMean, Median, TrimmedMean, Krum, MultiKrum)}
+    FedAvg, FedProx, CircularMean, Median, TrimmedMean, Krum, MultiKrum, FedNova, GeometricMedian)}
 
 
 def make_strategy(strategy: str | Strategy, **options: Any) -> Strategy:

@@ -43,6 +43,7 @@ TABLES = (
     "datasets",     # dataset name -> {collection, n_features, classes}
     "checkpoints",  # checkpoint id -> checkpoint document
     "states",       # state id -> quantum state document
+    "participants", # federated participant name -> {url, tags, health, breaker}
 )
 LAST_SEQ_KEY = b"last_seq"
 MAX_BATCH = 512

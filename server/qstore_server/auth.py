@@ -5,8 +5,9 @@ Scopes (the table is in docs/PROTOCOL.md, under Authentication):
   read       calls that change nothing (queries, reads, job status), raw rows included;
   write      read, plus calls that add or change data and start jobs;
   admin      write, plus calls that destroy in bulk (drop a collection, delete a checkpoint, sweep);
-  federated  only what a federated coordinator needs: job kinds, and the federated_fit and
-             federated_summary jobs (start, status, result, cancel, delete). Never raw rows.
+  federated  only what a federated coordinator needs: job kinds, and the federated_fit,
+             federated_summary and federated_secagg jobs (start, status, result, cancel,
+             delete). Never raw rows.
 Authorisation fails closed: an operation the table does not name is refused.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ SCOPES = ("read", "write", "admin", "federated")
 IMPLIES = {"read": {"read"}, "write": {"read", "write"}, "admin": {"read", "write", "admin"},
            "federated": {"federated"}}
 ALL = frozenset(SCOPES)
-FEDERATED_KINDS = frozenset({"federated_fit", "federated_summary"})
+FEDERATED_KINDS = frozenset({"federated_fit", "federated_summary", "federated_secagg"})
 
 
 def expand(scopes: frozenset[str] | set[str]) -> frozenset[str]:

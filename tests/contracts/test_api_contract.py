@@ -24,7 +24,9 @@ COLLECTION_CLASSES = {CollectionAPI, qstore.Collection, qstore_client.Collection
 ONE_SIDED = {
     qstore.Database: {"open", "path",                              # the embedded lifecycle
                       "save_collection_config",                    # called by Collection
-                      "check", "backup", "restore"},               # offline maintenance (issue 14)
+                      "check", "backup", "restore",                # offline maintenance (issue 14)
+                      # the coordinator's federated participant registry (issue 18): local to its database
+                      "register_participant", "list_participants", "remove_participant", "update_participant"},
     qstore_client.AsyncClient: {"health", "metrics",               # server endpoints
                                 "job_kinds", "start_job", "list_jobs", "job", "job_result",
                                 "cancel_job", "delete_job", "wait_job",

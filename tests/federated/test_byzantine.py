@@ -1,4 +1,4 @@
-"""One Byzantine participant among seven: FedAvg degrades, median, trimmed mean and Krum hold.
+"""One Byzantine participant among seven: FedAvg degrades; median, trimmed mean, Krum, geometric median hold.
 
 The attacker is an outside actor: it reports feature ranges a million times too wide
 before the first round (to squash everyone's scaled features), then trains honestly on
@@ -64,7 +64,7 @@ def clean(split) -> float:
 
 
 @pytest.mark.parametrize("attack", ["flip", "huge"])
-@pytest.mark.parametrize("strategy", ["fedavg", "median", "trimmed_mean", "krum", "multi_krum"])
+@pytest.mark.parametrize("strategy", ["fedavg", "median", "trimmed_mean", "krum", "multi_krum", "geometric_median"])
 async def test_byzantine_participant(split, clean, strategy, attack):
     accuracy = await final_accuracy(split, strategy, attack)
     print(f"\n{strategy:>13} under {attack:>4} attack: accuracy {accuracy:.4f} (clean fedavg {clean:.4f})")

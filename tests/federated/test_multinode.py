@@ -117,11 +117,11 @@ async def test_no_raw_data_sent(nodes, split):
         assert {d["kind"] for d in sent} == {"federated_summary", "federated_fit"}
         fit = next(d["params"] for d in sent if d["kind"] == "federated_fit")
         assert set(fit) == {"round", "params", "model", "state", "dataset", "epochs", "batch_size", "optimizer",
-                            "lr", "mu", "clip", "noise_multiplier", "seed", "backend", "gradient"}
+                            "lr", "mu", "clip", "noise_multiplier", "seed", "backend", "gradient", "compression", "run"}
         results = [msgpack.unpackb(rep)["result"] for route, _, rep in proxy.exchanges if route.endswith("/result")]
-        assert any(set(r) == {"round", "delta", "n", "metrics", "seconds"} for r in results)
-        assert all(set(r) <= {"round", "delta", "n", "metrics", "seconds", "min", "max", "mean", "std", "labels"}
-                   for r in results)
+        assert any(set(r) == {"round", "delta", "n", "metrics", "seconds", "steps"} for r in results)
+        assert all(set(r) <= {"round", "delta", "n", "metrics", "seconds", "steps", "min", "max", "mean", "std",
+                              "labels"} for r in results)  # rows per label travel only for QUBO selection
 
 
 async def kill_when_training(node, killed: asyncio.Event) -> None:
@@ -152,7 +152,8 @@ async def test_participant_killed_mid_round(nodes, split, spare):
     assert all(spare.url in h.participants for h in history[:2])
     for h in history[2:]:
         assert h.status == "aggregated" and len(h.participants) == 3
-        assert h.excluded[spare.url].startswith("unavailable")
+        # refused connections, until three in a row open its breaker and it is no longer asked
+        assert h.excluded[spare.url].startswith(("unavailable", "breaker open"))
         assert h.seconds < 20                           # the others closed the round, no one waited
     print(f"\nkilled in round 3: accuracy {[round(h.accuracy, 3) for h in history]}")
     assert history[-1].accuracy > 0.88

@@ -212,7 +212,8 @@ def test_train_local_returns_only_a_delta(split):
     params = model.init_params(np.random.default_rng(0))
     task = RoundTask(round=1, params=params, model=model.config(), state=model.state(), epochs=2, mu=0.1)
     update = train_local(task, split.X_train[:60], split.y_train[:60])
-    assert set(update.to_wire()) == {"round", "delta", "n", "metrics", "seconds"}
+    assert set(update.to_wire()) == {"round", "delta", "n", "metrics", "seconds", "steps"}
+    assert update.steps == 2 * 2  # 2 epochs of ceil(60 / 32) batches
     assert update.n == 60 and update.delta.shape == params.shape and np.abs(update.delta).max() > 0
     again = train_local(task, split.X_train[:60], split.y_train[:60])
     np.testing.assert_array_equal(update.delta, again.delta)   # the task's seed fixes the shuffles

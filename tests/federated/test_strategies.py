@@ -99,7 +99,8 @@ def test_bad_strategy_options():
         with pytest.raises(InvalidArgument) as exc:
             make_strategy(name, **options)
         assert exc.value.code == "invalid_argument", (name, options)
-    assert set(STRATEGIES) == {"fedavg", "fedprox", "circular", "median", "trimmed_mean", "krum", "multi_krum"}
+    assert set(STRATEGIES) == {"fedavg", "fedprox", "circular", "median", "trimmed_mean", "krum", "multi_krum",
+                               "fednova", "geometric_median"}
 
 
 def test_coordinator_refuses_a_strategy_that_cannot_tolerate_f():
@@ -115,3 +116,42 @@ def test_coordinator_refuses_a_strategy_that_cannot_tolerate_f():
         Coordinator(parts, strategy="no-such")
     assert exc.value.code == "unknown_strategy"
     Coordinator(parts, strategy="median", min_participants=3)   # f=1 needs 3: fine
+
+
+def test_fednova_removes_the_objective_inconsistency_of_heterogeneous_local_steps():
+    """Participants i minimise ½‖w − c_i‖² by τ_i local gradient steps (τ from 1 to 40). FedAvg drifts
+    to a point weighted by how far each ran; FedNova, dividing each delta by τ_i, lands near the true
+    optimum Σ p_i c_i (Wang et al., 2020, section 3)."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (4, 6))
+    counts = np.array([50.0, 80.0, 60.0, 40.0])
+    steps = np.array([1.0, 5.0, 10.0, 40.0])
+    optimum = counts @ centres / counts.sum()
+    lr = 0.05
+    found = {}
+    for name in ("fedavg", "fednova"):
+        strategy, w = make_strategy(name), np.zeros(6)
+        for _ in range(300):
+            deltas = np.stack([(1 - (1 - lr) ** t) * (c - w) for c, t in zip(centres, steps)])  # τ steps of GD
+            w = w + strategy.aggregate(w, deltas, counts, 0, steps=steps)
+        found[name] = np.linalg.norm(w - optimum)
+    print(f"\ndistance to the optimum after 300 rounds: fedavg {found['fedavg']:.4f}, fednova {found['fednova']:.4f}")
+    assert found["fednova"] < found["fedavg"] / 2
+    # equal local steps: FedNova is FedAvg
+    deltas = rng.normal(0, 1, (4, 6))
+    nova = make_strategy("fednova").aggregate(np.zeros(6), deltas, counts, 0, steps=np.full(4, 7.0))
+    np.testing.assert_allclose(nova, make_strategy("fedavg").aggregate(np.zeros(6), deltas, counts, 0))
+
+
+def test_geometric_median_resists_a_far_outlier_and_states_its_tolerance():
+    rng = np.random.default_rng(1)
+    honest = rng.normal(0, 0.1, (6, 5)) + 1.0
+    deltas = np.vstack([honest, np.full((1, 5), 1e6)])
+    strategy = make_strategy("geometric_median", f=1)
+    step = strategy.aggregate(np.zeros(5), deltas, np.ones(7), 0)
+    assert np.abs(step - 1.0).max() < 0.2 and strategy.iterations >= 1
+    # Weiszfeld's fixed point: the unit vectors towards the points sum to (almost) zero
+    units = (deltas - step) / np.linalg.norm(deltas - step, axis=1, keepdims=True)
+    assert np.linalg.norm(units.sum(axis=0)) < 1e-3
+    with pytest.raises(InvalidArgument, match="2f \\+ 1"):
+        make_strategy("geometric_median", f=2).aggregate(np.zeros(5), deltas[:4], np.ones(4), 0)
