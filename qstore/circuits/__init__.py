@@ -57,6 +57,15 @@ with ``.states``, ``.expectation`` and ``.value_and_grad`` (adjoint), and
 ``pauli_sum_value_and_grad(circuit, symbols, values, hamiltonian)``. Terms are
 a ``cirq.PauliSum`` or ``[(coef, "XZIY"), ...]``.
 
+Hardware conditions (``density_matrix``, ``noise``, ``mitigation``, ``shots``)
+------------------------------------------------------------------------------
+``get_backend("density_matrix", noise="ionq_aria" | NoiseModel | cirq channel | dict,
+shots=None, seed=None, mitigation=None | Mitigation | {"zne": "richardson"|"linear"|None,
+"scale_factors": (1, 3, 5), "readout": True})``: ``dm.density_matrix(circuit)`` (noisy final
+state of any cirq circuit), ``dm.energy(circuit, hamiltonian, resolver)`` (as measured, mitigated
+if set), and the usual ``expectations``/``sample``. Every backend has ``with_shots(n)``;
+``shots.shot_vjp`` gives parameter-shift gradients from shots with their variance.
+
 Errors are ``qstore_client.errors`` classes with codes ``unknown_backend``,
 ``too_many_qubits``, ``invalid_parameters``, ``invalid_features``,
 ``unknown_gradient``, ``budget_exceeded``, ``job_failed``, ``job_timeout`` and
@@ -65,6 +74,7 @@ Errors are ``qstore_client.errors`` classes with codes ``unknown_backend``,
 from .backend import Backend, require_metric
 from .cirq_backend import CirqBackend
 from .compiled_circuit import CompiledCircuit, pauli_sum_value_and_grad, simulate
+from .density_matrix import DensityMatrixBackend
 from .gradients import (
                         GRADIENT_METHODS,
                         Evaluations,
@@ -76,14 +86,17 @@ from .gradients import (
                         vjp,
 )
 from .metric import fubini_study_metric
+from .mitigation import Mitigation
+from .noise import NoiseModel
 from .observables import PauliTerms, ZObservables, expectation_pauli_sum, pauli_terms, z_observables
 from .registry import backend_names, get_backend
 from .spec import CircuitSpec
 from .statevector import StatevectorBackend, warm_up
 
 __all__ = [
-    "Backend", "CircuitSpec", "CirqBackend", "CompiledCircuit", "Evaluations", "GRADIENT_METHODS",
-    "PauliTerms", "StatevectorBackend", "ZObservables", "backend_names", "expectation_pauli_sum",
+    "Backend", "CircuitSpec", "CirqBackend", "CompiledCircuit", "DensityMatrixBackend", "Evaluations",
+    "GRADIENT_METHODS", "Mitigation", "NoiseModel", "PauliTerms", "StatevectorBackend", "ZObservables",
+    "backend_names", "expectation_pauli_sum",
     "finite_differences", "fubini_study_metric", "get_backend", "gradient_method", "jacobian",
     "parameter_shift", "pauli_sum_value_and_grad", "pauli_terms", "require_metric", "simulate", "spsa", "vjp",
     "warm_up", "z_observables",
