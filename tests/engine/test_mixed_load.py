@@ -51,7 +51,7 @@ async def test_queries_beside_a_write_stream_return_top_k_of_acknowledged_record
         col = await db.create_collection("c", dim=DIM, index={"type": "hnsw", "m": 16, "ef_construction": 64})
         await col.upsert([f"base{i}" for i in range(500)], _unit(rng, 500))
         acknowledged = {f"base{i}" for i in range(500)}
-        queries = _unit(rng, 200)
+        queries = _unit(rng, 50)
         stop = asyncio.Event()
 
         async def writer() -> None:
