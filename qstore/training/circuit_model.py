@@ -37,7 +37,7 @@ from qstore.errors import QStoreError, error
 
 from .data import DataSummary
 from .losses import cross_entropy, mean_squared_error, r2_score, softmax
-from .models import Classifier, Evaluation
+from .models import Classifier, Evaluation, standardised_targets
 
 log = logging.getLogger(__name__)
 
@@ -271,13 +271,7 @@ class CircuitModel(Classifier):
     def targets(self, y: Any) -> np.ndarray:
         if self.n_classes is not None:
             return super().targets(y)
-        try:
-            t = np.asarray(y, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise error("invalid_labels", "regression targets must be numbers") from None
-        if t.ndim != 1 or not np.all(np.isfinite(t)):
-            raise error("invalid_labels", "regression targets must be a finite 1-D array")
-        return (t - (self.target_mean or 0.0)) / self.target_std
+        return standardised_targets(y, self.target_mean, self.target_std)
 
     def state(self) -> dict[str, Any]:
         if self.n_classes is not None:

@@ -442,13 +442,7 @@ class VQCRegressor(CircuitMixin, Model):
             self.target_std = float(summary.label_stats.std[0]) or 1.0
 
     def targets(self, y: Any) -> np.ndarray:
-        try:
-            t = np.asarray(y, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise error("invalid_labels", "regression targets must be numbers") from None
-        if t.ndim != 1 or not np.all(np.isfinite(t)):
-            raise error("invalid_labels", "regression targets must be a finite 1-D array")
-        return (t - (self.target_mean or 0.0)) / self.target_std
+        return standardised_targets(y, self.target_mean, self.target_std)
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "target_mean": self.target_mean, "target_std": self.target_std}
@@ -482,3 +476,14 @@ class VQCRegressor(CircuitMixin, Model):
     def score(self, X: Any, y: Any, params: np.ndarray | None = None) -> float:
         """R²."""
         return r2_score(self.predict(X, params), np.asarray(y, dtype=np.float64))
+
+
+def standardised_targets(y: Any, mean: float | None, std: float) -> np.ndarray:
+    """Regression targets as finite float64, shifted and scaled by the training statistics."""
+    try:
+        t = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise error("invalid_labels", "regression targets must be numbers") from None
+    if t.ndim != 1 or not np.all(np.isfinite(t)):
+        raise error("invalid_labels", "regression targets must be a finite 1-D array")
+    return (t - (mean or 0.0)) / std
