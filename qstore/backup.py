@@ -58,7 +58,7 @@ def take(db: Database, out: str, progress: Progress | None = None) -> dict[str, 
                     decode(raw)
                     snaps[col.cid] = raw
                 except FileNotFoundError:
-                    pass
+                    continue  # no snapshot yet: opening the restored copy builds the index from LMDB
                 except SnapshotInvalid as exc:
                     log.warning("backup leaves out the snapshot of %s (%s); restore rebuilds it", col.name, exc)
             storage._gate.enter()  # the map must not be resized under an open transaction

@@ -9,7 +9,6 @@ Wire it into the CLI with ``add_federate_parser(subparsers)``; the parser's defa
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from qstore.errors import QStoreError
+from qstore.run_command import run_command
 
 from .sampling import SCHEMES
 from .strategies import STRATEGIES
@@ -182,18 +181,11 @@ def _table(history: list[Any]) -> str:
 
 
 def run_federate(args: argparse.Namespace) -> int:
-    try:
-        history = asyncio.run(federate(args))
-    except QStoreError as exc:
-        print(f"qstore federate: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("qstore federate: interrupted; checkpoints of finished rounds are kept", file=sys.stderr)
-        return 130
-    print(_table(history))
-    if args.output is not None:
-        args.output.write_text(json.dumps([h.to_dict() for h in history], indent=2))
-    return 0
+    def show(history: list[Any]) -> None:
+        print(_table(history))
+        if args.output is not None:
+            args.output.write_text(json.dumps([h.to_dict() for h in history], indent=2))
+    return run_command("federate", federate(args), show, "checkpoints of finished rounds are kept")
 
 
 def add_participants_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -245,10 +237,5 @@ async def participants(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def run_participants(args: argparse.Namespace) -> int:
-    try:
-        docs = asyncio.run(participants(args))
-    except QStoreError as exc:
-        print(f"qstore participants: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(docs, indent=2) if args.json else participants_table(docs))
-    return 0
+    return run_command("participants", participants(args),
+                       lambda docs: print(json.dumps(docs, indent=2) if args.json else participants_table(docs)))

@@ -7,6 +7,7 @@ after it, so a truncated, bit-flipped or foreign file is refused before FAISS pa
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import struct
@@ -76,10 +77,8 @@ def write_snapshot(path: str, cid: int, seq: int, count: int, tombstones: np.nda
         os.replace(tmp, path)
     except BaseException:
         # A half-written temp file on a full disk would hold the space the next write needs.
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
-        except FileNotFoundError:
-            pass
         raise
     fsync_dir(os.path.dirname(path) or ".")
 

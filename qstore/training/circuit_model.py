@@ -37,7 +37,7 @@ from qstore.errors import QStoreError, error
 
 from .data import DataSummary
 from .losses import cross_entropy, mean_squared_error, r2_score, softmax
-from .models import Classifier, Evaluation, standardised_targets
+from .models import Classifier, Evaluation, StandardisedTargets
 
 log = logging.getLogger(__name__)
 
@@ -261,17 +261,13 @@ class CircuitModel(Classifier):
     def fit_targets(self, summary: DataSummary) -> None:
         if self.n_classes is not None:
             super().fit_targets(summary)
-            return
-        if summary.labels.dtype.kind not in "iuf" or summary.label_stats is None:
-            raise error("invalid_labels", f"regression targets must be numbers, got {summary.labels.dtype}")
-        if self.target_mean is None:
-            self.target_mean = float(summary.label_stats.mean[0])
-            self.target_std = float(summary.label_stats.std[0]) or 1.0
+        else:
+            StandardisedTargets.fit_targets(self, summary)
 
     def targets(self, y: Any) -> np.ndarray:
         if self.n_classes is not None:
             return super().targets(y)
-        return standardised_targets(y, self.target_mean, self.target_std)
+        return StandardisedTargets.targets(self, y)
 
     def state(self) -> dict[str, Any]:
         if self.n_classes is not None:

@@ -6,12 +6,10 @@ default ``func`` is ``run_train(args) -> exit code``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import sys
 from typing import Any
 
-from qstore.errors import QStoreError
+from qstore.run_command import run_command
 
 from .reference_datasets import REFERENCE_DATASETS
 
@@ -119,16 +117,8 @@ async def _reference_split(db: Any, args: argparse.Namespace) -> tuple[Any, Any]
 
 
 def run_train(args: argparse.Namespace) -> int:
-    try:
-        summary = asyncio.run(train(args))
-    except QStoreError as exc:
-        print(f"qstore train: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("qstore train: interrupted; the newest checkpoint is kept", file=sys.stderr)
-        return 130
-    width = max(len(k) for k in summary)
-    for key, value in summary.items():
-        shown = f"{value:.4f}" if isinstance(value, float) else value
-        print(f"{key:<{width}}  {shown}")
-    return 0
+    def show(summary: dict[str, Any]) -> None:
+        width = max(len(k) for k in summary)
+        for key, value in summary.items():
+            print(f"{key:<{width}}  {f'{value:.4f}' if isinstance(value, float) else value}")
+    return run_command("train", train(args), show, "the newest checkpoint is kept")

@@ -400,7 +400,30 @@ class VQC(CircuitMixin, Classifier):
         return softmax(self._logits(z, *self.readout.split(p, P)))
 
 
-class VQCRegressor(CircuitMixin, Model):
+class StandardisedTargets:
+    """Regression targets: numbers, shifted and scaled by the first training set's statistics."""
+
+    target_mean: float | None
+    target_std: float
+
+    def fit_targets(self, summary: DataSummary) -> None:
+        if summary.labels.dtype.kind not in "iuf" or summary.label_stats is None:
+            raise error("invalid_labels", f"regression targets must be numbers, got {summary.labels.dtype}")
+        if self.target_mean is None:
+            self.target_mean = float(summary.label_stats.mean[0])
+            self.target_std = float(summary.label_stats.std[0]) or 1.0
+
+    def targets(self, y: Any) -> np.ndarray:
+        try:
+            t = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise error("invalid_labels", "regression targets must be numbers") from None
+        if t.ndim != 1 or not np.all(np.isfinite(t)):
+            raise error("invalid_labels", "regression targets must be a finite 1-D array")
+        return (t - (self.target_mean or 0.0)) / self.target_std
+
+
+class VQCRegressor(CircuitMixin, StandardisedTargets, Model):
     """VQC regression: prediction = mean_y + std_y * (s ⟨Z_r⟩ + b), mean squared error.
 
     Targets are standardised with the training mean and standard deviation, so
@@ -433,16 +456,6 @@ class VQCRegressor(CircuitMixin, Model):
 
     def init_params(self, rng: np.random.Generator) -> np.ndarray:
         return np.concatenate([rng.uniform(-np.pi, np.pi, self.spec.n_params), [1.0, 0.0]])
-
-    def fit_targets(self, summary: DataSummary) -> None:
-        if summary.labels.dtype.kind not in "iuf" or summary.label_stats is None:
-            raise error("invalid_labels", f"regression targets must be numbers, got {summary.labels.dtype}")
-        if self.target_mean is None:
-            self.target_mean = float(summary.label_stats.mean[0])
-            self.target_std = float(summary.label_stats.std[0]) or 1.0
-
-    def targets(self, y: Any) -> np.ndarray:
-        return standardised_targets(y, self.target_mean, self.target_std)
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "target_mean": self.target_mean, "target_std": self.target_std}
@@ -477,13 +490,3 @@ class VQCRegressor(CircuitMixin, Model):
         """R²."""
         return r2_score(self.predict(X, params), np.asarray(y, dtype=np.float64))
 
-
-def standardised_targets(y: Any, mean: float | None, std: float) -> np.ndarray:
-    """Regression targets as finite float64, shifted and scaled by the training statistics."""
-    try:
-        t = np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise error("invalid_labels", "regression targets must be numbers") from None
-    if t.ndim != 1 or not np.all(np.isfinite(t)):
-        raise error("invalid_labels", "regression targets must be a finite 1-D array")
-    return (t - (mean or 0.0)) / std

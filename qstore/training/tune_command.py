@@ -9,14 +9,13 @@ Running the same command again continues the study (see ``qstore.training.tuning
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from typing import Any
 
 from tqdm import tqdm
 
-from qstore.errors import QStoreError
+from qstore.run_command import run_command
 
 
 def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -91,13 +90,5 @@ def _cell(value: Any) -> str:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    try:
-        result = asyncio.run(search(args))
-    except QStoreError as exc:
-        print(f"qstore tune: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"qstore tune: interrupted; run the same command to continue study {args.study!r}", file=sys.stderr)
-        return 130
-    print(table(result, args.metric))
-    return 0
+    return run_command("tune", search(args), lambda result: print(table(result, args.metric)),
+                       f"run the same command to continue study {args.study!r}")
