@@ -37,6 +37,7 @@ from qstore.training.reference_datasets import load_reference
 from qstore_client import AsyncClient
 
 LR, BATCH = 0.05, 16
+WARM_UP_S = 600.0  # the first round waits this long: every node loads the engine
 
 
 def free_port() -> int:
@@ -90,7 +91,8 @@ async def federate(n: int, args: argparse.Namespace, X: np.ndarray, y: np.ndarra
                 await client.import_dataset("local", X[rows], y[rows])
         common = dict(local_epochs=args.local_epochs, lr=LR, batch_size=BATCH, seed=args.seed,
                       strategy=args.strategy)
-        await Coordinator(urls, rounds=1, **common).run(VQC(4, 2, 2), validation=val)  # warm-up: kernels compile
+        await Coordinator(urls, rounds=1, deadline_s=WARM_UP_S, **common).run(VQC(4, 2, 2),
+                                                                              validation=val)  # warm-up: engine loads
         return await Coordinator(urls, rounds=args.rounds, **common).run(VQC(4, 2, 2), validation=val)
     finally:
         for proc in procs:
@@ -169,7 +171,9 @@ async def secagg_overhead(args: argparse.Namespace) -> None:
                     return [RemoteParticipant(u) for u in urls] if args.on_nodes else _local(X, data.y_train, parts)
                 common = dict(lr=LR, batch_size=BATCH, seed=args.seed, min_participants=2,
                               secure_aggregation=secure)
-                await Coordinator(make(), rounds=1, **common).run(VQC(4, 2, 2))  # warm-up
+                # warm-up: each node loads the training engine (cirq, the numba kernels) in a thread after it
+                # listens; 20 of them at once on 2 cores take minutes, past the default 60 s round deadline
+                await Coordinator(make(), rounds=1, deadline_s=WARM_UP_S, **common).run(VQC(4, 2, 2))
                 participants = make()
                 history = await Coordinator(participants, rounds=args.rounds, **common).run(
                     VQC(4, 2, 2), validation=(data.X_test, data.y_test))
@@ -242,7 +246,7 @@ async def selection_table(args: argparse.Namespace, fixed: tuple[float, ...] = (
     for seed in range(5):
         parts = every_one_has_rows(shards(data.y_train, 20, "skew", 0.3, np.random.default_rng(seed)))
 
-        async def curve(**kwargs: Any) -> list[float]:
+        async def curve(parts: list[np.ndarray] = parts, seed: int = seed, **kwargs: Any) -> list[float]:
             history = await Coordinator(_local(X, data.y_train, parts), rounds=R, local_epochs=3, lr=0.1,
                                         batch_size=8, seed=seed, **kwargs).run(
                 VQC(4, 2, 2), validation=(data.X_test, data.y_test))
