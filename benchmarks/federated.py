@@ -69,6 +69,18 @@ def start_nodes(root: Path, n: int) -> tuple[list[subprocess.Popen], list[str]]:
     return procs, urls
 
 
+def stop_nodes(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM, then SIGKILL for a node whose event loop is still busy a minute later."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def shards(y: np.ndarray, n: int, partition: str, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
     if partition == "iid":
         return np.array_split(rng.permutation(len(y)), n)
@@ -95,10 +107,7 @@ async def federate(n: int, args: argparse.Namespace, X: np.ndarray, y: np.ndarra
                                                                               validation=val)  # warm-up: engine loads
         return await Coordinator(urls, rounds=args.rounds, **common).run(VQC(4, 2, 2), validation=val)
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait(30)
+        stop_nodes(procs)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -148,8 +157,8 @@ async def secagg_overhead(args: argparse.Namespace) -> None:
     """Plain and secure rounds over the same participants: wall time and payload bytes per round."""
     data = load_reference("breast-cancer")
     X = data.X_train.astype(np.float32).astype(np.float64)
-    print(f"secure aggregation overhead: VQC(4, 2 layers), 1 local epoch, {args.rounds} rounds each, "
-          f"{'server nodes over HTTP' if args.on_nodes else 'in-process participants'}")
+    print(f"secure aggregation overhead: VQC(4, 2 layers), 1 local epoch, {args.rounds} rounds each, plain and "
+          f"secure alternating, {'server nodes over HTTP' if args.on_nodes else 'in-process participants'}")
     head = (f"{'n':>3} {'plain s/round':>13} {'secure s/round':>14} {'overhead':>8} {'plain B/part':>12} "
             f"{'secure B/part (up)':>18} {'(down)':>8} {'final acc plain/secure':>22}")
     print(head)
@@ -165,21 +174,24 @@ async def secagg_overhead(args: argparse.Namespace) -> None:
                 async with AsyncClient(url) as client:
                     await client.import_dataset("local", X[rows], data.y_train[rows])
         try:
-            out = {}
+            def make(timeout: float = 30.0, urls: list[str] = urls, parts: list[np.ndarray] = parts) -> list:
+                return [RemoteParticipant(u, request_timeout=timeout) for u in urls] if args.on_nodes \
+                    else _local(X, data.y_train, parts)
+
+            common = dict(lr=LR, batch_size=BATCH, min_participants=2)
+            # warm-up: each node loads the training engine (cirq, the numba kernels) after it listens, and its
+            # first job waits for that; 20 nodes at once on 2 busy cores take minutes, past every default timeout
             for secure in (False, True):
-                def make(urls: list[str] = urls, parts: list[np.ndarray] = parts) -> list:
-                    return [RemoteParticipant(u) for u in urls] if args.on_nodes else _local(X, data.y_train, parts)
-                common = dict(lr=LR, batch_size=BATCH, seed=args.seed, min_participants=2,
-                              secure_aggregation=secure)
-                # warm-up: each node loads the training engine (cirq, the numba kernels) in a thread after it
-                # listens; 20 of them at once on 2 cores take minutes, past the default 60 s round deadline
-                await Coordinator(make(), rounds=1, deadline_s=WARM_UP_S, **common).run(VQC(4, 2, 2))
-                participants = make()
-                history = await Coordinator(participants, rounds=args.rounds, **common).run(
-                    VQC(4, 2, 2), validation=(data.X_test, data.y_test))
-                for p in participants:
-                    await p.close()
-                out[secure] = history
+                await Coordinator(make(WARM_UP_S), rounds=1, deadline_s=WARM_UP_S, seed=args.seed,
+                                  secure_aggregation=secure, **common).run(VQC(4, 2, 2))
+            # plain and secure rounds alternate, so both see the same load; each model carries on across rounds
+            models = {False: VQC(4, 2, 2), True: VQC(4, 2, 2)}
+            out: dict[bool, list[RoundRecord]] = {False: [], True: []}
+            for r in range(args.rounds):
+                for secure in (False, True):
+                    out[secure] += await Coordinator(make(), rounds=1, seed=args.seed + r, secure_aggregation=secure,
+                                                     **common).run(models[secure],
+                                                                   validation=(data.X_test, data.y_test))
             plain, secure_h = out[False], out[True]
             t_plain = float(np.median([h.seconds for h in plain]))
             t_secure = float(np.median([h.seconds for h in secure_h]))
@@ -190,10 +202,7 @@ async def secagg_overhead(args: argparse.Namespace) -> None:
                   f"{up:>18.0f} {down:>8.0f} {plain[-1].accuracy:>11.4f}/{secure_h[-1].accuracy:.4f}")
         finally:
             if procs:
-                for proc in procs:
-                    proc.send_signal(signal.SIGTERM)
-                for proc in procs:
-                    proc.wait(30)
+                stop_nodes(procs)
                 shutil.rmtree(root, ignore_errors=True)
 
 
