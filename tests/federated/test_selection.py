@@ -56,6 +56,16 @@ def test_the_energy_prefers_balanced_labels_and_avoids_open_breakers():
     assert all(not one_class[i].open for i in picked) and all(w["breaker"] == 0 for w in why.values())
 
 
+def test_coverage_prefers_much_data_of_every_label_to_a_balanced_trickle():
+    """Two balanced two-row participants are as balanced as a 100-row one of each label; coverage
+    (with no size term to break the tie) still picks the pair that brings each label's share."""
+    cands = [Candidate(f"tiny{i}", 2, {0: 1, 1: 1}) for i in range(4)] + \
+            [Candidate("zeros", 100, {0: 100}), Candidate("ones", 100, {1: 100})]
+    picked, why = QuboSelection(solver="exhaustive", weights={"size": 0, "latency": 0, "age": 0}).select(cands, 2, 0)
+    assert sorted(cands[i].name for i in picked) == ["ones", "zeros"]
+    assert all(w["coverage"] < 0 for w in why.values())
+
+
 async def test_rounds_record_why_each_participant_was_picked(split):
     shards = dirichlet_shards(split.y_train, 8, 0.3, np.random.default_rng(0))
     parts = [LocalParticipant((split.X_train[s], split.y_train[s]), name=f"p{i}") for i, s in enumerate(shards)]
