@@ -1,6 +1,8 @@
 """Federated rounds over real local server nodes: round latency and accuracy per round.
 
     python benchmarks/federated.py [--nodes 3 6] [--rounds 10] [--local-epochs 2] [--partition iid]
+    python benchmarks/federated.py --secagg 5 10 20 [--on-nodes] [--rounds 5]   # SecAgg overhead
+    python benchmarks/federated.py --compression | --selection | --fednova [--rounds 20]
 
 For each node count N, starts N `python -m qstore_server` processes on loopback, imports
 a disjoint shard of scikit-learn's breast-cancer training split into each (standardised,
