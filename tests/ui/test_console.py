@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import glob
 import re
-import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import tomllib
 
 from qstore_client import AsyncClient
 from qstore_client.errors import QStoreError
@@ -201,7 +201,8 @@ def test_records_scroll_filter_and_open_a_superposed_record(server: ServerProces
     assert driver.switch_to.active_element.get_attribute("id") == "record-title"  # focus follows the user
     branches = table(driver, "#branches-table")
     expected = {b.context: b.probability for b in docs["bank"].branches}
-    assert [r[0] for r in branches] == ["finance", "river"] and expected == pytest.approx({"finance": 0.64, "river": 0.36})
+    assert [r[0] for r in branches] == ["finance", "river"]
+    assert expected == pytest.approx({"finance": 0.64, "river": 0.36})
     assert [r[2] for r in branches] == ["64.0%", "36.0%"]
     meters = driver.find_elements("css selector", "#branches-table [role=meter]")
     assert [float(m.get_attribute("aria-valuenow")) for m in meters] == pytest.approx([0.64, 0.36])
