@@ -245,7 +245,16 @@ def test_search_by_record_by_vector_and_with_tunneling(server: ServerProcess, br
     wait(driver, lambda d: [h[0] for h in hits_in(d)] == [h.id for h in expected], "hits by pasted vector")
     assert all(h.metadata["lang"] == "de" for h in expected) and len(expected) == 4
 
-    fill(driver, "#search-form", filter="", top_k=10, tunneling=8, seed=3)
+    # Superposed records score by the branches of one context when a context is given.
+    finance = docs["bank"].branches[0].vector.tolist()
+    fill(driver, "#search-form", vector=str(finance), filter="", context="finance", top_k=3)
+    submit(driver, "#search-form")
+    expected = api(server, lambda c: query(c, finance, top_k=3, context="finance"))
+    wait(driver, lambda d: [h[0] for h in hits_in(d)] == [h.id for h in expected], "hits in one context")
+    assert expected[0].id == "bank" and hits_in(driver)[0][1] == pytest.approx(expected[0].score, abs=1e-5)
+    driver.find_element("css selector", "#search-form [name=context]").clear()
+
+    fill(driver, "#search-form", vector=str(vector), top_k=10, tunneling=8, seed=3)
     submit(driver, "#search-form")
     tunneled = api(server, lambda c: query(c, vector, top_k=10, tunneling=8.0, seed=3))
     plain = {h.id for h in api(server, lambda c: query(c, vector, top_k=10))}
@@ -253,7 +262,7 @@ def test_search_by_record_by_vector_and_with_tunneling(server: ServerProcess, br
     regions = {h[0]: h[2] for h in hits_in(driver)}
     far = [h.id for h in tunneled if h.id not in plain]
     assert far, "this seed should enter a far region"
-    assert regions == {h.id: "far region (tunneled)" if h.id in far else "near (own region)" for h in tunneled}
+    assert regions == {h.id: "far region (tunneled)" if h.id in far else "near (in plain top_k)" for h in tunneled}
     assert f"{len(far)} from far regions" in driver.find_element("id", "search-summary").text
     screenshot(driver, tmp_path / "search.png")
     no_errors(driver)
@@ -412,12 +421,12 @@ def test_lesser_keys_hide_write_controls_and_the_server_refuses(server: ServerPr
         return
     screenshot(driver, tmp_path / "training-read-only.png")
     # The server refuses what the hidden controls would send, and the console shows its answer.
-    with pytest.raises(QStoreError) as refused:
-        api(server, lambda c: c.create_collection("nope", dim=2), key=READER)
-    assert refused.value.code == "forbidden"
-    with pytest.raises(QStoreError) as refused:
-        api(server, lambda c: c.start_job("train", {"dataset": "halves"}), key=READER)
-    assert refused.value.code == "forbidden"
+    for key_, call in [(READER, lambda c: c.create_collection("nope", dim=2)),
+                       (READER, lambda c: c.start_job("train", {"dataset": "halves"})),
+                       (WRITER, lambda c: c.drop_collection("docs"))]:
+        with pytest.raises(QStoreError) as refused:
+            api(server, call, key=key_)
+        assert refused.value.code == "forbidden"
     driver.find_element("id", "tab-collections").click()
     driver.execute_script("document.getElementById('create-form').hidden = false")
     fill(driver, "#create-form", name="nope", dim=2)

@@ -361,8 +361,10 @@ views.records = {
     if (!rec) return;
     $('#record-expiry').textContent = rec.expires_at === null ? 'Does not expire.'
       : `Expires in ${secondsLeft(rec.expires_at)} (at ${new Date(rec.expires_at * 1000).toLocaleTimeString()}).`;
+    const byId = new Map(this.loaded.filter((r) => r.expires_at !== null).map((r) => [r.id, r]));
+    if (!byId.size) return;
     for (const tr of $$('#records-table tbody tr')) {
-      const r = this.loaded.find((x) => x.id === tr.querySelector('th')?.textContent);
+      const r = byId.get(tr.querySelector('th')?.textContent);
       if (r) tr.querySelector('.expires').textContent = secondsLeft(r.expires_at);
     }
   },
@@ -408,7 +410,7 @@ views.search = {
       const plain = await api('POST', `${col(name)}/query`, { ...body, tunneling: null, seed: null });
       near = new Set(plain.map((h) => h.id));
     }
-    const region = (h) => (near === null ? 'plain search' : near.has(h.id) ? 'near (own region)' : 'far region (tunneled)');
+    const region = (h) => (near === null ? 'plain search' : near.has(h.id) ? 'near (in plain top_k)' : 'far region (tunneled)');
     const rows = hits.map((h, i) => row([cell(i + 1), cell(h.id, { th: true }), cell(fmt(h.score, 6), { className: 'score' }),
       cell(region(h), { className: 'region' }), cell(short(h.metadata))]));
     fill($('#search-table tbody'), rows, 'No hits.', 5);
