@@ -467,9 +467,7 @@ class Collection:
         self._check_open()
         return {"name": self.name, "dim": self.dim, "metric": self.metric, "index": self.spec.to_dict(),
                 "coherence_time": self.coherence_time, "on_decohere": self.on_decohere,
-                "count": await self.count(), "indexed_vectors": self.index.size - self.index.fresh,
-                "unindexed_vectors": self.index.fresh,
-                "tombstones": self.index.tombstones}
+                "count": await self.count(), **self.index.counts()}
 
     async def upsert(self, ids: list[str], vectors: Any, metadata: list[dict[str, Any]] | None = None,
                      coherence_time: float | None = None) -> int:
@@ -611,6 +609,7 @@ class Collection:
     def _search_sync(self, q: np.ndarray, k: int, pred: Any, context: str | None, ef: int | None,
                      now: float, wait: bool = True) -> list[list[Hit]]:
         start = time.perf_counter()
+        self.index.searching()
         with self._lock.read(wait):
             due = self._due(now)
             allowed = self.candidates(pred, context, due)

@@ -3,6 +3,8 @@
 Writers are preferred (a waiting writer holds back new readers), but readers that waited
 through a write section go in before the next writer. Under a steady stream of writes a
 reader therefore waits for at most the write in progress when it arrived, not for the stream.
+Writers go in arrival order: one that takes the lock back to back (the graph builder, a chunk
+at a time) cannot starve another (a commit publishing its vectors).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ class RWLock:
         self._waiting_readers = 0
         self._admitted = 0  # readers that waited through the last write; they go before the next
         self._writes = 0  # write sections finished
+        self._tickets = 0  # writers' arrival order: the next ticket to hand out
 
     def read(self, wait: bool = True) -> _Shared:
         """``with lock.read():`` shares the lock; ``read(wait=False)`` raises WouldBlock
@@ -33,8 +36,10 @@ class RWLock:
     @contextmanager
     def write(self) -> Iterator[None]:
         with self._cond:
+            ticket = self._tickets
+            self._tickets += 1
             self._waiting_writers += 1
-            while self._writing or self._readers or self._admitted:
+            while self._writing or self._readers or self._admitted or ticket != self._writes:
                 self._cond.wait()
             self._waiting_writers -= 1
             self._writing = True

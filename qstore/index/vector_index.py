@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import faiss
 import numpy as np
@@ -21,9 +22,15 @@ log = logging.getLogger(__name__)
 
 REBUILD_TOMBSTONE_RATIO = 0.2
 REBUILD_MIN_TOMBSTONES = 64
-# Fresh vectors moved into the graph per hold of the write lock: a search waits for one
-# chunk's graph work at most (500 vectors at the HNSW defaults take a few hundred milliseconds).
-ADD_CHUNK = 64
+# While searches come in, fresh vectors move into the graph in chunks that hold the write lock
+# for about HOLD seconds, with one OpenMP thread (a second would contend with the readers for
+# the cores, and under oversubscription OpenMP's spinning barriers stretch a chunk to seconds).
+# With no search asked for in the last QUIET seconds they move ADD_CHUNK at a time with every
+# thread: a query arriving then waits for one such chunk (tens of milliseconds).
+HOLD = 0.001
+QUIET = 0.5
+YIELD = 1.0  # while searches come in, the graph work pauses this long for each second it held the lock
+ADD_CHUNK = 128
 _NO_IDS = np.empty(0, np.int64)
 
 
@@ -46,6 +53,8 @@ class VectorIndex:
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         self._rebuild: threading.Thread | None = None
         self.applied_seq = applied_seq  # every change up to it is in the graph
+        self._last_search = 0.0  # time.monotonic() of the last search asked for
+        self._add_cost = 1e-3  # seconds per vector added to the graph while searches run
         self.rebuilds = 0
 
     def _empty(self) -> faiss.Index:
@@ -64,12 +73,19 @@ class VectorIndex:
     @property
     def size(self) -> int:
         """Vectors stored, tombstones excluded, fresh ones included."""
-        return self._index.ntotal - len(self._tombstones) + len(self._fresh_ids)
+        with self.lock.read():  # a chunk moving into the graph is counted once
+            return self._index.ntotal - len(self._tombstones) + len(self._fresh_ids)
 
     @property
     def fresh(self) -> int:
         """Vectors searchable but not yet in the graph."""
         return len(self._fresh_ids)
+
+    def counts(self) -> dict[str, int]:
+        """Live vectors in the graph, in the fresh set, and the graph's tombstones, taken together."""
+        with self.lock.read():
+            return {"indexed_vectors": self._index.ntotal - len(self._tombstones),
+                    "unindexed_vectors": len(self._fresh_ids), "tombstones": len(self._tombstones)}
 
     @property
     def tombstones(self) -> int:
@@ -119,17 +135,26 @@ class VectorIndex:
         lock, so a search waits for one chunk's graph work at most. Every change up to ``seq``
         was published before this call, so afterwards all of them are in the graph."""
         while True:
-            with self.lock.write():
-                ids, vecs = self._fresh_ids[:ADD_CHUNK], self._fresh_vecs[:ADD_CHUNK]
+            busy = time.monotonic() - self._last_search < QUIET
+            n = max(1, min(ADD_CHUNK, int(HOLD / self._add_cost))) if busy else ADD_CHUNK
+            held = 0.0
+            with self.lock.write(), _threads(1 if busy else runtime.config().omp_threads):
+                ids, vecs = self._fresh_ids[:n], self._fresh_vecs[:n]
                 if len(ids):
+                    start = time.perf_counter()
                     self._apply_locked(self._index, self._tombstones, ids, vecs, _NO_IDS)
+                    held = time.perf_counter() - start
+                    if busy:
+                        self._add_cost += 0.2 * (held / len(ids) - self._add_cost)
                     if self._pending is not None:
                         self._pending.append((ids, vecs, _NO_IDS))
-                    self._fresh_ids, self._fresh_vecs = self._fresh_ids[ADD_CHUNK:], self._fresh_vecs[ADD_CHUNK:]
+                    self._fresh_ids, self._fresh_vecs = self._fresh_ids[n:], self._fresh_vecs[n:]
                 if not len(self._fresh_ids):
                     self.applied_seq = max(self.applied_seq, seq)
                     self._maybe_train()
                     break
+            if busy:  # searches and graph work cannot overlap: give them the lock and a core in turn
+                time.sleep(held * YIELD)
         self._maybe_rebuild()
 
     def apply(self, add_ids: np.ndarray, add_vecs: np.ndarray, remove_ids: np.ndarray, seq: int) -> None:
@@ -207,6 +232,7 @@ class VectorIndex:
         an exact scan of the fresh set. Scores are higher-is-better. ``ef`` (HNSW) and
         ``nprobe`` (IVF) override the spec's search effort.
         With ``wait=False`` it raises WouldBlock rather than wait for a writer."""
+        self.searching()
         with self.lock.read(wait), _threads_for(len(queries)):
             if self.spec.type == "hnsw" and k > (ef or self.spec.ef_search):
                 ef = k  # FAISS keeps efSearch even when k exceeds it: the tail of the results would be poor
@@ -220,6 +246,11 @@ class VectorIndex:
             if len(self._fresh_ids):
                 scores, ids = self._with_fresh(queries, k, scores, ids, allowed, exclude)
         return scores, ids
+
+    def searching(self) -> None:
+        """Note that a search is coming: graph work yields to searches for a while. Callers say
+        so before they take locks of their own, which may wait for that graph work."""
+        self._last_search = time.monotonic()
 
     def _with_fresh(self, queries: np.ndarray, k: int, scores: np.ndarray, ids: np.ndarray,
                     allowed: np.ndarray | None, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -316,15 +347,14 @@ class VectorIndex:
         return cls(dim, metric, spec, index=index, tombstones=set(int(t) for t in tombs), applied_seq=seq)
 
 
-class _threads_for:
-    """Per-thread OpenMP setting: a one-query search gains nothing from a thread team, and idle
-    team members spin on the cores the event loop and other readers need. The caller's own
-    setting comes back afterwards (searches may run on the caller's thread)."""
+class _threads:
+    """Per-thread OpenMP setting, the caller's own coming back afterwards (searches may run on
+    the caller's thread)."""
 
     __slots__ = ("n", "before")
 
-    def __init__(self, n_queries: int):
-        self.n = 1 if n_queries < 16 else runtime.config().omp_threads
+    def __init__(self, n: int):
+        self.n = n
 
     def __enter__(self) -> None:
         self.before = faiss.omp_get_max_threads()
@@ -334,3 +364,9 @@ class _threads_for:
     def __exit__(self, *exc: object) -> None:
         if self.before != self.n:
             faiss.omp_set_num_threads(self.before)
+
+
+def _threads_for(n_queries: int) -> _threads:
+    """A one-query search gains nothing from a thread team, and idle team members spin on the
+    cores the event loop and other readers need."""
+    return _threads(1 if n_queries < 16 else runtime.config().omp_threads)

@@ -10,7 +10,6 @@ import numpy as np
 
 import qstore
 from qstore.index import IndexSpec, VectorIndex
-from qstore.index.vector_index import ADD_CHUNK
 
 DIM = 16
 NONE = np.empty(0, np.int64)
@@ -28,7 +27,7 @@ def test_fresh_vectors_are_searched_exactly_until_the_graph_takes_them():
     index.apply(np.arange(300), base, NONE, seq=1)
     q = _unit(rng, 1)  # not stored
 
-    near = index.prepare(q + 0.05 * _unit(rng, 3 * ADD_CHUNK))  # nearer the query than anything stored
+    near = index.prepare(q + 0.05 * _unit(rng, 192))  # nearer the query than anything stored
     fresh_ids = np.arange(1000, 1000 + len(near))
     index.publish(fresh_ids, near, NONE)
     assert index.fresh == len(near) and index.size == 300 + len(near)
@@ -96,7 +95,7 @@ async def test_queries_beside_a_write_stream_see_every_acknowledged_write(tmp_pa
             nonlocal last
             n = 0
             while not stop.is_set():
-                ids = [f"w{n + i}" for i in range(4 * ADD_CHUNK)]
+                ids = [f"w{n + i}" for i in range(256)]
                 x = _unit(rng, len(ids))
                 written.update(zip(ids, x))
                 await col.upsert(ids, x)
