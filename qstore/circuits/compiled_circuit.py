@@ -1,8 +1,11 @@
 """A NumPy state-vector simulator of arbitrary cirq circuits, with adjoint gradients of Pauli sums.
 
-cirq only describes the circuit here (``cirq.unitary``, eigen-components); the simulation is
-NumPy einsum over a (batch, 2, ..., 2) tensor. This is the general path for user circuits
-(VQE-style ``qstore.vqe.minimize``): any gate
+cirq only describes the circuit here (``cirq.unitary``, eigen-components). ``states``,
+``expectation``, ``forward`` and ``vjp`` run the gates on the compiled state-vector kernels
+(``statevector_kernels``: one- and two-qubit gates; wider ones through NumPy einsum), with the
+batch innermost; ``_Step.unitary`` / ``apply_matrix`` remain the NumPy form of each gate that
+``qstore.vqe`` and the density-matrix backend build on. This is the general path for user circuits
+(``CircuitModel``, VQE-style ``qstore.vqe.minimize``): any gate
 with a unitary is applied through ``cirq.unitary``; gates with sympy
 parameters must be, or decompose into, ``cirq.EigenGate``s with a symbolic
 exponent (Rx/Ry/Rz, XPow/YPow/ZPow, CZPow, XX/YY/ZZPow, PhasedXPow, FSim, ...),

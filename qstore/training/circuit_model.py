@@ -9,8 +9,9 @@ logits (``n_classes`` set: softmax and cross-entropy, as ``VQC``) or a predictio
 
 How it runs (``model.path``, logged when the model is built):
 
-- ``adjoint``: ``qstore.circuits.CompiledCircuit``, the NumPy statevector simulator of
-  cirq circuits, with exact adjoint gradients with respect to weights and inputs. Every
+- ``adjoint``: ``qstore.circuits.CompiledCircuit``, the cirq circuit's gates on the compiled
+  state-vector kernels, with exact adjoint gradients with respect to weights and inputs (a
+  training step is one forward pass and one backward pass that reuses its gates). Every
   parameterised gate must be (or decompose into) ``cirq.EigenGate``s with a symbolic exponent.
 - ``cirq``: otherwise, ``cirq.Simulator`` with central finite differences (step 1e-5)
   for the gradients: any unitary circuit, slower, and accurate to about 1e-9.
