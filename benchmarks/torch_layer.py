@@ -5,15 +5,20 @@ breast-cancer set (standardised, 70% training split, batches of 32, Adam lr 0.01
 cross-entropy). The quantum layer is the same circuit on both sides: RY(pi x_q) encoding,
 ``layers`` x (RX·RY·RZ on every qubit, CNOT chain), <Z> on every qubit. Rows:
 
-* qstore QuantumLayer        our statevector simulator, adjoint gradients for weights and inputs
-* pennylane default.qubit    qml.qnn.TorchLayer, diff_method="backprop" (torch autograd, broadcast)
-* pennylane lightning.qubit  qml.qnn.TorchLayer, diff_method="adjoint"
+* qstore QuantumLayer          our statevector simulator; the backward pass reuses the forward
+                               pass's states (adjoint gradients for weights and inputs)
+* pennylane TorchLayer ...     ``qml.qnn.TorchLayer`` as PennyLane's docs use it, on
+                               ``default.qubit`` with diff_method "best" (its default), "backprop"
+                               and "adjoint", and on ``lightning.qubit`` with "best" and "adjoint"
 
-Before timing, both layers are given the same weights and must return the same outputs
-(to 1e-6), so the comparison is of equal work. Each row is the best of ``--repeats`` epochs
-after one warm-up batch. PennyLane rows need the ``bench`` extra (pennylane, pennylane-lightning).
+Before timing, every layer is given the same weights and must return our outputs to 1e-6, and
+every network starts from the same classical weights, so the comparison is of equal work (the
+final-loss column agrees). Each row trains its own network for ``--repeats`` epochs over the same
+shuffles, the rows interleaved epoch by epoch (robust to the machine's load changing); the ratio
+is the median over rounds of (row epoch / qstore epoch in the same round). PennyLane rows need the
+``bench`` extra (pennylane, pennylane-lightning).
 
-Usage: python benchmarks/torch_layer.py [--qubits 8] [--layers 3] [--repeats 5]
+Usage: python benchmarks/torch_layer.py [--qubits 8] [--layers 3] [--repeats 5] [--pennylane default.qubit:best ...]
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from qstore.torch import QuantumLayer
 from qstore.training import VQC
@@ -64,28 +70,33 @@ def pennylane_layer(device: str, method: str, n: int, layers: int, weights: np.n
     return layer
 
 
-def epoch_seconds(quantum: torch.nn.Module, n: int, X: torch.Tensor, y: torch.Tensor, batch: int,
-                  repeats: int) -> tuple[float, float]:
-    """Best wall time of one epoch (after a warm-up batch) and the last epoch's mean loss."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], n), quantum, torch.nn.Linear(n, 2)).double()
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+PENNYLANE_ROWS = ("default.qubit:best", "default.qubit:backprop", "default.qubit:adjoint", "lightning.qubit:best",
+                  "lightning.qubit:adjoint")
 
-    def step(rows: torch.Tensor) -> float:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(net(X[rows]), y[rows])
+
+class Row:
+    """One layer under test: its own network and optimizer, trained epoch by epoch."""
+
+    def __init__(self, label: str, quantum: torch.nn.Module, n: int, X: torch.Tensor, y: torch.Tensor, batch: int):
+        torch.manual_seed(0)
+        self.label, self.X, self.y, self.batch = label, X, y, batch
+        self.net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], n), quantum, torch.nn.Linear(n, 2)).double()
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=0.01)
+        self.times: list[float] = []
+        self.loss = float("nan")
+        self.step(torch.arange(batch))          # warm-up: compile, allocate
+
+    def step(self, rows: torch.Tensor) -> float:
+        self.opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(self.net(self.X[rows]), self.y[rows])
         loss.backward()
-        opt.step()
+        self.opt.step()
         return float(loss.detach()) * len(rows)
 
-    step(torch.arange(batch))
-    best, loss = float("inf"), float("nan")
-    for r in range(repeats):
-        order = torch.randperm(len(X), generator=torch.Generator().manual_seed(r))
+    def epoch(self, order: torch.Tensor) -> None:
         start = time.perf_counter()
-        loss = sum(step(rows) for rows in order.split(batch)) / len(X)
-        best = min(best, time.perf_counter() - start)
-    return best, loss
+        self.loss = sum(self.step(rows) for rows in order.split(self.batch)) / len(self.X)
+        self.times.append(time.perf_counter() - start)
 
 
 def main() -> None:
@@ -97,44 +108,53 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch intra-op threads for every row (default 1: with tiny classical layers, idle "
                              "OpenMP threads spinning beside the simulator's threads cost more than they give)")
-    parser.add_argument("--no-pennylane", action="store_true")
+    parser.add_argument("--pennylane", nargs="*", default=list(PENNYLANE_ROWS), metavar="DEVICE:METHOD",
+                        help="PennyLane rows (none: ours only); default: " + " ".join(PENNYLANE_ROWS))
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)
     X, y = data()
-    have_pl = not args.no_pennylane and importlib.util.find_spec("pennylane") is not None
+    have_pl = importlib.util.find_spec("pennylane") is not None
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
     print(f"one epoch: {len(X)} samples, batch {args.batch_size}, {args.layers} layers, float64, "
-          f"torch threads {args.torch_threads}")
-    print("| qubits | layer | s / epoch | ms / batch | final loss | vs qstore |\n|---:|:---|---:|---:|---:|---:|")
+          f"torch threads {args.torch_threads}; {args.repeats} rounds, rows interleaved; load average {load}")
+    print("| qubits | layer | median s / epoch | ms / batch | final loss | vs qstore (median of rounds) |\n"
+          "|---:|:---|---:|---:|---:|---:|")
+    n_batches = -(-len(X) // args.batch_size)
     for n in args.qubits:
         weights = np.random.default_rng(1).uniform(-np.pi, np.pi, 3 * n * args.layers)
         ours = QuantumLayer(VQC(n, args.layers, n_classes=n, n_features=n, entanglement="linear"),
                             dtype=torch.float64)
         with torch.no_grad():
             ours.weight.copy_(torch.tensor(weights))
-        rows: list[tuple[str, Callable[[], torch.nn.Module]]] = [("qstore QuantumLayer", lambda o=ours: o)]
+        makers: list[tuple[str, Callable[[], torch.nn.Module]]] = [("qstore QuantumLayer (adjoint)", lambda o=ours: o)]
         if have_pl:
-            for label, device, method in (("pennylane default.qubit backprop", "default.qubit", "backprop"),
-                                          ("pennylane lightning.qubit adjoint", "lightning.qubit", "adjoint")):
-                rows.append((label, lambda d=device, m=method, k=n, w=weights:
-                             pennylane_layer(d, m, k, args.layers, w)))
+            for device, method in (row.split(":") for row in args.pennylane):
+                makers.append((f"pennylane TorchLayer {device} {method}", lambda d=device, m=method, k=n, w=weights:
+                               pennylane_layer(d, m, k, args.layers, w)))
         probe = torch.rand(4, n, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
         reference = ours(probe).detach().numpy()
-        base = None
-        n_batches = -(-len(X) // args.batch_size)
-        for label, make in rows:
+        rows = []
+        for label, make in makers:
             try:
                 layer = make()
                 out = layer(probe).detach().numpy()
                 if not np.allclose(out, reference, atol=1e-6):
                     raise AssertionError(f"{label} computes a different circuit: max diff "
                                          f"{np.abs(out - reference).max():.2e}")
-                seconds, loss = epoch_seconds(layer, n, X, y, args.batch_size, args.repeats)
+                rows.append(Row(label, layer, n, X, y, args.batch_size))
             except Exception as exc:   # a plugin missing or broken in this environment
                 print(f"  {label}: {type(exc).__name__}: {exc}, skipped", file=sys.stderr)
-                continue
-            base = base or seconds
-            print(f"| {n} | {label} | {seconds:.3f} | {1000 * seconds / n_batches:.2f} | {loss:.4f} | "
-                  f"{seconds / base:.1f}x |", flush=True)
+        for r in tqdm(range(args.repeats), desc=f"{n} qubits", leave=False):
+            order = torch.randperm(len(X), generator=torch.Generator().manual_seed(r))
+            for row in rows:
+                row.epoch(order)
+        base = np.array(rows[0].times)
+        for row in rows:
+            seconds = float(np.median(row.times))
+            ratio = float(np.median(np.array(row.times) / base))
+            print(f"| {n} | {row.label} | {seconds:.3f} | {1000 * seconds / n_batches:.2f} | {row.loss:.4f} | "
+                  f"{ratio:.1f}x |", flush=True)
 
 
 if __name__ == "__main__":

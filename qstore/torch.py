@@ -35,26 +35,29 @@ from qstore.training.models import Model
 def _numpy(t: torch.Tensor) -> np.ndarray:
     if t.device.type != "cpu":
         raise error("invalid_argument", f"QuantumLayer runs on CPU tensors, got a tensor on {t.device}")
-    return t.detach().numpy().astype(np.float64)
+    return np.asarray(t.detach().numpy(), dtype=np.float64)     # no copy for float64
+
+
+def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
 
 
 class CircuitFunction(torch.autograd.Function):
-    """(x (B, F), weights (W,)) -> expectations (B, K), differentiated by the model's adjoint vjp."""
+    """(x (B, F), weights (W,)) -> expectations (B, K); backward is the pullback of the forward
+    pass (the simulator's saved states), so a training step simulates the circuit once each way."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weights: torch.Tensor, model: Model) -> torch.Tensor:
-        ctx.model = model
-        ctx.save_for_backward(x, weights)
-        z = model.circuit_outputs(_numpy(x), _numpy(weights))  # type: ignore[attr-defined]
-        return torch.from_numpy(np.ascontiguousarray(z)).to(x.dtype)
+        z, ctx.pullback = model.circuit_forward(_numpy(x), _numpy(weights))  # type: ignore[attr-defined]
+        ctx.dtypes = x.dtype, weights.dtype
+        return _tensor(z, x.dtype)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
-        x, weights = ctx.saved_tensors
-        g_w, g_x = ctx.model.circuit_vjp(_numpy(x), _numpy(weights), _numpy(grad_out))
-        gx = torch.from_numpy(np.ascontiguousarray(g_x)).to(x.dtype) if ctx.needs_input_grad[0] else None
-        gw = torch.from_numpy(np.ascontiguousarray(g_w)).to(weights.dtype) if ctx.needs_input_grad[1] else None
-        return gx, gw, None
+        g_w, g_x = ctx.pullback(_numpy(grad_out))
+        return (_tensor(g_x, ctx.dtypes[0]) if ctx.needs_input_grad[0] else None,
+                _tensor(g_w, ctx.dtypes[1]) if ctx.needs_input_grad[1] else None, None)
 
 
 class QuantumLayer(torch.nn.Module):
@@ -70,7 +73,7 @@ class QuantumLayer(torch.nn.Module):
 
     def __init__(self, model: Model, seed: int = 0, dtype: torch.dtype | None = None):
         super().__init__()
-        if isinstance(model, HybridModel) or not hasattr(model, "circuit_vjp"):
+        if isinstance(model, HybridModel) or not hasattr(model, "circuit_forward"):
             raise error("invalid_argument", f"a {type(model).__name__} has no circuit to wrap in a QuantumLayer")
         if model.n_features is None:
             raise error("invalid_argument", "give the model its input width (n_features=...) before wrapping it")
@@ -87,8 +90,10 @@ class QuantumLayer(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise error("invalid_features", f"QuantumLayer takes (batch, {self.in_features}), got {tuple(x.shape)}")
-        out: torch.Tensor = CircuitFunction.apply(x, self.weight, self.model)
-        return out
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            out: torch.Tensor = CircuitFunction.apply(x, self.weight, self.model)
+            return out
+        return _tensor(self.model.circuit_outputs(_numpy(x), _numpy(self.weight)), x.dtype)  # type: ignore[attr-defined]
 
     def extra_repr(self) -> str:
         return f"{type(self.model).__name__}, in_features={self.in_features}, out_features={self.out_features}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import copy
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,6 +26,9 @@ from qstore.errors import QStoreError, error
 
 from .observables import ObservablesLike, ZObservables, z_observables
 from .spec import CircuitSpec
+
+#: cotangent (B, n_obs) -> (grad_theta, grad_X or None), as ``Backend.vjp`` returns them
+Pullback = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
 
 
 class Backend(abc.ABC):
@@ -76,6 +80,14 @@ class Backend(abc.ABC):
             ) -> tuple[np.ndarray, np.ndarray | None]:
         """Adjoint vector-Jacobian product of ``expectations`` (``supports_adjoint``)."""
         raise _unsupported(self, "adjoint gradients")
+
+    def expectations_vjp(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray,
+                         observables: ObservablesLike | ZObservables | None = None, inputs: bool = True
+                         ) -> tuple[np.ndarray, Pullback]:
+        """``expectations`` and a pullback that runs ``vjp`` (``supports_adjoint``); a backend may
+        share work between the two (the statevector keeps its forward states)."""
+        values = self.expectations(spec, X, theta, observables)
+        return values, lambda grad_out: self.vjp(spec, X, theta, grad_out, observables, inputs)
 
     def jacobian(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray,
                  observables: ObservablesLike | ZObservables | None = None) -> tuple[np.ndarray, np.ndarray]:

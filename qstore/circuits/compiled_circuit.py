@@ -1,8 +1,11 @@
 """A NumPy state-vector simulator of arbitrary cirq circuits, with adjoint gradients of Pauli sums.
 
-cirq only describes the circuit here (``cirq.unitary``, eigen-components); the simulation is
-NumPy einsum over a (batch, 2, ..., 2) tensor. This is the general path for user circuits
-(VQE-style ``qstore.vqe.minimize``): any gate
+cirq only describes the circuit here (``cirq.unitary``, eigen-components). ``states``,
+``expectation``, ``forward`` and ``vjp`` run the gates on the compiled state-vector kernels
+(``statevector_kernels``: one- and two-qubit gates; wider ones through NumPy einsum), with the
+batch innermost; ``_Step.unitary`` / ``apply_matrix`` remain the NumPy form of each gate that
+``qstore.vqe`` and the density-matrix backend build on. This is the general path for user circuits
+(``CircuitModel``, VQE-style ``qstore.vqe.minimize``): any gate
 with a unitary is applied through ``cirq.unitary``; gates with sympy
 parameters must be, or decompose into, ``cirq.EigenGate``s with a symbolic
 exponent (Rx/Ry/Rz, XPow/YPow/ZPow, CZPow, XX/YY/ZZPow, PhasedXPow, FSim, ...),
@@ -15,6 +18,7 @@ import logging
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import cirq
 import numpy as np
@@ -22,6 +26,7 @@ import sympy
 
 from qstore.errors import error
 
+from . import statevector_kernels as kern
 from .observables import PauliSumLike, PauliTerms, pauli_terms
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,9 @@ class _Step:
     axes: tuple[int, ...]
     unitary: Callable[[np.ndarray], np.ndarray]               # values (B, K) -> (Bm, d, d)
     derivatives: list[tuple[int, Callable[[np.ndarray], np.ndarray]]]
+    #: a symbolic EigenGate's exponent e and (phases (J,), projectors (J, d, d)): U = sum_j exp(i pi e ph_j) P_j
+    exponent: sympy.Expr | None = None
+    eigen: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _constant(u: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -46,6 +54,114 @@ def _numeric(expr: sympy.Expr, symbols: list[sympy.Symbol]) -> Callable[[np.ndar
     """expr(values (B, K)) -> (B,) float."""
     fn = sympy.lambdify(symbols, expr, "numpy")
     return lambda values: np.broadcast_to(np.asarray(fn(*values.T), dtype=np.float64), values.shape[:1])
+
+
+
+def _kernel_layout(u: np.ndarray) -> np.ndarray:
+    """Complex matrices (..., d, d, B) -> the kernels' real layout (..., 2, d, d, B), contiguous."""
+    return np.ascontiguousarray(np.stack([u.real, u.imag], axis=-4))
+
+
+def _apply(st: np.ndarray, m: np.ndarray, axes: tuple[int, ...], n: int) -> None:
+    """In place: matrices ``m`` (2, d, d, Bm) on qubits ``axes`` of states ``st`` (2, 2^n, B)."""
+    if len(axes) == 1:
+        kern.apply_one_qubit(st, axes[0], n, m)
+    elif len(axes) == 2:
+        kern.apply_two_qubit(st, axes[0], axes[1], n, m)
+    else:                                       # rare wide gates: NumPy
+        B = st.shape[2]
+        psi = (st[0] + 1j * st[1]).T.reshape((B,) + (2,) * n)
+        out = apply_matrix(psi, (m[0] + 1j * m[1]).transpose(2, 0, 1), axes).reshape(B, -1).T
+        st[0], st[1] = out.real, out.imag
+
+
+class _Program:
+    """A ``CompiledCircuit`` for the compiled state-vector kernels (``statevector_kernels``).
+
+    States are real arrays (2, 2^n, B) with the batch innermost. Per call, the unitaries of all
+    symbolic EigenGates of one size are built by one einsum from a table of their exponents (one
+    sympy-lambdified function for the whole circuit), and kept for the backward pass: their
+    adjoints undo the forward pass, so the backward pass needs no stored states. The derivative of
+    an EigenGate with respect to its exponent is i pi H U with the constant H = sum_j ph_j P_j
+    (H commutes with U), so each gate's gradient is one overlap with H applied at its output.
+    """
+
+    def __init__(self, compiled: CompiledCircuit):
+        self.n = compiled.n_qubits
+        self.steps = compiled.steps
+        symbols = compiled.symbols
+        self.param = [i for i, st in enumerate(self.steps) if st.eigen is not None]
+        exprs = [self.steps[i].exponent for i in self.param]
+        self._exponents = sympy.lambdify(symbols, exprs, "numpy")
+        pairs = [(p, k) for p, e in enumerate(exprs) for k, sym in enumerate(symbols) if sym in e.free_symbols]
+        self._slopes = sympy.lambdify(symbols, [sympy.diff(exprs[p], symbols[k]) for p, k in pairs], "numpy")
+        self.slope_rows: list[list[tuple[int, int]]] = [[] for _ in self.param]   # per gate: (symbol, row)
+        for row, (p, k) in enumerate(pairs):
+            self.slope_rows[p].append((k, row))
+        # Gates grouped by (size, eigen-components) so one einsum builds each group's unitaries.
+        self.groups: dict[tuple[int, int], list[int]] = {}
+        for p, i in enumerate(self.param):
+            phases, proj = self.steps[i].eigen  # type: ignore[misc]
+            self.groups.setdefault((proj.shape[1], len(phases)), []).append(p)
+        self.phases = {g: np.stack([self.steps[self.param[p]].eigen[0] for p in ps])  # type: ignore[index]
+                       for g, ps in self.groups.items()}
+        self.projectors = {g: np.stack([self.steps[self.param[p]].eigen[1] for p in ps])  # type: ignore[index]
+                           for g, ps in self.groups.items()}
+        self.generators = [_kernel_layout(np.einsum("j,jxy->xy", *self.steps[i].eigen)[..., None])  # type: ignore[misc]
+                           for i in self.param]
+        self.constant: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for i, st in enumerate(self.steps):
+            if st.eigen is None:
+                u = st.unitary(np.zeros((1, len(symbols))))[0]
+                self.constant[i] = (_kernel_layout(u[..., None]), _kernel_layout(u.conj().T[..., None]))
+
+    def _table(self, fn: Callable[..., list], v: np.ndarray, rows: int) -> np.ndarray:
+        out = np.empty((rows, v.shape[0]))
+        if rows:
+            for r, e in enumerate(fn(*v.T)):
+                out[r] = e                                  # a constant broadcasts over the batch
+        return out
+
+    def gates(self, v: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Every step's matrices and adjoints (2, d, d, Bm) for value rows v (B, K)."""
+        E = self._table(self._exponents, v, len(self.param))
+        fwd: list[np.ndarray] = [np.empty(0)] * len(self.steps)
+        adj: list[np.ndarray] = [np.empty(0)] * len(self.steps)
+        for i, (u, u_dag) in self.constant.items():
+            fwd[i], adj[i] = u, u_dag
+        for g, ps in self.groups.items():
+            w = np.exp(1j * np.pi * E[ps][:, :, None] * self.phases[g][:, None, :])      # (S, B, J)
+            # Projectors are Hermitian: U^dagger = sum_j conj(w_j) P_j.
+            u = _kernel_layout(np.einsum("sbj,sjxy->sxyb", w, self.projectors[g]))
+            u_dag = _kernel_layout(np.einsum("sbj,sjxy->sxyb", w.conj(), self.projectors[g]))
+            for s, p in enumerate(ps):
+                fwd[self.param[p]], adj[self.param[p]] = u[s], u_dag[s]
+        return fwd, adj
+
+    def forward(self, st: np.ndarray, fwd: list[np.ndarray]) -> None:
+        for step, m in zip(self.steps, fwd):
+            _apply(st, m, step.axes, self.n)
+
+    def backward(self, psi: np.ndarray, lam: np.ndarray, adj: list[np.ndarray], v: np.ndarray) -> np.ndarray:
+        """d/d values (B, K) of sum <lam|psi> terms: ``psi`` the final states, ``lam`` the
+        cotangent-weighted observables applied to them (both consumed)."""
+        slopes = self._table(self._slopes, v, sum(len(r) for r in self.slope_rows))
+        grad = np.zeros((v.shape[0], v.shape[1]))
+        p = len(self.param) - 1
+        tmp = np.empty_like(psi)
+        for i in range(len(self.steps) - 1, -1, -1):
+            axes = self.steps[i].axes
+            if p >= 0 and self.param[p] == i:
+                tmp[:] = psi
+                _apply(tmp, self.generators[p], axes, self.n)
+                # d/de 2 Re<lam|U psi> = 2 Re<lam| i pi H psi_out> = -2 pi Im<lam|H psi_out>
+                r = -2.0 * np.pi * (lam[0] * tmp[1] - lam[1] * tmp[0]).sum(axis=0)
+                for k, row in self.slope_rows[p]:
+                    grad[:, k] += r * slopes[row]
+                p -= 1
+            _apply(psi, adj[i], axes, self.n)
+            _apply(lam, adj[i], axes, self.n)
+        return grad
 
 
 class CompiledCircuit:
@@ -121,7 +237,7 @@ class CompiledCircuit:
                 return de_of(values)[:, None, None] * np.einsum("bj,jxy->bxy", w, projectors)
 
             derivatives.append((k, derivative))
-        return _Step(axes, unitary, derivatives)
+        return _Step(axes, unitary, derivatives, exponent, (phases, projectors))
 
     # -- simulation -------------------------------------------------------------------
     def _values(self, values: np.ndarray | Sequence[float] | None) -> tuple[np.ndarray, bool]:
@@ -145,26 +261,36 @@ class CompiledCircuit:
         init = np.asarray(initial_state, dtype=np.complex128)
         return np.broadcast_to(init.reshape((-1,) + (2,) * self.n_qubits), shape).copy()
 
-    def _forward(self, v: np.ndarray, initial_state: np.ndarray | None) -> np.ndarray:
-        psi = self._initial(v.shape[0], initial_state)
-        for step in self.steps:
-            psi = apply_matrix(psi, step.unitary(v), step.axes)
-        return psi
+    @cached_property
+    def _program(self) -> _Program:
+        return _Program(self)
+
+    def _run(self, v: np.ndarray, initial_state: np.ndarray | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Final states in kernel layout (2, 2^n, B) and every step's adjoint matrices."""
+        B = v.shape[0]
+        st = np.zeros((2, 1 << self.n_qubits, B))
+        if initial_state is None:
+            st[0, 0] = 1.0
+        else:
+            init = self._initial(B, initial_state).reshape(B, -1)
+            st[0], st[1] = init.real.T, init.imag.T
+        fwd, adj = self._program.gates(v)
+        self._program.forward(st, fwd)
+        return st, adj
 
     def states(self, values: np.ndarray | Sequence[float] | None = None,
                initial_state: np.ndarray | None = None) -> np.ndarray:
         """Final states: (2^n,) for one value row, (B, 2^n) for a batch."""
         v, single = self._values(values)
-        psi = self._forward(v, initial_state).reshape(v.shape[0], -1)
+        st, _ = self._run(v, initial_state)
+        psi = (st[0] + 1j * st[1]).T
         return psi[0] if single else psi
 
     def expectation(self, values: np.ndarray | Sequence[float] | None, hamiltonian: PauliSumLike | PauliTerms
                     ) -> float | np.ndarray:
         """<H> per value row."""
         v, single = self._values(values)
-        h = self._terms(hamiltonian)
-        psi = self._forward(v, None).reshape(v.shape[0], -1)
-        e = np.einsum("bi,bi->b", psi.conj(), h.apply(psi)).real
+        e = self.forward(v, [hamiltonian])[0][:, 0]
         return float(e[0]) if single else e
 
     def value_and_grad(self, values: np.ndarray | Sequence[float], hamiltonian: PauliSumLike | PauliTerms
@@ -174,29 +300,32 @@ class CompiledCircuit:
         energy, grad = self.vjp(v, [hamiltonian], np.ones((v.shape[0], 1)))
         return (float(energy[0, 0]), grad[0]) if single else (energy[:, 0], grad)
 
+    def forward(self, values: np.ndarray, observables: Sequence[PauliSumLike | PauliTerms]
+                ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """Expectations (B, K) of K observables, and their pullback: cotangent (B, K) ->
+        sum_k cotangent[b, k] d<O_k>_b / d values[b] (B, n_symbols), one adjoint pass that reuses
+        this forward pass's gates and final states."""
+        v, _ = self._values(values)
+        terms = [self._terms(o) for o in observables]
+        st, adj = self._run(v, None)
+        flat = (st[0] + 1j * st[1]).T                                       # (B, 2^n)
+        applied = [h.apply(flat) for h in terms]
+        expectations = np.stack([np.einsum("bi,bi->b", flat.conj(), a).real for a in applied], axis=1)
+
+        def pullback(cotangent: np.ndarray) -> np.ndarray:
+            g = np.asarray(cotangent, dtype=np.float64).reshape(v.shape[0], len(terms))
+            lam = sum((g[:, k, None] * a for k, a in enumerate(applied)), np.zeros_like(flat)).T
+            return self._program.backward(st.copy(), np.ascontiguousarray(np.stack([lam.real, lam.imag])), adj, v)
+
+        return expectations, pullback
+
     def vjp(self, values: np.ndarray, observables: Sequence[PauliSumLike | PauliTerms], cotangent: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray]:
         """Expectations (B, K) of K observables and the vector-Jacobian product
         sum_k cotangent[b, k] d<O_k>_b / d values[b] (B, n_symbols), by one adjoint pass:
         the cotangent-weighted observable is applied once and goes back through the circuit."""
-        v, _ = self._values(values)
-        terms = [self._terms(o) for o in observables]
-        B = v.shape[0]
-        g = np.asarray(cotangent, dtype=np.float64).reshape(B, len(terms))
-        psi = self._forward(v, None)
-        flat = psi.reshape(B, -1)
-        applied = [h.apply(flat) for h in terms]
-        expectations = np.stack([np.einsum("bi,bi->b", flat.conj(), a).real for a in applied], axis=1)
-        lam = sum((g[:, k, None] * a for k, a in enumerate(applied)), np.zeros_like(flat)).reshape(psi.shape)
-        grad = np.zeros((B, len(self.symbols)))
-        for step in reversed(self.steps):
-            u_dag = np.conj(np.swapaxes(step.unitary(v), -1, -2))
-            psi = apply_matrix(psi, u_dag, step.axes)
-            for k, derivative in step.derivatives:
-                d_psi = apply_matrix(psi, derivative(v), step.axes)
-                grad[:, k] += 2.0 * np.einsum("bi,bi->b", lam.reshape(B, -1).conj(), d_psi.reshape(B, -1)).real
-            lam = apply_matrix(lam, u_dag, step.axes)
-        return expectations, grad
+        expectations, pullback = self.forward(values, observables)
+        return expectations, pullback(cotangent)
 
     def _terms(self, hamiltonian: PauliSumLike | PauliTerms) -> PauliTerms:
         if isinstance(hamiltonian, PauliTerms):

@@ -30,7 +30,7 @@ from qstore.errors import error
 
 from . import statevector_kernels as kern
 from .ansatz import entangler_permutation, generator_axes, pauli_matrix
-from .backend import Backend, check_execute_args, check_shots
+from .backend import Backend, Pullback, check_execute_args, check_shots
 from .metric import METRIC_KINDS, fubini_study_metric
 from .observables import ObservablesLike, ZObservables, counts_from_histogram
 from .spec import CircuitSpec
@@ -44,6 +44,7 @@ DEFAULT_MAX_MEMORY_BYTES = 2 << 30
 _CHUNK_BYTES = 1 << 19
 _MAX_CHUNK = 64
 _MIN_CHUNK = 8
+_MIN_SPLIT = 1 << 14
 _DTYPES = {np.dtype(np.complex128): np.float64, np.dtype(np.complex64): np.float32}
 
 
@@ -185,8 +186,9 @@ class StatevectorBackend(Backend):
                         f"{spec.n_qubits} qubits need {per_sample / 2**20:.0f} MiB per sample here, over the "
                         f"{self.max_memory_bytes / 2**20:.0f} MiB limit (max_memory_bytes)")
         size = self.chunk_size or min(_MAX_CHUNK, max(_MIN_CHUNK, _CHUNK_BYTES // state_bytes))
-        # Split even mid-size batches across the threads.
-        size = min(size, max(_MIN_CHUNK, -(-batch // self.threads)))
+        # Split mid-size batches across the threads, but not below _MIN_SPLIT amplitudes a chunk:
+        # smaller chunks cost more in thread hand-offs than they gain (a batch of 32 at 8 qubits).
+        size = min(size, max(_MIN_CHUNK, _MIN_SPLIT // spec.dim, -(-batch // self.threads)))
         size = max(1, min(size, self.max_memory_bytes // (per_sample * self.threads)))
         log.debug("%d samples of %d qubits in chunks of %d on %d threads", batch, spec.n_qubits, size, self.threads)
         return [(b0, min(batch, b0 + size)) for b0 in range(0, batch, size)]
@@ -303,10 +305,7 @@ class StatevectorBackend(Backend):
         (B, P) when theta is per sample; grad_X is (B, F), or None if not ``inputs``.
         """
         X, theta, obs = self.prepare(spec, X, theta, observables)
-        grad_out = np.asarray(grad_out, dtype=np.float64)
-        if grad_out.shape != (X.shape[0], len(obs)) or not np.all(np.isfinite(grad_out)):
-            raise error("invalid_parameters", f"grad_out must be finite with shape {(X.shape[0], len(obs))}, "
-                                              f"got {grad_out.shape}")
+        grad_out = _check_cotangent(grad_out, (X.shape[0], len(obs)))
         g_theta, g_x = self._adjoint(spec, X, theta, obs, grad_out[None], inputs)
         return (g_theta[0] if theta.ndim == 2 else g_theta[0].sum(axis=0)), (g_x[0] if inputs else None)
 
@@ -319,20 +318,63 @@ class StatevectorBackend(Backend):
         g_theta, g_x = self._adjoint(spec, X, theta, obs, eye, True)
         return g_theta.transpose(1, 0, 2), g_x.transpose(1, 0, 2)
 
+    def expectations_vjp(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray,
+                         observables: ObservablesLike | ZObservables | None = None, inputs: bool = True
+                         ) -> tuple[np.ndarray, Pullback]:
+        """``expectations`` and their adjoint ``vjp`` from one forward pass: the pullback reuses the
+        compiled circuit and the states saved on the way (a training step's forward, then backward).
+
+        Shot-sampled expectations, or a batch whose saved states would not fit ``max_memory_bytes``,
+        fall back to a separate ``vjp`` call.
+        """
+        X, theta, obs = self.prepare(spec, X, theta, observables)
+        L = spec.layers
+        tape_bytes = X.shape[0] * (L + 2) * spec.dim * 2 * np.dtype(self.real).itemsize
+        if self.shots is not None or tape_bytes > self.max_memory_bytes:
+            return super().expectations_vjp(spec, X, theta, obs, inputs)
+        prog, chunks = self._program(spec, spec.encoder.angles(X), theta, L + 4)
+
+        def run(b0: int, b1: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+            final, saved = prog.forward(b0, b1, keep=True)
+            probs = np.empty(final.shape[1:])
+            kern.probabilities(final, probs)
+            return final, saved, probs.T
+
+        tape = dict(zip(chunks, self._map(run, chunks)))
+        values = obs.from_probabilities(np.concatenate([t[2] for t in tape.values()]))
+
+        def pullback(grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+            grad_out = _check_cotangent(grad_out, values.shape)
+
+            def back(b0: int, b1: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+                final, saved, _ = tape[b0, b1]
+                return [prog.backward(final, saved, obs.diagonal(grad_out[b0:b1]), b0, b1)]
+
+            parts = self._map(back, chunks)
+            g_theta, g_x = self._gradients(spec, prog, X, parts, 1, inputs)
+            return (g_theta[0] if theta.ndim == 2 else g_theta[0].sum(axis=0)), (g_x[0] if g_x is not None else None)
+
+        return values, pullback
+
     def _adjoint(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, obs: ZObservables,
                  cotangents: np.ndarray, inputs: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """Gradients for K cotangents (K, B, n_obs) from one forward pass: (K, B, P), (K, B, F)."""
-        n, L, B, K = spec.n_qubits, spec.layers, X.shape[0], cotangents.shape[0]
-        angles = spec.encoder.angles(X)
-        prog, chunks = self._program(spec, angles, theta, L + 4)
+        prog, chunks = self._program(spec, spec.encoder.angles(X), theta, spec.layers + 4)
 
-        def run(b0: int, b1: int):
+        def run(b0: int, b1: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
             final, saved = prog.forward(b0, b1, keep=True)
-            outs = [prog.backward(final, saved, obs.diagonal(c[b0:b1]), b0, b1) for c in cotangents]
-            return np.stack([o[0] for o in outs]), [o[1] for o in outs]
+            return [prog.backward(final, saved, obs.diagonal(c[b0:b1]), b0, b1) for c in cotangents]
 
-        parts = self._map(run, chunks)
-        cross = np.ascontiguousarray(np.concatenate([p[0] for p in parts], axis=-1))   # (K, L, n, 3, B)
+        return self._gradients(spec, prog, X, self._map(run, chunks), cotangents.shape[0], inputs)
+
+    @staticmethod
+    def _gradients(spec: CircuitSpec, prog: _Program, X: np.ndarray,
+                   parts: list[list[tuple[np.ndarray, np.ndarray | None]]], K: int, inputs: bool
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-chunk backward results [chunk][cotangent] -> (K, B, P), (K, B, F) or None."""
+        n, L, B = spec.n_qubits, spec.layers, X.shape[0]
+        cross = np.ascontiguousarray(np.stack([np.concatenate([p[k][0] for p in parts], axis=-1)
+                                               for k in range(K)]))                   # (K, L, n, 3, B)
         g_theta = np.empty((K, B, spec.n_params))
         g_enc = np.empty((K, L, n, B))
         kern.gradients_from_overlaps(prog.theta, cross, n, g_theta, g_enc)
@@ -341,14 +383,12 @@ class StatevectorBackend(Backend):
         if spec.encoding == "angle":
             uploads, F = (L if spec.reupload else 1), spec.n_features
             g_angles = g_enc[:, :uploads, :F, :].transpose(0, 3, 1, 2).reshape(K, B, uploads * F)
-            g_x = np.stack([spec.encoder.angles_vjp(X, g) for g in g_angles])
-        else:
-            start = np.stack([np.concatenate([p[1][k] for p in parts], axis=1).T for k in range(K)])
-            psi0 = spec.encoder.normalised(X)                           # (B, D)
-            norm = np.linalg.norm(spec.encoder.padded(X), axis=1)[None, :, None]
-            radial = np.einsum("kbd,bd->kb", start, psi0)[..., None] * psi0[None]
-            g_x = ((start - radial) / norm)[..., : spec.n_features]
-        return g_theta, g_x
+            return g_theta, np.stack([spec.encoder.angles_vjp(X, g) for g in g_angles])
+        start = np.stack([np.concatenate([p[k][1] for p in parts], axis=1).T for k in range(K)])  # type: ignore[misc]
+        psi0 = spec.encoder.normalised(X)                           # (B, D)
+        norm = np.linalg.norm(spec.encoder.padded(X), axis=1)[None, :, None]
+        radial = np.einsum("kbd,bd->kb", start, psi0)[..., None] * psi0[None]
+        return g_theta, ((start - radial) / norm)[..., : spec.n_features]
 
     def _check_output(self, spec: CircuitSpec, batch: int, per_sample_states: int) -> None:
         need = batch * per_sample_states * spec.dim * 16
@@ -367,6 +407,13 @@ def _permutations(n_qubits: int, pairs: tuple[tuple[int, int], ...]) -> tuple[np
     src.setflags(write=False)
     inv.setflags(write=False)
     return src, inv
+
+
+def _check_cotangent(grad_out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    grad_out = np.asarray(grad_out, dtype=np.float64)
+    if grad_out.shape != shape or not np.all(np.isfinite(grad_out)):
+        raise error("invalid_parameters", f"grad_out must be finite with shape {shape}, got {grad_out.shape}")
+    return grad_out
 
 
 def _tile(mats: np.ndarray, reps: int) -> np.ndarray:
@@ -395,4 +442,5 @@ def warm_up() -> None:
     X, theta = np.full((1, 2), 0.5), np.zeros(spec.n_params)
     backend.vjp(spec, X, theta, np.ones((1, 2)))
     backend.metric_tensor(spec, X, theta)
+    kern.apply_two_qubit(np.zeros((2, 4, 1)), 0, 1, 2, np.zeros((2, 4, 4, 1)))   # CompiledCircuit's gates
     _warm = True

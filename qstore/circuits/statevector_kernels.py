@@ -320,3 +320,41 @@ def gradients_from_overlaps(theta, cross, n, out_theta, out_enc):
                     out_theta[j, b, k + 1] = -sc * im_d - cc * re_d
                     out_theta[j, b, k + 2] = delta
                     out_enc[j, layer, q, b] = ez * delta + ex * im_d - ey * re_d
+
+
+@nb.njit(**_JIT)
+def apply_two_qubit(st, q0, q1, n, m):
+    """In place: apply the 4x4 matrix ``m`` (2, 4, 4, Bm) to qubits (q0, q1) of every state (q0 the
+    high bit of the matrix index, as in cirq's unitary of a two-qubit operation)."""
+    D = st.shape[1]
+    B = st.shape[2]
+    s0 = 1 << (n - 1 - q0)
+    s1 = 1 << (n - 1 - q1)
+    shared = m.shape[3] == 1
+    re = st[0]
+    im = st[1]
+    idx = np.empty(4, dtype=np.int64)
+    xr = np.empty(4)
+    xi = np.empty(4)
+    for i in range(D):
+        if i & s0 or i & s1:
+            continue
+        idx[0] = i
+        idx[1] = i | s1
+        idx[2] = i | s0
+        idx[3] = i | s0 | s1
+        for b in range(B):
+            bm = 0 if shared else b
+            for a in range(4):
+                xr[a] = re[idx[a], b]
+                xi[a] = im[idx[a], b]
+            for r in range(4):
+                accr = 0.0
+                acci = 0.0
+                for c in range(4):
+                    mr = m[0, r, c, bm]
+                    mi = m[1, r, c, bm]
+                    accr += mr * xr[c] - mi * xi[c]
+                    acci += mr * xi[c] + mi * xr[c]
+                re[idx[r], b] = accr
+                im[idx[r], b] = acci

@@ -9,8 +9,9 @@ logits (``n_classes`` set: softmax and cross-entropy, as ``VQC``) or a predictio
 
 How it runs (``model.path``, logged when the model is built):
 
-- ``adjoint``: ``qstore.circuits.CompiledCircuit``, the NumPy statevector simulator of
-  cirq circuits, with exact adjoint gradients with respect to weights and inputs. Every
+- ``adjoint``: ``qstore.circuits.CompiledCircuit``, the cirq circuit's gates on the compiled
+  state-vector kernels, with exact adjoint gradients with respect to weights and inputs (a
+  training step is one forward pass and one backward pass that reuses its gates). Every
   parameterised gate must be (or decompose into) ``cirq.EigenGate``s with a symbolic exponent.
 - ``cirq``: otherwise, ``cirq.Simulator`` with central finite differences (step 1e-5)
   for the gradients: any unitary circuit, slower, and accurate to about 1e-9.
@@ -37,7 +38,7 @@ from qstore.errors import QStoreError, error
 
 from .data import DataSummary
 from .losses import cross_entropy, mean_squared_error, r2_score, softmax
-from .models import Classifier, Evaluation, StandardisedTargets
+from .models import CircuitPullback, Classifier, Evaluation, StandardisedTargets
 
 log = logging.getLogger(__name__)
 
@@ -236,17 +237,26 @@ class CircuitModel(Classifier):
         values = self._values(X, weights)
         if self._compiled is None:
             return self._cirq_expectations(values)
-        z, _ = self._compiled.vjp(values, self._terms, np.zeros((len(values), self.n_out)))
+        z, _ = self._compiled.forward(values, self._terms)
         return z
 
-    def circuit_vjp(self, X: np.ndarray, weights: np.ndarray, cotangent: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        """(d/d weights (W,), d/d inputs (B, n_inputs)) of sum_bk cotangent[b, k] <O_k>_b."""
+    def circuit_forward(self, X: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, CircuitPullback]:
+        """``circuit_outputs`` and a pullback: cotangent (B, K) -> (d/d weights (W,), d/d inputs
+        (B, n_inputs)) of sum_bk cotangent[b, k] <O_k>_b. On the adjoint path the pullback is one
+        backward pass through the gates of this forward pass."""
         values = self._values(X, weights)
-        g = np.asarray(cotangent, dtype=np.float64).reshape(len(values), self.n_out)
+        F = len(self.inputs)
+
+        def split(grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return grad[:, F:].sum(axis=0), grad[:, :F]
+
         if self._compiled is not None:
-            _, grad = self._compiled.vjp(values, self._terms, g)
-        else:
+            z, pullback = self._compiled.forward(values, self._terms)
+            return z, lambda cotangent: split(pullback(cotangent))
+        z = self._cirq_expectations(values)
+
+        def finite_differences(cotangent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            g = np.asarray(cotangent, dtype=np.float64).reshape(len(values), self.n_out)
             grad = np.empty_like(values)
             for k in range(values.shape[1]):
                 plus, minus = values.copy(), values.copy()
@@ -254,8 +264,9 @@ class CircuitModel(Classifier):
                 minus[:, k] -= FINITE_DIFF_STEP
                 diff = self._cirq_expectations(plus) - self._cirq_expectations(minus)
                 grad[:, k] = (g * diff).sum(axis=1) / (2 * FINITE_DIFF_STEP)
-        F = len(self.inputs)
-        return grad[:, F:].sum(axis=0), grad[:, :F]
+            return split(grad)
+
+        return z, finite_differences
 
     # -- targets --------------------------------------------------------------------------------
     def fit_targets(self, summary: DataSummary) -> None:
@@ -289,7 +300,10 @@ class CircuitModel(Classifier):
 
     def evaluate_batch(self, X: np.ndarray, targets: np.ndarray, params: np.ndarray, grad: bool) -> Evaluation:
         W, K = len(self.weights), self.n_out
-        z = self.circuit_outputs(X, params[:W])
+        if grad:
+            z, pullback = self.circuit_forward(X, params[:W])
+        else:
+            z = self.circuit_outputs(X, params[:W])
         head = self._head(z, params)
         if self.n_classes is None:
             pred = head[:, 0]
@@ -300,7 +314,7 @@ class CircuitModel(Classifier):
             d_s = d_logits[:, 1:] if self.n_classes == 2 else d_logits
         if not grad:
             return Evaluation(loss, None, outputs)
-        g_w, _ = self.circuit_vjp(X, params[:W], d_s * params[W:W + K])
+        g_w, _ = pullback(d_s * params[W:W + K])
         return Evaluation(loss, np.concatenate([g_w, (d_s * z).sum(axis=0), d_s.sum(axis=0)]), outputs)
 
     def metric_tensor(self, X: np.ndarray, params: np.ndarray, kind: str) -> np.ndarray:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import abc
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from qstore.circuits import gradients
-from qstore.circuits.backend import Backend
+from qstore.circuits.backend import Backend, Pullback
 from qstore.circuits.observables import ZObservables
 from qstore.circuits.registry import get_backend
 from qstore.circuits.shots import shot_vjp
@@ -31,6 +32,9 @@ from .data import DataSummary, FeatureScaler, check_features, distinct_labels
 from .losses import cross_entropy, mean_squared_error, r2_score, softmax
 
 log = logging.getLogger(__name__)
+
+#: a model's circuit pullback: cotangent (B, K) -> (d/d circuit weights (W,), d/d inputs (B, F))
+CircuitPullback = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -54,6 +58,15 @@ class Runtime:
             return g, g_x
         return gradients.vjp(self.backend, spec, X, theta, cotangent, observables, method=self.gradient,
                              inputs=inputs, **self.gradient_options)
+
+    def forward(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, inputs: bool = False
+                ) -> tuple[np.ndarray, Pullback]:
+        """Expectations and their pullback (cotangent -> ``vjp``'s result). With adjoint gradients the
+        backend may share the forward pass between the two (a training step's forward, then backward)."""
+        if self.gradient == "adjoint":
+            return self.backend.expectations_vjp(spec, X, theta, inputs=inputs)
+        z = self.backend.expectations(spec, X, theta)
+        return z, lambda cotangent: self.vjp(spec, X, theta, cotangent, inputs=inputs)
 
     def metric(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, kind: str) -> np.ndarray:
         """Batch-averaged Fubini–Study metric of the circuit parameters (P, P)."""
@@ -301,12 +314,11 @@ class CircuitMixin:
         """The circuit's readout expectations (B, K) for what it reads, ``X``, and its angles."""
         return self.runtime.backend.expectations(self.spec, X, weights)
 
-    def circuit_vjp(self, X: np.ndarray, weights: np.ndarray, cotangent: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        """(d/d angles (P,), d/d X (B, F)) of sum_bk cotangent[b, k] <Z_k>_b."""
-        g_theta, g_x = self.runtime.vjp(self.spec, X, weights, cotangent, inputs=True)
-        assert g_x is not None
-        return g_theta, g_x
+    def circuit_forward(self, X: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, CircuitPullback]:
+        """``circuit_outputs`` and a pullback: cotangent (B, K) -> (d/d angles (P,), d/d X (B, F))
+        of sum_bk cotangent[b, k] <Z_k>_b, sharing the forward pass where the backend can."""
+        z, pullback = self.runtime.forward(self.spec, X, weights, inputs=True)
+        return z, pullback  # type: ignore[return-value]  # inputs=True: d/dX is never None
 
     def metric_tensor(self, X: np.ndarray, params: np.ndarray, kind: str) -> np.ndarray:
         P = self.spec.n_params
@@ -382,12 +394,15 @@ class VQC(CircuitMixin, Classifier):
         P = self.spec.n_params
         theta = params[:P]
         scale, bias = self.readout.split(params, P)
-        z = self.runtime.backend.expectations(self.spec, X, theta)             # (B, K)
+        if grad:
+            z, pullback = self.runtime.forward(self.spec, X, theta)              # (B, K)
+        else:
+            z = self.runtime.backend.expectations(self.spec, X, theta)
         loss, d_logits, probs = cross_entropy(self._logits(z, scale, bias), targets)
         if not grad:
             return Evaluation(loss, None, probs)
         d_s = d_logits[:, 1:] if self.n_classes == 2 else d_logits              # dL/d(scale*z+bias)
-        g_theta, _ = self.runtime.vjp(self.spec, X, theta, d_s * scale)
+        g_theta, _ = pullback(d_s * scale)
         g = np.concatenate([g_theta, (d_s * z).sum(axis=0), d_s.sum(axis=0)])
         return Evaluation(loss, g, probs)
 
