@@ -63,6 +63,10 @@ class ServerConfig:
     job_kinds: tuple[JobKind, ...] | None = None  # None: job_kinds.builtin_kinds()
     access_log: bool = False
     shutdown_timeout: float = 30.0
+    # Where new collections keep their records, and the Qdrant deployment (docs/STORES.md);
+    # the Qdrant API key comes from QSTORE_QDRANT_API_KEY.
+    store: str = "lmdb"
+    qdrant_url: str | None = None
 
     @property
     def auth_enabled(self) -> bool:
@@ -115,4 +119,5 @@ class ServerConfig:
             limits=limits, job_workers=args.job_workers or runtime.config().job_workers,
             access_log=args.access_log,
             shutdown_timeout=args.shutdown_timeout,
+            store=args.store, qdrant_url=args.qdrant_url,
         )
