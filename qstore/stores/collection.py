@@ -19,11 +19,11 @@ from qdrant_client import models
 
 from qstore import records, validation
 from qstore.errors import InvalidArgument, NotFound
-from qstore.index.filters import compile_filter
 from qstore.records import Doc
 from qstore.states import decoherence, entanglement, measurement, superposition
 from qstore.states import tunneling as tunnel
-from qstore.stores.qdrant import QdrantStore, Stored, gather_limited, group_doc
+from qstore.stores.base import Stored, group_doc
+from qstore.stores.qdrant import QdrantStore, gather_limited
 from qstore.stores.qdrant_filters import translate
 from qstore_client.types import Hit, Measurement, Page, Record
 

@@ -20,7 +20,6 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,26 +27,19 @@ from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from qstore import records
-from qstore.errors import InvalidArgument, NotFound
+from qstore.errors import NotFound
 from qstore.records import Doc
 from qstore.states import decoherence, entanglement
 from qstore.storage import codec
+from qstore.stores.base import Groups, Stored, group_doc
 
 log = logging.getLogger(__name__)
 
-Groups = dict[str, float]  # a record's groups: name -> strength
 DISTANCE = {"cosine": models.Distance.DOT, "ip": models.Distance.DOT, "l2": models.Distance.EUCLID}
 PAGE = 1024  # points per scroll request
 GROUP_SIZE = 16  # branches fetched per record by a grouped query; more costs one more read
 WRITE_ORDERING = models.WriteOrdering.STRONG  # writes go through each shard's leader, in order
-
-
-@dataclass(slots=True)
-class Stored:
-    """A record as the store holds it: its document (expiry not applied) and its groups."""
-
-    doc: Doc
-    groups: Groups
+TOP = models.FieldCondition(key="top", match=models.MatchValue(value=True))  # one point per record
 
 
 def point_id(rid: str, version: int, j: int) -> str:
@@ -182,8 +174,7 @@ class QdrantStore:
         alive = models.Filter(must_not=[models.FieldCondition(key="e", range=models.Range(lte=now))])
         if self.on_decohere != "collapse":
             return alive
-        collapsed = models.Filter(must=[models.FieldCondition(key="top", match=models.MatchValue(value=True)),
-                                        models.FieldCondition(key="nb", range=models.Range(gt=1))])
+        collapsed = models.Filter(must=[TOP, models.FieldCondition(key="nb", range=models.Range(gt=1))])
         return models.Filter(should=[alive, collapsed])
 
     @staticmethod
@@ -239,7 +230,7 @@ class QdrantStore:
         return out
 
     async def count(self, now: float) -> int:
-        flt = models.Filter(must=[self.visible(now), models.FieldCondition(key="top", match=models.MatchValue(value=True))])
+        flt = models.Filter(must=[self.visible(now), TOP])
         res = await self._call(self.client.count(self.collection, count_filter=flt, exact=True))
         return int(res.count)
 
@@ -443,12 +434,56 @@ class QdrantStore:
     async def delete_expired(self, now: float) -> int:
         """The sweeper in delete mode: count, then delete by the expiry filter (two requests)."""
         expired = models.Filter(must=[models.FieldCondition(key="e", range=models.Range(lte=now))])
-        counted = models.Filter(must=[expired, models.FieldCondition(key="top", match=models.MatchValue(value=True))])
+        counted = models.Filter(must=[expired, TOP])
         n = (await self._call(self.client.count(self.collection, count_filter=counted, exact=True))).count
         if n:
             await self._call(self.client.delete(self.collection, models.FilterSelector(filter=expired),
                                                 wait=True, ordering=WRITE_ORDERING))
         return int(n)
+
+    async def scroll_stored(self, limit: int, cursor: str | None,
+                            flt: models.Filter | None) -> tuple[list[tuple[str, Stored]], str | None]:
+        """Up to ``limit`` stored records as they are (expired ones too), and the next cursor."""
+        recs: dict[str, list[Any]] = {}
+        offset: Any = cursor
+        while True:
+            pts, nxt = await self._call(self.client.scroll(
+                self.collection, scroll_filter=flt, limit=PAGE, offset=offset, with_payload=True,
+                with_vectors=True, consistency=self._consistency))
+            for p in pts:
+                rid = p.payload["rid"]
+                if rid not in recs and len(recs) == limit:
+                    return self._stored_rows(recs), str(p.id)
+                recs.setdefault(rid, []).append(p)
+            if nxt is None:
+                return self._stored_rows(recs), None
+            offset = nxt
+
+    def _stored_rows(self, recs: dict[str, list[Any]]) -> list[tuple[str, Stored]]:
+        rows = [(rid, self._stored(pts)) for rid, pts in recs.items()]
+        return [(rid, s) for rid, s in rows if s is not None]
+
+    async def groups(self) -> dict[str, entanglement.Group]:
+        """Every group with at least two stored members (one request per 1024 member points)."""
+        pts = await self._scroll_all(models.Filter(must_not=[models.IsEmptyCondition(
+            is_empty=models.PayloadField(key="g"))]), vectors=False)
+        members: dict[str, Stored] = {}
+        for p in pts:
+            members.setdefault(p.payload["rid"], Stored({}, dict(p.payload["gs"])))
+        names = {n for s in members.values() for n in s.groups}
+        found = {n: group_doc(n, members) for n in sorted(names)}
+        return {n: g for n, g in found.items() if g is not None}
+
+    async def put_groups(self, groups: dict[str, entanglement.Group]) -> None:
+        """Make these the groups of their members (other groups of those members are kept)."""
+        ids = sorted({m for g in groups.values() for m in g["members"]})
+        found = await self.read(ids)
+        regroup = {}
+        for rid, s in found.items():
+            want = {**s.groups, **{n: g["strength"] for n, g in groups.items() if rid in g["members"]}}
+            if want != s.groups:
+                regroup[rid] = want
+        await self.write({}, (), regroup)
 
     async def expired(self, now: float) -> dict[str, Stored]:
         pts = await self._scroll_all(models.Filter(must=[models.FieldCondition(key="e", range=models.Range(lte=now))]))
@@ -467,21 +502,6 @@ class QdrantStore:
                 raise NotFound(f"collection {self.collection!r} is not in Qdrant (dropped through another "
                                "server?)", "collection_not_found") from None
             raise
-
-
-def group_doc(name: str, members: dict[str, Stored]) -> entanglement.Group | None:
-    """A group as ``qstore.states.entanglement`` sees it, from its members' payloads; fewer
-    than two members means it dissolved (a member was deleted or swept)."""
-    ids = sorted(rid for rid, s in members.items() if name in s.groups)
-    if len(ids) < 2:
-        return None
-    return {"members": ids, "strength": members[ids[0]].groups[name]}
-
-
-def check_store_options(store: Any) -> str:
-    if store not in ("lmdb", "qdrant"):
-        raise InvalidArgument(f"store must be 'lmdb' or 'qdrant', got {store!r}", "invalid_store")
-    return str(store)
 
 
 async def gather_limited(coros: list[Any], limit: int = 8) -> list[Any]:

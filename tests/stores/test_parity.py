@@ -328,7 +328,7 @@ async def _session(col, clock):
     clock.advance(31)
     out.append(("count", await col.count()))
     await col.delete(["r0", "r1"])
-    out.append(("count", await col.count(), sorted((r.id for r in (await col.scroll(limit=100)).records))))
+    out.append(("count", await col.count(), sorted(r.id for r in (await col.scroll(limit=100)).records)))
     return out
 
 
