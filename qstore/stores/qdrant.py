@@ -151,21 +151,23 @@ class QdrantStore:
         return Stored(doc, dict(pl["gs"]))
 
     def _visible_doc(self, points: list[Any], now: float) -> Doc | None:
-        """The record as reads see it, from the points a visibility-filtered read returned: an
-        expired record in collapse mode arrives as its top branch alone."""
-        pts = self._newest(points, complete=False)
-        if not pts:
-            return None
-        pl = pts[0].payload
-        if pl["e"] is not None and pl["e"] <= now:
-            top = [p for p in pts if p.payload["top"]]
-            if not top or not decoherence.collapses(pl["nb"], self.on_decohere):
-                return None
-            b = self._branch(top[0])
-            return {"b": [[0, b[1], b[2], 1.0, 0.0]], "m": pl["m"], "e": None, "v": pl["v"]}
-        if len(pts) != pl["nb"]:
-            return None
-        return {"b": [self._branch(p) for p in pts], "m": pl["m"], "e": pl["e"], "v": pl["v"]}
+        """The record as reads see it, from the points a visibility-filtered read returned: the
+        newest version that is whole (an expired record in collapse mode arrives as its top
+        branch alone, which is whole for it)."""
+        by_v: dict[int, list[Any]] = {}
+        for p in points:
+            by_v.setdefault(p.payload["v"], []).append(p)
+        for v in sorted(by_v, reverse=True):
+            pts = sorted(by_v[v], key=lambda p: p.payload["j"])
+            pl = pts[0].payload
+            if pl["e"] is not None and pl["e"] <= now:
+                top = [p for p in pts if p.payload["top"]]
+                if top and decoherence.collapses(pl["nb"], self.on_decohere):
+                    b = self._branch(top[0])
+                    return {"b": [[0, b[1], b[2], 1.0, 0.0]], "m": pl["m"], "e": None, "v": v}
+            elif len(pts) == pl["nb"]:
+                return {"b": [self._branch(p) for p in pts], "m": pl["m"], "e": pl["e"], "v": v}
+        return None
 
     # ------------------------------------------------------------------ filters
     def visible(self, now: float) -> models.Filter:

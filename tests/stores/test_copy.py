@@ -97,3 +97,27 @@ async def test_interrupted_copy_resumes(tmp_path, clock, rng):
         assert e.value.code == "collection_exists"
     finally:
         await db.close()
+
+
+async def test_qstore_copy_command(tmp_path, rng):
+    """`qstore copy` moves a collection into the local-mode Qdrant of the data directory, and
+    a reopened database finds it there."""
+    import json
+    import os
+    import subprocess
+    import sys
+    data = tmp_path / "db"
+    async with await qstore.Database.open(str(data), sweep_interval=None) as db:
+        col = await db.create_collection("src", dim=DIM)
+        X = rng.normal(size=(30, DIM)).astype(np.float32)
+        await col.upsert([f"r{i}" for i in range(30)], X, [{"i": i} for i in range(30)])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", "from qstore_server.command import main; main()", "copy", "src",
+                          "dst", "--data-dir", str(data), "--store", "qdrant", "--filter", '{"i": {"$lt": 10}}'],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["copied"] == 10
+    async with await qstore.Database.open(str(data), sweep_interval=None) as db:
+        dst = await db.collection("dst")
+        assert (await dst.info())["store"] == "qdrant" and await dst.count() == 10
+        np.testing.assert_allclose((await dst.get(["r3"]))[0].vector, X[3], rtol=1e-6)
