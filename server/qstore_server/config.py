@@ -67,6 +67,7 @@ class ServerConfig:
     # the Qdrant API key comes from QSTORE_QDRANT_API_KEY.
     store: str = "lmdb"
     qdrant_url: str | None = None
+    qdrant_options: Mapping[str, int] = field(default_factory=dict)  # shard_number, replication_factor, ...
 
     @property
     def auth_enabled(self) -> bool:
@@ -120,4 +121,8 @@ class ServerConfig:
             access_log=args.access_log,
             shutdown_timeout=args.shutdown_timeout,
             store=args.store, qdrant_url=args.qdrant_url,
+            qdrant_options={k: v for k, v in (("shard_number", args.qdrant_shards),
+                                              ("replication_factor", args.qdrant_replicas),
+                                              ("write_consistency_factor", args.qdrant_write_consistency))
+                            if v is not None},
         )
