@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -163,11 +164,13 @@ class StoreCollection:
             raise InvalidArgument(f"limit must be in 1..{validation.MAX_TOP_K}", "invalid_argument")
         if cursor is not None and not isinstance(cursor, str):
             raise InvalidArgument("cursor must be a string from a previous page", "invalid_cursor")
+        if cursor is not None:
+            try:  # this store's cursors are point ids
+                cursor = str(uuid.UUID(cursor))
+            except ValueError:
+                raise InvalidArgument(f"cursor {cursor!r} is not from a previous page", "invalid_cursor") from None
         flt = translate(filter) if filter is not None else None
-        try:
-            rows, nxt = await self.store.scroll(limit, cursor, flt, self._now())
-        except (ValueError, TypeError) as exc:  # a cursor Qdrant cannot read as a point id
-            raise InvalidArgument(f"cursor {cursor!r} is not from a previous page: {exc}", "invalid_cursor") from None
+        rows, nxt = await self.store.scroll(limit, cursor, flt, self._now())
         return Page([records.doc_record(rid, doc) for rid, doc in rows], nxt)
 
     # ------------------------------------------------------------------ search

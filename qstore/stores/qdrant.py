@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 from qdrant_client import AsyncQdrantClient, models
-from qdrant_client.http.exceptions import UnexpectedResponse
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from qstore import records
-from qstore.errors import NotFound
+from qstore.errors import NotFound, error
 from qstore.records import Doc
 from qstore.states import decoherence, entanglement
 from qstore.storage import codec
@@ -47,6 +47,14 @@ def point_id(rid: str, version: int, j: int) -> str:
     head = hashlib.blake2b(key, digest_size=8).digest()
     tail = hashlib.blake2b(key + b"\0" + f"{version}:{j}".encode(), digest_size=8).digest()
     return str(uuid.UUID(bytes=head + tail))
+
+
+async def reached(coro: Any) -> Any:
+    """Await one Qdrant request; an unreachable deployment is ``unavailable`` (503: retry)."""
+    try:
+        return await coro
+    except ResponseHandlingException as exc:
+        raise error("unavailable", f"Qdrant did not answer: {exc}") from None
 
 
 def _is_missing_collection(exc: Exception) -> bool:
@@ -80,12 +88,12 @@ class QdrantStore:
     async def create(self, *, shard_number: int | None = None, replication_factor: int | None = None,
                      write_consistency_factor: int | None = None, hnsw_m: int | None = None,
                      hnsw_ef_construct: int | None = None) -> None:
-        await self.client.create_collection(
+        await self._call(self.client.create_collection(
             self.collection,
             vectors_config=models.VectorParams(size=self.dim, distance=DISTANCE[self.metric]),
             shard_number=shard_number, replication_factor=replication_factor,
             write_consistency_factor=write_consistency_factor,
-            hnsw_config=models.HnswConfigDiff(m=hnsw_m, ef_construct=hnsw_ef_construct))
+            hnsw_config=models.HnswConfigDiff(m=hnsw_m, ef_construct=hnsw_ef_construct)))
         if not self.remote:
             return
         # Payload indexes make the filters every read carries cheap on a server (local mode has none).
@@ -93,10 +101,10 @@ class QdrantStore:
                               ("e", models.PayloadSchemaType.FLOAT), ("top", models.PayloadSchemaType.BOOL),
                               ("c", models.PayloadSchemaType.KEYWORD), ("rv", models.PayloadSchemaType.INTEGER),
                               ("r", models.PayloadSchemaType.INTEGER)):
-            await self.client.create_payload_index(self.collection, field, schema, wait=True)
+            await self._call(self.client.create_payload_index(self.collection, field, schema, wait=True))
 
     async def drop(self) -> None:
-        await self.client.delete_collection(self.collection)
+        await self._call(self.client.delete_collection(self.collection))
 
     # ------------------------------------------------------------------ points <-> documents
     def _prepared(self, raw: np.ndarray) -> tuple[np.ndarray, float]:
@@ -497,8 +505,10 @@ class QdrantStore:
         return out
 
     async def _call(self, coro: Any) -> Any:
+        """One request, its failures as Q-Store errors: a vanished collection is
+        ``collection_not_found``, an unreachable deployment ``unavailable`` (retry: writes are idempotent)."""
         try:
-            return await coro
+            return await reached(coro)
         except (UnexpectedResponse, ValueError) as exc:
             if _is_missing_collection(exc):
                 raise NotFound(f"collection {self.collection!r} is not in Qdrant (dropped through another "

@@ -16,7 +16,7 @@ from typing import Any
 from qdrant_client import AsyncQdrantClient, models
 
 from qstore.errors import AlreadyExists, InvalidArgument
-from qstore.stores.qdrant import QdrantStore
+from qstore.stores.qdrant import QdrantStore, reached
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,11 @@ class QdrantCatalog:
         self._closed = False
 
     async def start(self) -> None:
-        if not await self.client.collection_exists(self.meta):
+        if not await reached(self.client.collection_exists(self.meta)):
             try:
-                await self.client.create_collection(self.meta, vectors_config={})
+                await reached(self.client.create_collection(self.meta, vectors_config={}))
             except Exception:  # another server created it first
-                if not await self.client.collection_exists(self.meta):
+                if not await reached(self.client.collection_exists(self.meta)):
                     raise
 
     async def close(self) -> None:
@@ -110,30 +110,30 @@ class QdrantCatalog:
                                 f"({config['name']!r})", "collection_exists")
         store = self.store(config)
         index = config.get("index") or {}
-        if await self.client.collection_exists(store.collection):  # a create interrupted before its config
+        if await reached(self.client.collection_exists(store.collection)):  # a create interrupted before its config
             await store.drop()
         await store.create(**self.cluster, hnsw_m=index.get("m"), hnsw_ef_construct=index.get("ef_construction"))
         await self.save(config)
         return store
 
     async def save(self, config: dict[str, Any]) -> None:
-        await self.client.upsert(self.meta, [models.PointStruct(id=self._id(config["name"]), vector={},
-                                                                 payload=config)], wait=True)
+        point = models.PointStruct(id=self._id(config["name"]), vector={}, payload=config)
+        await reached(self.client.upsert(self.meta, [point], wait=True))
 
     async def load(self, name: str) -> dict[str, Any] | None:
-        got = await self.client.retrieve(self.meta, [self._id(name)], with_payload=True)
+        got = await reached(self.client.retrieve(self.meta, [self._id(name)], with_payload=True))
         return dict(got[0].payload) if got else None
 
     async def names(self) -> list[str]:
         out, offset = [], None
         while True:
-            pts, offset = await self.client.scroll(self.meta, limit=1024, offset=offset, with_payload=["name"])
+            pts, offset = await reached(self.client.scroll(self.meta, limit=1024, offset=offset, with_payload=["name"]))
             out.extend(p.payload["name"] for p in pts)
             if offset is None:
                 return sorted(out)
 
     async def drop(self, name: str) -> None:
         config = await self.load(name)
-        await self.client.delete(self.meta, models.PointIdsList(points=[self._id(name)]), wait=True)
+        await reached(self.client.delete(self.meta, models.PointIdsList(points=[self._id(name)]), wait=True))
         if config is not None:
             await self.store(config).drop()

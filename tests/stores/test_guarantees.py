@@ -92,3 +92,22 @@ async def test_untranslatable_filter_is_refused(qcol, flt):
     assert e.value.code == "filter_untranslatable"
     with pytest.raises(QStoreError):
         await qcol.scroll(filter=flt)
+
+
+async def test_foreign_cursor_is_refused(qcol):
+    await qcol.upsert(["a"], np.ones((1, DIM)))
+    with pytest.raises(QStoreError) as e:
+        await qcol.scroll(cursor="a")  # an LMDB cursor (a record id) means nothing here
+    assert e.value.code == "invalid_cursor"
+
+
+async def test_unreachable_qdrant_is_unavailable(tmp_path):
+    """A deployment that does not answer is `unavailable` (503: retry), not an internal error."""
+    import socket
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(QStoreError) as e:
+        await qstore.Database.open(str(tmp_path / "db"), store="qdrant", qdrant_url=f"http://127.0.0.1:{port}",
+                                   sweep_interval=None)
+    assert e.value.code == "unavailable"
