@@ -27,6 +27,10 @@ class Stored:
 
 
 class RecordStore(Protocol):
+    """Records in, records out, and search, with the same meaning on every store (docs/STORES.md
+    lists what each one guarantees about atomicity). ``now`` is the caller's clock: expiry is
+    applied at that instant."""
+
     async def read(self, ids: list[str]) -> dict[str, Stored]:
         """The stored records among ``ids`` (expired ones too)."""
         ...
@@ -37,7 +41,26 @@ class RecordStore(Protocol):
 
     async def scroll_stored(self, limit: int, cursor: str | None,
                             flt: Any) -> tuple[list[tuple[str, Stored]], str | None]:
-        """A page of stored records in the store's order, and the cursor of the next."""
+        """A page of stored records in the store's order, and the cursor of the next. ``flt`` is
+        the store's compiled form of a filter (``filter_for``)."""
+        ...
+
+    def filter_for(self, filter: dict[str, Any]) -> Any:
+        """A Q-Store filter (``qstore.index.filters``) in this store's form."""
+        ...
+
+    async def search(self, q: Any, k: int, filter: dict[str, Any] | None, context: str | None,
+                     now: float) -> list[tuple[str, float]]:
+        """(record id, score) of the k best records visible at ``now`` (one vector; Born-weighted
+        over superposed records, or over the ``context`` branches), best first."""
+        ...
+
+    async def count(self, now: float) -> int:
+        """Records visible at ``now``."""
+        ...
+
+    async def sweep(self, now: float) -> int:
+        """Make the decoherence of records expired at ``now`` durable; returns how many."""
         ...
 
     async def groups(self) -> dict[str, entanglement.Group]: ...

@@ -197,7 +197,7 @@ class StoreCollection:
         if tunneling is not None and tunnel.check_strength(tunneling) > 0:
             cap = tunnel.check_per_region(per_region, top_k)
             return await self._tunnel(q[0], top_k, flt, context, float(tunneling), seed, cap, now)
-        ranked = await self.store.search(q[0], top_k, flt, context, now, validation.MAX_TOP_K, ef)
+        ranked = await self.store.grouped_search(q[0], top_k, flt, context, now, validation.MAX_TOP_K, ef)
         return await self._hits(ranked, now)
 
     async def query_batch(self, vectors: Any, top_k: int = 10,
@@ -208,7 +208,7 @@ class StoreCollection:
         top_k = validation.check_top_k(top_k)
         flt = translate(filter) if filter is not None else None
         now = self._now()
-        ranked = await gather_limited([self.store.search(row, top_k, flt, None, now, validation.MAX_TOP_K)
+        ranked = await gather_limited([self.store.grouped_search(row, top_k, flt, None, now, validation.MAX_TOP_K)
                                        for row in q])
         return [await self._hits(r, now) for r in ranked]
 
@@ -268,14 +268,14 @@ class StoreCollection:
                       seed: int | None, cap: int, now: float) -> list[Hit]:
         rng = np.random.default_rng(seed)
         if await self.store.count(now) < 2:  # fewer vectors cannot be partitioned: plain search answers
-            return await self._hits(await self.store.search(q, k, flt, context, now, validation.MAX_TOP_K), now)
+            return await self._hits(await self.store.grouped_search(q, k, flt, context, now, validation.MAX_TOP_K), now)
         regions = await self._fresh_regions()
         centroids = np.asarray(regions["centroids"], np.float32)
         home, probs = tunnel.entry_probabilities(q, centroids, np.asarray(regions["radii"]), t)
         draws = rng.random(len(probs))
         far = [r for r in np.flatnonzero(draws < probs).tolist() if r != home]
         near, found = await asyncio.gather(
-            self.store.search(q, k, flt, context, now, validation.MAX_TOP_K, regions_build=regions["build"]),
+            self.store.grouped_search(q, k, flt, context, now, validation.MAX_TOP_K, regions_build=regions["build"]),
             self.store.region_candidates(q, far, regions["build"], cap, flt, context, now))
         merged: dict[str, tuple[float, int, dict[str, Any]]] = {rid: (s, region if region is not None else home, md)
                                                                 for rid, s, md, region in near}
@@ -393,9 +393,4 @@ class StoreCollection:
             return 0
         now = self._now()
         async with self._write_lock:
-            if self.on_decohere == "delete":
-                return await self.store.delete_expired(now)
-            olds = await self.store.expired(now)
-            await self._write({rid: decoherence.decohered(s.doc, now, self.on_decohere) for rid, s in olds.items()},
-                              olds)
-            return len(olds)
+            return await self.store.sweep(now)

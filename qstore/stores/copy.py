@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from qstore.errors import InvalidArgument
-from qstore.index.filters import compile_filter
+from qstore.errors import AlreadyExists, InvalidArgument, NotFound
 from qstore.states import decoherence
 from qstore.storage import WriteContext, codec
 from qstore.stores.base import RecordStore, Stored
@@ -51,25 +50,29 @@ async def copy_collection(db: Database, source: str, target: str, store: str | N
     ``progress(copied, total)`` follows each page; ``cancelled()`` stops between pages (resume
     by calling again). Returns {"source", "target", "store", "copied", "resumed"}."""
     src = await db.collection(source)
-    pred = compile_filter(filter) if filter is not None else None
+    a = record_store(src)
+    flt = a.filter_for(filter) if filter is not None else None  # a bad filter creates nothing
     key = _marker(source, target)
     raw = await db._storage.read(lambda txn: db._storage.get(txn, "meta", key))
     state = codec.unpack(raw) if raw else None
     if state is None:
+        if target in await db.list_collections():
+            raise AlreadyExists(f"collection {target!r} exists; copy into a new name", "collection_exists")
+        state = {"cursor": None, "copied": 0}
+        await _save(db, key, state)  # before the target: a crash in between resumes, not refuses
+    try:
+        dst = await db.collection(target)
+    except NotFound:
         info = await src.info()
         if info.get("index", {}).get("type") == "ivf" and (store or db.store) == "qdrant":
             info["index"] = None  # Qdrant indexes with HNSW
-        await db.create_collection(target, src.dim, metric=src.metric, index=info.get("index"),
-                                   coherence_time=info.get("coherence_time"),
-                                   on_decohere=info.get("on_decohere", "delete"), store=store)
-        state = {"cursor": None, "copied": 0}
-        await _save(db, key, state)
-    dst = await db.collection(target)
+        dst = await db.create_collection(target, src.dim, metric=src.metric, index=info.get("index"),
+                                         coherence_time=info.get("coherence_time"),
+                                         on_decohere=info.get("on_decohere", "delete"), store=store)
     if dst.dim != src.dim or dst.metric != src.metric:
         raise InvalidArgument(f"{target!r} does not match {source!r} (dim, metric)", "invalid_argument")
     resumed = state["copied"] > 0
-    a, b = record_store(src), record_store(dst)
-    flt = _store_filter(a, filter, pred)
+    b = record_store(dst)
     total = await src.count()
     with tqdm(total=total, initial=state["copied"], unit="rec", desc=f"copy {source} -> {target}",
               disable=progress is not None) as bar:
@@ -102,16 +105,6 @@ async def copy_collection(db: Database, source: str, target: str, store: str | N
     await db._storage.write(lambda ctx: ctx.delete("meta", key))
     return {"source": source, "target": target, "store": getattr(dst, "store_kind", "lmdb"),
             "copied": state["copied"], "resumed": resumed, "done": True}
-
-
-def _store_filter(store: RecordStore, filter: dict[str, Any] | None, pred: Any) -> Any:
-    if filter is None:
-        return None
-    from qstore.stores.lmdb_faiss import LmdbFaissStore
-    if isinstance(store, LmdbFaissStore):
-        return pred
-    from qstore.stores.qdrant_filters import translate
-    return translate(filter)
 
 
 async def _save(db: Database, key: bytes, state: dict[str, Any]) -> None:

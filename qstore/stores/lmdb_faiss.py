@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from qstore.collection import Collection
-from qstore.index.filters import Predicate
+from qstore.index.filters import Predicate, compile_filter
 from qstore.records import Doc
 from qstore.states import entanglement
 from qstore.storage import WriteContext, codec, scan
@@ -62,6 +62,26 @@ class LmdbFaissStore:
                 out.append((rid, Stored(doc, self._groups_of(get, rid))))
             return out, None
         return await col._storage.read(read)
+
+    def filter_for(self, filter: dict[str, Any]) -> Predicate:
+        return compile_filter(filter)
+
+    async def search(self, q: Any, k: int, filter: dict[str, Any] | None, context: str | None,
+                     now: float) -> list[tuple[str, float]]:
+        col = self.col
+        pred = compile_filter(filter) if filter is not None else None
+        await col._storage.settle()
+        hits = (await col._storage.run(col._search_sync, col._query_vectors(q), k, pred, context, None, now))[0]
+        return [(h.id, h.score) for h in hits]
+
+    async def count(self, now: float) -> int:
+        col = self.col
+        await col._storage.settle()
+        due = col._due(now)
+        return len(col._entries) - sum(1 for e in due.values() if col._view(e, True) is None)
+
+    async def sweep(self, now: float) -> int:
+        return await self.col.sweep()
 
     async def write(self, puts: dict[str, Stored], deletes: list[str] | tuple[str, ...] = ()) -> None:
         """Write whole documents (group membership aside: see ``put_groups``) in one transaction."""

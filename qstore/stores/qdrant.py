@@ -32,6 +32,8 @@ from qstore.records import Doc
 from qstore.states import decoherence, entanglement
 from qstore.storage import codec
 from qstore.stores.base import Groups, Stored, group_doc
+from qstore.stores.qdrant_filters import translate
+from qstore.validation import MAX_TOP_K
 
 log = logging.getLogger(__name__)
 
@@ -279,8 +281,16 @@ class QdrantStore:
             return -(d * d).sum(1)
         return vecs.astype(np.float32) @ q.astype(np.float32)
 
-    async def search(self, q: np.ndarray, k: int, flt: models.Filter | None, context: str | None,
-                     now: float, limit: int, ef: int | None = None,
+    async def search(self, q: np.ndarray, k: int, filter: dict[str, Any] | None, context: str | None,
+                     now: float) -> list[tuple[str, float]]:
+        """The store interface's search: (record id, score) of the k best visible records for the
+        query vector ``q`` (as given: cosine queries are normalised here)."""
+        flt = translate(filter) if filter is not None else None
+        prepared = self._prepared(np.asarray(q, np.float32))[0]
+        return [(rid, s) for rid, s, _, _ in await self.grouped_search(prepared, k, flt, context, now, MAX_TOP_K)]
+
+    async def grouped_search(self, q: np.ndarray, k: int, flt: models.Filter | None, context: str | None,
+                             now: float, limit: int, ef: int | None = None,
                      regions_build: int | None = None) -> list[tuple[str, float, dict[str, Any], int | None]]:
         """The k best records for the prepared query ``q`` as (id, score, metadata, region of the
         best branch under build ``regions_build``): grouped by record id in Qdrant, then
@@ -441,8 +451,18 @@ class QdrantStore:
             await self._call(self.client.batch_update_points(self.collection, ops, wait=True,
                                                              ordering=WRITE_ORDERING))
 
-    async def delete_expired(self, now: float) -> int:
-        """The sweeper in delete mode: count, then delete by the expiry filter (two requests)."""
+    async def sweep(self, now: float) -> int:
+        """Make decoherence durable. Delete mode: count, then delete by the expiry filter (two
+        requests); collapse mode: read the expired records and write their collapsed versions."""
+        if self.on_decohere == "delete":
+            return await self._delete_expired(now)
+        olds = await self.expired(now)
+        docs = {rid: decoherence.decohered(s.doc, now, self.on_decohere) for rid, s in olds.items()}
+        await self.write({rid: Stored(d, olds[rid].groups) for rid, d in docs.items() if d is not None},
+                         [rid for rid, d in docs.items() if d is None])
+        return len(olds)
+
+    async def _delete_expired(self, now: float) -> int:
         expired = models.Filter(must=[models.FieldCondition(key="e", range=models.Range(lte=now))])
         counted = models.Filter(must=[expired, TOP])
         n = (await self._call(self.client.count(self.collection, count_filter=counted, exact=True))).count
@@ -450,6 +470,9 @@ class QdrantStore:
             await self._call(self.client.delete(self.collection, models.FilterSelector(filter=expired),
                                                 wait=True, ordering=WRITE_ORDERING))
         return int(n)
+
+    def filter_for(self, filter: dict[str, Any]) -> models.Filter:
+        return translate(filter)
 
     async def scroll_stored(self, limit: int, cursor: str | None,
                             flt: models.Filter | None) -> tuple[list[tuple[str, Stored]], str | None]:
