@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Writes label their points with the tunneling regions this server last read from the shared
+# config; after another server rebuilds them, this one relabels within this many seconds.
+REGIONS_TTL = 5.0
+
 
 class StoreCollection:
     """``CollectionAPI`` over a ``QdrantStore``. ``catalog`` keeps the shared configuration."""
@@ -51,6 +56,7 @@ class StoreCollection:
         self.on_decohere: str = config.get("on_decohere", "delete")
         self.regions: dict[str, Any] | None = config.get("regions")
         self._clock = clock
+        self._regions_read = time.monotonic()  # when self.regions was last read from the catalog
         self._write_lock = asyncio.Lock()
         self.dropped = False
 
@@ -110,6 +116,8 @@ class StoreCollection:
         puts = {rid: Stored(doc, found[rid].groups if rid in found else {})
                 for rid, doc in docs.items() if doc is not None}
         deletes = [rid for rid, doc in docs.items() if doc is None]
+        if self.regions is not None and time.monotonic() - self._regions_read > REGIONS_TTL:
+            await self._reload_regions()
         await self.store.write(puts, deletes, regroup, self._region_of())
 
     # ------------------------------------------------------------------ CRUD
@@ -251,12 +259,16 @@ class StoreCollection:
             await self._catalog.save(self.config)
         return len(centroids)
 
-    async def _fresh_regions(self) -> dict[str, Any]:
-        """The regions as the shared config holds them now (another server may have rebuilt
-        them), rebuilt when the collection has drifted from them."""
+    async def _reload_regions(self) -> None:
         shared = await self._catalog.load(self.name)
         if shared is not None:
             self.regions = shared.get("regions")
+        self._regions_read = time.monotonic()
+
+    async def _fresh_regions(self) -> dict[str, Any]:
+        """The regions as the shared config holds them now (another server may have rebuilt
+        them), rebuilt when the collection has drifted from them."""
+        await self._reload_regions()
         r = self.regions
         size = await self.store.count(self._now())
         if r is None or tunnel.stale({**r, "mark": 0}, size=size, written=max(0, size - r["n"]), ivf_ready=False):
