@@ -99,10 +99,10 @@ class QdrantStore:
         if not self.remote:
             return
         # Payload indexes make the filters every read carries cheap on a server (local mode has none).
-        for field, schema in (("rid", models.PayloadSchemaType.KEYWORD), ("g", models.PayloadSchemaType.KEYWORD),
-                              ("e", models.PayloadSchemaType.FLOAT), ("top", models.PayloadSchemaType.BOOL),
-                              ("c", models.PayloadSchemaType.KEYWORD), ("rv", models.PayloadSchemaType.INTEGER),
-                              ("r", models.PayloadSchemaType.INTEGER)):
+        kinds = models.PayloadSchemaType
+        for field, schema in (("rid", kinds.KEYWORD), ("g", kinds.KEYWORD), ("c", kinds.KEYWORD),
+                              ("mk", kinds.KEYWORD), ("e", kinds.FLOAT), ("top", kinds.BOOL), ("v", kinds.INTEGER),
+                              ("nb", kinds.INTEGER), ("r", kinds.INTEGER), ("rv", kinds.INTEGER)):
             await self._call(self.client.create_payload_index(self.collection, field, schema, wait=True))
 
     async def drop(self) -> None:
