@@ -122,8 +122,7 @@ async def import_jsonl(db: Database, lines: Iterable[str], name: str | None = No
 
 async def groups(col: Collection) -> dict[str, dict[str, Any]]:
     """Every entanglement group of the collection: name -> {"members": [ids], "strength": ρ}."""
-    from qstore.stores.copy import record_store
-    return await record_store(col).groups()
+    return await col.store.groups()
 
 
 def _superposed(branches: list[dict[str, Any]] | None) -> bool:

@@ -21,21 +21,11 @@ from qstore.storage import WriteContext, codec
 from qstore.stores.base import RecordStore, Stored
 
 if TYPE_CHECKING:
-    from qstore.collection import Collection
     from qstore.database import Database
-    from qstore.stores.collection import StoreCollection
 
 log = logging.getLogger(__name__)
 
 PAGE = 500
-
-
-def record_store(col: Collection | StoreCollection) -> RecordStore:
-    from qstore.collection import Collection
-    if isinstance(col, Collection):
-        from qstore.stores.lmdb_faiss import LmdbFaissStore
-        return LmdbFaissStore(col)
-    return col.store
 
 
 def _marker(source: str, target: str) -> bytes:
@@ -50,7 +40,7 @@ async def copy_collection(db: Database, source: str, target: str, store: str | N
     ``progress(copied, total)`` follows each page; ``cancelled()`` stops between pages (resume
     by calling again). Returns {"source", "target", "store", "copied", "resumed"}."""
     src = await db.collection(source)
-    a = record_store(src)
+    a: RecordStore = src.store
     flt = a.filter_for(filter) if filter is not None else None  # a bad filter creates nothing
     key = _marker(source, target)
     raw = await db._storage.read(lambda txn: db._storage.get(txn, "meta", key))
@@ -72,7 +62,7 @@ async def copy_collection(db: Database, source: str, target: str, store: str | N
     if dst.dim != src.dim or dst.metric != src.metric:
         raise InvalidArgument(f"{target!r} does not match {source!r} (dim, metric)", "invalid_argument")
     resumed = state["copied"] > 0
-    b = record_store(dst)
+    b: RecordStore = dst.store
     total = await src.count()
     with tqdm(total=total, initial=state["copied"], unit="rec", desc=f"copy {source} -> {target}",
               disable=progress is not None) as bar:

@@ -1,20 +1,21 @@
-"""LmdbFaissStore: the store interface over today's LMDB + FAISS collection.
+"""LmdbFaissStore: the store interface over the LMDB + FAISS collection (``Collection.store``).
 
-It delegates to ``qstore.collection.Collection`` (its one write path, ``_commit``, and its
-group tables), so documents copied in come out exactly as they went in: versions, amplitudes,
-expiry, metadata and groups. The collection itself still serves queries from its in-memory
-summaries and FAISS index; this adapter is what moves records between stores.
+It delegates to ``qstore.collection.Collection``: its one write path (``_commit``), its group
+tables, its search over the in-memory summaries and the FAISS index. Documents written through
+it come out exactly as they went in: versions, amplitudes, expiry, metadata and groups.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qstore.collection import Collection
 from qstore.index.filters import Predicate, compile_filter
 from qstore.records import Doc
 from qstore.states import entanglement
 from qstore.storage import WriteContext, codec, scan
 from qstore.stores.base import Stored
+
+if TYPE_CHECKING:
+    from qstore.collection import Collection
 
 
 class LmdbFaissStore:
@@ -70,15 +71,11 @@ class LmdbFaissStore:
                      now: float) -> list[tuple[str, float]]:
         col = self.col
         pred = compile_filter(filter) if filter is not None else None
-        await col._storage.settle()
         hits = (await col._storage.run(col._search_sync, col._query_vectors(q), k, pred, context, None, now))[0]
         return [(h.id, h.score) for h in hits]
 
     async def count(self, now: float) -> int:
-        col = self.col
-        await col._storage.settle()
-        due = col._due(now)
-        return len(col._entries) - sum(1 for e in due.values() if col._view(e, True) is None)
+        return await self.col.count()  # on the database's clock, which ``now`` comes from
 
     async def sweep(self, now: float) -> int:
         return await self.col.sweep()

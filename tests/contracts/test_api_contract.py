@@ -35,7 +35,7 @@ ONE_SIDED = {
                                 "job_kinds", "start_job", "list_jobs", "job", "job_result",
                                 "cancel_job", "delete_job", "wait_job",
                                 "backup"},                                   # into the server's data dir, by name
-    qstore.Collection: {"config", "snapshot_path", "load", "snapshot", "candidates",  # engine internals
+    qstore.Collection: {"config", "store", "snapshot_path", "load", "snapshot", "candidates",  # engine internals
                         "index_mismatch", "summary_mismatch", "rebuild_derived",    # what Database.check runs
                         "sweep"},                                                   # what Database.sweep runs
     StoreCollection: {"config", "sweep"},  # as qstore.Collection's

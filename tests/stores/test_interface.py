@@ -7,7 +7,6 @@ import pytest
 from qstore import records
 from qstore.index.filters import compile_filter
 from qstore.stores.base import Stored
-from qstore.stores.copy import record_store
 
 from .test_parity import oracle
 
@@ -16,7 +15,7 @@ DIM = 6
 
 async def test_interface_round_trip_and_search(sdb, clock, rng):
     col = await sdb.create_collection("c", dim=DIM, metric="l2", index={"type": "flat"})
-    store = record_store(col)
+    store = col.store
     now = clock()
     recs, puts = {}, {}
     for i in range(60):
@@ -64,5 +63,5 @@ async def test_interface_round_trip_and_search(sdb, clock, rng):
 async def test_interface_refuses_bad_filters(sdb, flt):
     col = await sdb.create_collection("c", dim=DIM)
     with pytest.raises(Exception) as e:
-        record_store(col).filter_for(flt)
+        col.store.filter_for(flt)
     assert getattr(e.value, "code", None) == "invalid_filter"
