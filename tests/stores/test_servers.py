@@ -1,9 +1,10 @@
 """Two Q-Store servers over one Qdrant store: what one acknowledges, the other reads.
 
-Without QSTORE_TEST_QDRANT_URL both servers run in this process over one local-mode Qdrant
-directory (local mode cannot be opened by two processes): each server still has its own
-LMDB, its own Database and its own caches, and they talk over HTTP. With the variable set,
-they share that real Qdrant instead."""
+Two ways, as local mode cannot be opened by two processes:
+* two server processes (`qstore serve`) over a Qdrant REST front (tests/stores/fake_qdrant.py:
+  the endpoints Q-Store uses, answered by local mode) or over QSTORE_TEST_QDRANT_URL;
+* two servers in this process over one local-mode directory, each with its own LMDB,
+  Database and caches, talking over HTTP."""
 import os
 import uuid
 
@@ -13,6 +14,9 @@ from aiohttp.test_utils import TestServer
 
 from qstore_client import AsyncClient, QStoreError
 from qstore_server import ServerConfig, create_app
+
+from ..servers import ServerProcess
+from .fake_qdrant import FakeQdrant
 
 DIM = 8
 
@@ -34,8 +38,36 @@ async def two_servers(tmp_path):
         await s.close()
 
 
-async def test_write_through_one_read_through_the_other(two_servers):
-    a, b = two_servers
+@pytest.fixture
+def two_processes(tmp_path):
+    fake = None if os.environ.get("QSTORE_TEST_QDRANT_URL") else FakeQdrant()
+    url = os.environ.get("QSTORE_TEST_QDRANT_URL") or fake.url
+    procs = [ServerProcess(tmp_path / name, "--store", "qdrant", "--qdrant-url", url, wait=False) for name in "ab"]
+    try:
+        for p in procs:
+            p.wait_healthy()
+        yield [AsyncClient(p.url) for p in procs]
+    finally:
+        codes = [p.stop() for p in procs]
+        if fake is not None:
+            fake.close()
+    assert codes == [0, 0]
+
+
+@pytest.mark.slow  # two server boots and shutdowns: ~40 s here
+async def test_two_server_processes(two_processes):
+    try:
+        await _write_through_one_read_through_the_other(*two_processes)
+    finally:
+        for c in two_processes:
+            await c.close()
+
+
+async def test_two_servers_in_one_process(two_servers):
+    await _write_through_one_read_through_the_other(*two_servers)
+
+
+async def _write_through_one_read_through_the_other(a, b):
     name = f"shared-{uuid.uuid4().hex[:8]}"
     rng = np.random.default_rng(0)
     X = rng.normal(size=(20, DIM)).astype(np.float32)
