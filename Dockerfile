@@ -14,7 +14,7 @@ COPY pyproject.toml README.md ./
 COPY qstore ./qstore
 COPY server ./server
 COPY client ./client
-RUN pip install . && rm -rf /src
+RUN pip install ".[qdrant]" && rm -rf /src
 # Compile the simulator's numba kernels into the image (cached beside the installed package),
 # so a container does not spend its first seconds compiling them.
 RUN python -c "import qstore.circuits; qstore.circuits.warm_up()"

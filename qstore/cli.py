@@ -1,5 +1,5 @@
-"""Engine commands of the ``qstore`` command line: import, export, check, backup, restore, demo,
-bench, train, tune.
+"""Engine commands of the ``qstore`` command line: import, export, copy, check, backup, restore,
+demo, bench, train, tune.
 
 The entry point itself (``qstore_server.command``) adds ``serve``; dependencies point
 one way, so nothing here imports the server.
@@ -58,6 +58,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=lambda a: asyncio.run(check_dir(a)))
 
+    p = sub.add_parser("copy", help="copy a collection into a new one, e.g. from LMDB to Qdrant",
+                       description="An exact copy (branches, amplitudes, versions, metadata, expiry, "
+                                   "groups) into a new collection in --store. Interrupted, it resumes "
+                                   "when run again with the same names. See docs/STORES.md.")
+    p.add_argument("source")
+    p.add_argument("target")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--store", choices=["lmdb", "qdrant"], default=None,
+                   help="the target's store (default: the database's)")
+    p.add_argument("--qdrant-url", help="Qdrant deployment (key in QSTORE_QDRANT_API_KEY), or a local-mode "
+                                        "directory (default: the one the data directory remembers)")
+    p.add_argument("--filter", type=json.loads, default=None, help="copy only records matching this filter (JSON)")
+    p.set_defaults(func=lambda a: asyncio.run(copy_command(a)))
+
     p = sub.add_parser("backup", help="copy a data directory to a new backup directory",
                        description="A consistent copy (LMDB's compacting copy plus verified index "
                                    "snapshots and a manifest of digests). For a directory a server has "
@@ -91,6 +105,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_train_parser(sub)
     add_tune_parser(sub)
     add_federate_parser(sub)
+
+
+async def copy_command(args: argparse.Namespace) -> int:
+    from qstore.stores.copy import copy_collection
+    async with await qstore.Database.open(args.data_dir, qdrant_url=args.qdrant_url) as db:
+        result = await copy_collection(db, args.source, args.target, store=args.store, filter=args.filter)
+    print(json.dumps(result))
+    return 0
 
 
 async def import_file(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ from qstore_client.types import Hit, Measurement, Page, Record
 
 if TYPE_CHECKING:
     from qstore.database import Database
+    from qstore.stores.lmdb_faiss import LmdbFaissStore
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,12 @@ class Collection:
         return {"name": self.name, "cid": self.cid, "dim": self.dim, "metric": self.metric,
                 "index": self.spec.to_dict(), "coherence_time": self.coherence_time,
                 "on_decohere": self.on_decohere, "regions": self.regions}
+
+    @property
+    def store(self) -> LmdbFaissStore:
+        """This collection's records behind the store interface (``qstore.stores.base``)."""
+        from qstore.stores.lmdb_faiss import LmdbFaissStore
+        return LmdbFaissStore(self)
 
     @property
     def snapshot_path(self) -> str:

@@ -20,11 +20,15 @@ from qstore.storage import Storage, WriteContext, codec
 
 if TYPE_CHECKING:
     from qstore.check import CheckReport
+    from qstore.stores.collection import StoreCollection
+    from qstore.stores.registry import QdrantCatalog
 
 log = logging.getLogger(__name__)
 
 _COL = b"col:"
 _NEXT_CID = b"next_cid"
+_QDRANT = b"qdrant"  # the Qdrant deployment this database's Qdrant collections live in (no key)
+STORES = ("lmdb", "qdrant")
 
 
 class Database:
@@ -33,13 +37,21 @@ class Database:
     ``clock`` (unix seconds) is injectable so decoherence can be tested without sleeping.
     ``sweep_interval`` is how often expired records are removed for good (None: never, call
     ``sweep()`` yourself).
+
+    ``store`` is where new collections keep their records: ``"lmdb"`` (LMDB + FAISS, the
+    default and the fastest) or ``"qdrant"`` (a Qdrant deployment at ``qdrant_url``, or the
+    client's in-process local mode under ``<path>/qdrant`` when no URL is given; see
+    docs/STORES.md). Datasets, checkpoints, states and configuration stay in LMDB.
     """
 
-    def __init__(self, storage: Storage, clock: Callable[[], float], snapshot_every: int):
+    def __init__(self, storage: Storage, clock: Callable[[], float], snapshot_every: int, store: str = "lmdb"):
         self._storage = storage
         self.clock = clock
         self.snapshot_every = snapshot_every
+        self.store = store
         self._collections: dict[str, Collection] = {}
+        self._remote: dict[str, StoreCollection] = {}  # collections whose records live in Qdrant
+        self._qdrant: QdrantCatalog | None = None
         self._sweeper: asyncio.Task | None = None
         self._closed = False
 
@@ -50,13 +62,22 @@ class Database:
     @classmethod
     async def open(cls, path: str, *, sync: bool = True, map_size: int = 1 << 30,
                    clock: Callable[[], float] = time.time, sweep_interval: float | None = 1.0,
-                   snapshot_every: int = SNAPSHOT_EVERY) -> Database:
+                   snapshot_every: int = SNAPSHOT_EVERY, store: str = "lmdb", qdrant_url: str | None = None,
+                   qdrant_api_key: str | None = None, qdrant_options: dict[str, Any] | None = None) -> Database:
+        """``qdrant_options``: ``prefix`` of the Qdrant collection names, and ``shard_number``,
+        ``replication_factor``, ``write_consistency_factor`` for the collections created."""
+        if store not in STORES:
+            raise InvalidArgument(f"store must be one of {', '.join(STORES)}, got {store!r}", "invalid_store")
         loop = asyncio.get_running_loop()
         storage = await loop.run_in_executor(None, lambda: Storage(path, sync=sync, map_size=map_size))
-        db = cls(storage, clock, snapshot_every)
+        db = cls(storage, clock, snapshot_every, store)
         try:
             await storage.read(db._load)
+            await db._open_qdrant(qdrant_url, qdrant_api_key or os.environ.get("QSTORE_QDRANT_API_KEY"),
+                                  qdrant_options or {})
         except BaseException:
+            if db._qdrant is not None:
+                await db._qdrant.close()
             # Release the environment and threads, or retrying the open in this process fails.
             await loop.run_in_executor(None, storage.close)
             raise
@@ -78,6 +99,44 @@ class Database:
             log.info("removing %s: an interrupted snapshot or a dropped collection's", stray)
             os.remove(stray)
 
+    async def _open_qdrant(self, url: str | None, api_key: str | None, options: dict[str, Any]) -> None:
+        """Connect to the Qdrant deployment named now, or remembered from an earlier open, or
+        (store="qdrant" alone) local mode under this directory; and load its collections."""
+        raw = await self._storage.read(lambda txn: self._storage.get(txn, "meta", _QDRANT))
+        remembered = codec.unpack(raw) if raw else None
+        if url is None and remembered is not None:
+            url = remembered["url"]
+        if url is None and self.store == "qdrant":
+            url = os.path.join(self.path, "qdrant")
+        if url is None:
+            return
+        from qstore.stores.registry import QdrantCatalog
+        unknown = set(options) - {"prefix", "shard_number", "replication_factor", "write_consistency_factor"}
+        if unknown:
+            raise InvalidArgument(f"unknown qdrant option(s) {sorted(unknown)}", "invalid_argument")
+        self._qdrant = QdrantCatalog(url, api_key, **options)
+        await self._qdrant.start()
+        if remembered is None or remembered["url"] != url:
+            await self._storage.write(lambda ctx: ctx.put("meta", _QDRANT, codec.pack({"url": url})))
+        for name in await self._qdrant.names():
+            await self._remote_collection(name)
+
+    async def _remote_collection(self, name: str) -> StoreCollection | None:
+        """The Qdrant collection ``name`` from the shared catalog (another server may have made it)."""
+        if self._qdrant is None:
+            return None
+        config = await self._qdrant.load(name)
+        if config is None:
+            self._remote.pop(name, None)
+            return None
+        from qstore.stores.collection import StoreCollection
+        col = self._remote.get(name)
+        if col is None:
+            col = self._remote[name] = StoreCollection(self._qdrant, self._qdrant.store(config), config, self.clock)
+        else:
+            col.regions = config.get("regions")
+        return col
+
     async def close(self) -> None:
         """Snapshot the indexes, flush and close LMDB. Safe to call twice."""
         if self._closed:
@@ -89,6 +148,8 @@ class Database:
                 await self._sweeper
             except (asyncio.CancelledError, Exception):
                 pass
+        if self._qdrant is not None:
+            await self._qdrant.close()
         await self._storage.settle()
         loop = asyncio.get_running_loop()
         for col in self._collections.values():
@@ -134,7 +195,8 @@ class Database:
     # ------------------------------------------------------------------ collections
     async def create_collection(self, name: str, dim: int, metric: str = "cosine",
                                 index: dict[str, Any] | None = None, coherence_time: float | None = None,
-                                on_decohere: str = "delete") -> Collection:
+                                on_decohere: str = "delete", store: str | None = None) -> Collection | StoreCollection:
+        """``store`` (default: the database's) is where the records live: "lmdb" or "qdrant"."""
         validation.check_name(name)
         dim = validation.check_dim(dim)
         check_metric(metric)
@@ -142,6 +204,13 @@ class Database:
         coherence_time = validation.check_coherence_time(coherence_time)
         if on_decohere not in ("delete", "collapse"):
             raise InvalidArgument("on_decohere must be 'delete' or 'collapse'", "invalid_argument")
+        store = self.store if store is None else store
+        if store not in STORES:
+            raise InvalidArgument(f"store must be one of {', '.join(STORES)}, got {store!r}", "invalid_store")
+        if name in self._collections or await self._remote_collection(name) is not None:
+            raise AlreadyExists(f"collection {name!r} exists; use db.collection({name!r})", "collection_exists")
+        if store == "qdrant":
+            return await self._create_remote(name, dim, metric, spec, coherence_time, on_decohere)
 
         def write(ctx: WriteContext) -> Collection:
             if ctx.get("meta", _COL + name.encode()) is not None:
@@ -159,18 +228,43 @@ class Database:
 
         return await self._storage.write(write)
 
-    async def collection(self, name: str) -> Collection:
-        col = self._collections.get(name)
+    async def _create_remote(self, name: str, dim: int, metric: str, spec: IndexSpec,
+                             coherence_time: float | None, on_decohere: str) -> StoreCollection:
+        if self._qdrant is None:  # first Qdrant collection of an LMDB database: local mode here
+            await self._open_qdrant(os.path.join(self.path, "qdrant"), None, {})
+        assert self._qdrant is not None
+        if spec.type == "ivf":
+            raise InvalidArgument("the Qdrant store indexes with HNSW (or flat: exact search); ivf is "
+                                  "LMDB-only", "invalid_index")
+        config = {"name": name, "dim": dim, "metric": metric, "index": spec.to_dict(),
+                  "coherence_time": coherence_time, "on_decohere": on_decohere, "regions": None,
+                  "store": "qdrant"}
+        await self._qdrant.create(config)
+        col = await self._remote_collection(name)
+        assert col is not None
+        return col
+
+    async def collection(self, name: str) -> Collection | StoreCollection:
+        col: Collection | StoreCollection | None = self._collections.get(name)
+        if col is None:
+            col = self._remote.get(name) or await self._remote_collection(name)
         if col is None:
             raise NotFound(f"collection {name!r} does not exist; create it with create_collection",
                            "collection_not_found")
         return col
 
     async def list_collections(self) -> list[str]:
-        return sorted(self._collections)
+        remote = await self._qdrant.names() if self._qdrant is not None else []
+        return sorted(set(self._collections) | set(remote))
 
     async def drop_collection(self, name: str) -> None:
         col = await self.collection(name)
+        if not isinstance(col, Collection):
+            assert self._qdrant is not None
+            await self._qdrant.drop(name)
+            col.dropped = True
+            self._remote.pop(name, None)
+            return
 
         def write(ctx: WriteContext) -> None:
             ctx.delete("meta", _COL + name.encode())
@@ -200,7 +294,8 @@ class Database:
     # ------------------------------------------------------------------ decoherence
     async def sweep(self) -> int:
         """Remove (or collapse) every record whose coherence time has passed. Returns how many."""
-        return sum([await col.sweep() for col in list(self._collections.values())])
+        cols: list[Collection | StoreCollection] = [*self._collections.values(), *self._remote.values()]
+        return sum([await col.sweep() for col in cols])
 
     async def _sweep_forever(self, interval: float) -> None:
         """Background upkeep: expire records, and drop change history that snapshots cover."""
@@ -279,7 +374,7 @@ class Database:
         labels = [v.item() for v in y]
         if any(isinstance(v, float) and not np.isfinite(v) for v in labels):
             raise InvalidArgument("y contains NaN or Inf", "invalid_labels")
-        col = await self.create_collection(name, dim=X.shape[1], metric="l2", index={"type": "flat"})
+        col = await self.create_collection(name, dim=X.shape[1], metric="l2", index={"type": "flat"}, store="lmdb")
         ids = [f"{i:09d}" for i in range(len(X))]
         for start in range(0, len(X), 4096):
             sl = slice(start, start + 4096)

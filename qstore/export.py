@@ -19,7 +19,6 @@ import numpy as np
 from qstore.collection import Collection
 from qstore.database import Database
 from qstore.errors import InvalidArgument, NotFound
-from qstore.storage import codec, scan
 
 FORMAT = 2
 BATCH = 1000
@@ -122,15 +121,8 @@ async def import_jsonl(db: Database, lines: Iterable[str], name: str | None = No
 
 
 async def groups(col: Collection) -> dict[str, dict[str, Any]]:
-    """Every entanglement group of the collection: name -> {"members": [ids], "strength": ρ}.
-    Keys follow ``qstore.states.entanglement``: collection id + b"G" + group name."""
-    prefix = codec.u32(col.cid) + b"G"
-
-    def read(txn: Any) -> dict[str, dict[str, Any]]:
-        cur = col._storage.cursor(txn, "groups")
-        return {key[len(prefix):].decode(): codec.unpack(raw) for key, raw in scan(cur, prefix)}
-
-    return await col._storage.read(read)
+    """Every entanglement group of the collection: name -> {"members": [ids], "strength": ρ}."""
+    return await col.store.groups()
 
 
 def _superposed(branches: list[dict[str, Any]] | None) -> bool:

@@ -86,7 +86,9 @@ class QStoreAPI(Protocol):
 
     async def create_collection(self, name: str, dim: int, metric: str = "cosine",
                                 index: dict[str, Any] | None = None, coherence_time: float | None = None,
-                                on_decohere: str = "delete") -> CollectionAPI: ...
+                                on_decohere: str = "delete", store: str | None = None) -> CollectionAPI:
+        """``store``: where the records live, "lmdb" or "qdrant" (None: the server's default)."""
+        ...
 
     async def collection(self, name: str) -> CollectionAPI: ...
 

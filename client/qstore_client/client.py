@@ -154,7 +154,8 @@ class AsyncClient:
         return await self._call("list_collections")
 
     async def create_collection(self, name: str, dim: int, metric: str = "cosine", index: dict[str, Any] | None = None,
-                                coherence_time: float | None = None, on_decohere: str = "delete") -> Collection:
+                                coherence_time: float | None = None, on_decohere: str = "delete",
+                                store: str | None = None) -> Collection:
         return Collection(self, await self._call("create_collection", locals()))
 
     async def collection(self, name: str) -> Collection:

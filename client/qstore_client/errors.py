@@ -124,6 +124,8 @@ ERROR_CODES: dict[str, type[QStoreError]] = {
     "invalid_id": InvalidArgument,
     "invalid_metadata": InvalidArgument,
     "invalid_filter": InvalidArgument,
+    "filter_untranslatable": InvalidArgument,
+    "invalid_store": InvalidArgument,
     "invalid_top_k": InvalidArgument,
     "invalid_index": InvalidArgument,
     "invalid_metric": InvalidArgument,

@@ -856,7 +856,8 @@ OPS: dict[str, Op] = {op.name: op for op in [
     _op("create_collection", "POST /collections", {
         "name": NAME, "dim": Integer("invalid_argument", limit="max_dim", least=1),
         "metric": Text("invalid_metric"), "index": Nullable(IndexKind()), "coherence_time": COHERENCE,
-        "on_decohere": Text()}, {"name", "dim"}, DESCRIPTOR, "write", status=201),
+        "on_decohere": Text(), "store": Nullable(Text("invalid_store"))}, {"name", "dim"}, DESCRIPTOR, "write",
+        status=201),
     _op("collection", f"GET {COL}", {}, set(), DESCRIPTOR),
     _op("drop_collection", f"DELETE {COL}", {}, set(), DOCUMENT, "admin"),
     # collection

@@ -21,7 +21,9 @@ from .state import BATCHER, CONFIG, DB, JOBS, KEYS, METRICS
 
 async def open_database(app: web.Application) -> AsyncIterator[None]:
     """LMDB and indexes live exactly as long as the app; closing flushes and syncs them."""
-    db = await Database.open(str(app[CONFIG].data_dir))
+    config = app[CONFIG]
+    db = await Database.open(str(config.data_dir), store=config.store, qdrant_url=config.qdrant_url,
+                             qdrant_options=dict(config.qdrant_options))
     app[DB] = db
     try:
         yield

@@ -70,6 +70,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                      help="seconds to let requests and jobs finish on SIGTERM (default: %(default)s)")
     ops.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
     ops.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
+    stores = parser.add_argument_group("stores (docs/STORES.md)")
+    stores.add_argument("--store", choices=["lmdb", "qdrant"], default="lmdb",
+                        help="where new collections keep their records (default: %(default)s)")
+    stores.add_argument("--qdrant-url", help="Qdrant deployment (http[s]://...; key in QSTORE_QDRANT_API_KEY) "
+                        "or a directory for local mode; several servers may share one deployment")
+    for flag, what in (("shards", "shard_number"), ("replicas", "replication_factor"),
+                       ("write-consistency", "write_consistency_factor")):
+        stores.add_argument(f"--qdrant-{flag}", type=int, default=None,
+                            help=f"{what} of the Qdrant collections this server creates (a cluster)")
 
 
 def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

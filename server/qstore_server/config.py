@@ -63,6 +63,11 @@ class ServerConfig:
     job_kinds: tuple[JobKind, ...] | None = None  # None: job_kinds.builtin_kinds()
     access_log: bool = False
     shutdown_timeout: float = 30.0
+    # Where new collections keep their records, and the Qdrant deployment (docs/STORES.md);
+    # the Qdrant API key comes from QSTORE_QDRANT_API_KEY.
+    store: str = "lmdb"
+    qdrant_url: str | None = None
+    qdrant_options: Mapping[str, int] = field(default_factory=dict)  # shard_number, replication_factor, ...
 
     @property
     def auth_enabled(self) -> bool:
@@ -115,4 +120,9 @@ class ServerConfig:
             limits=limits, job_workers=args.job_workers or runtime.config().job_workers,
             access_log=args.access_log,
             shutdown_timeout=args.shutdown_timeout,
+            store=args.store, qdrant_url=args.qdrant_url,
+            qdrant_options={k: v for k, v in (("shard_number", args.qdrant_shards),
+                                              ("replication_factor", args.qdrant_replicas),
+                                              ("write_consistency_factor", args.qdrant_write_consistency))
+                            if v is not None},
         )

@@ -7,18 +7,22 @@ argument types match the protocol's exactly; the engine may accept wider ones (`
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 
 import pytest
 
 import qstore
 import qstore_client
+from qstore.stores.collection import StoreCollection
 from qstore_client.api import CollectionAPI, QStoreAPI
 
 # (protocol, embedded implementation, remote implementation)
 SURFACES = [(QStoreAPI, qstore.Database, qstore_client.AsyncClient),
-            (CollectionAPI, qstore.Collection, qstore_client.Collection)]
-COLLECTION_CLASSES = {CollectionAPI, qstore.Collection, qstore_client.Collection}
+            (CollectionAPI, qstore.Collection, StoreCollection, qstore_client.Collection)]
+COLLECTION_CLASSES = {CollectionAPI, qstore.Collection, StoreCollection, qstore_client.Collection}
+# Names the engine imports only for type checkers (qdrant-client loads when a Qdrant store is used).
+HINT_NAMES = {"StoreCollection": StoreCollection}
 
 # Public methods that belong to one side only, and why.
 ONE_SIDED = {
@@ -31,9 +35,10 @@ ONE_SIDED = {
                                 "job_kinds", "start_job", "list_jobs", "job", "job_result",
                                 "cancel_job", "delete_job", "wait_job",
                                 "backup"},                                   # into the server's data dir, by name
-    qstore.Collection: {"config", "snapshot_path", "load", "snapshot", "candidates",  # engine internals
+    qstore.Collection: {"config", "store", "snapshot_path", "load", "snapshot", "candidates",  # engine internals
                         "index_mismatch", "summary_mismatch", "rebuild_derived",    # what Database.check runs
                         "sweep"},                                                   # what Database.sweep runs
+    StoreCollection: {"config", "sweep"},  # as qstore.Collection's
     qstore_client.Collection: set(),
 }
 
@@ -51,11 +56,13 @@ def _params(fn: typing.Any) -> list[tuple[str, inspect._ParameterKind, object]]:
 
 
 def _arg_types(fn: typing.Any) -> dict[str, object]:
-    return {k: v for k, v in typing.get_type_hints(fn).items() if k != "return"}
+    return {k: v for k, v in typing.get_type_hints(fn, localns=HINT_NAMES).items() if k != "return"}
 
 
 def _result(fn: typing.Any) -> object:
-    hint = typing.get_type_hints(fn).get("return", inspect.Signature.empty)
+    hint = typing.get_type_hints(fn, localns=HINT_NAMES).get("return", inspect.Signature.empty)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and set(typing.get_args(hint)) <= COLLECTION_CLASSES:
+        return CollectionAPI  # a database's collections: LMDB or Qdrant
     return CollectionAPI if hint in COLLECTION_CLASSES else hint
 
 

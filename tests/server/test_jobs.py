@@ -29,7 +29,8 @@ async def test_copy_collection_job(server, name):
         assert job.kind == "copy_collection" and job.state in ("pending", "running", "succeeded")
         done = await client.wait_job(job.id, timeout=60)
         assert done.state == "succeeded" and done.progress == 1.0 and done.error is None
-        assert await client.job_result(job.id) == {"source": name, "target": name + "-copy", "copied": 1201}
+        assert await client.job_result(job.id) == {"source": name, "target": name + "-copy", "store": "lmdb",
+                                                   "copied": 1201}
         dst = await client.collection(name + "-copy")
         assert (dst.dim, dst.metric) == (4, "l2") and await dst.count() == 1201
         a, b = await src.get(["sup", "id00777"]), await dst.get(["sup", "id00777"])
