@@ -8,9 +8,10 @@ Each size runs twice, each in a fresh process so resident memory is its own: raw
 in batches of 1,000 with every core) and Q-Store embedded at its defaults (the same HNSW,
 upserts of 1,000, timed until the graph holds every vector). Then one caller queries one
 vector at a time (FAISS with one thread, as a single caller gets): QPS, p50, p99 and recall@10
-against exact search. Memory is the process's resident set after loading minus the resident
-set before it; Q-Store's is split into the index, the in-memory record summaries, the LMDB
-pages resident in the map, and the fresh set.
+against exact search. Memory is the growth of the process's anonymous resident memory while
+loading (the heap: index, summaries, buffers); Q-Store's is split into the index and the rest
+(record summaries and allocator slack). The LMDB pages resident in its file mapping are shown
+apart: they are page cache, which the kernel drops under memory pressure and reads back.
 
 Data: the 20,000 real MiniLM sentence embeddings (the last 1,000 are the queries), then
 synthetic rows of the same distribution: a real row plus Gaussian noise shaped by the real
@@ -57,9 +58,14 @@ def dataset(n: int) -> tuple[np.ndarray, np.ndarray]:
     return out, queries
 
 
-def rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def rss(kind: str = "RssAnon") -> int:
+    """Resident bytes of this process: anonymous memory (heap, index, summaries) by default;
+    "RssFile" is mapped files (the LMDB map), pages the kernel may drop and re-read."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(kind + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {kind} in /proc/self/status")
 
 
 def mapped_rss(path_part: str) -> int:
@@ -171,9 +177,9 @@ def main() -> None:
             if engine == "qstore":
                 f = res["faiss"]
                 ratio = (f"{r['qps'] / f['qps']:.2f} / {r['insert'] / f['insert']:.2f} / "
-                         f"{r['memory'] / f['memory']:.2f} (index {r['index'] / 2**20:,.0f} MiB, LMDB "
-                         f"resident {r['lmdb'] / 2**20:,.0f}, summaries and the rest "
-                         f"{(r['memory'] - r['index'] - r['lmdb']) / 2**20:,.0f})")
+                         f"{r['memory'] / f['memory']:.2f} (index {r['index'] / 2**20:,.0f} MiB, summaries "
+                         f"and the rest {(r['memory'] - r['index']) / 2**20:,.0f}; LMDB map resident "
+                         f"{r['lmdb'] / 2**20:,.0f})")
             print(f"| {n:,} | {engine} | {r['insert']:,.0f} | {r['qps']:,.0f} | {np.percentile(lat, 50):.2f} "
                   f"| {np.percentile(lat, 99):.2f} | {recall(r['found'], truth):.3f} | {r['memory'] / 2**20:,.0f} "
                   f"| {r['memory'] / n:,.0f} | {ratio} |", flush=True)

@@ -150,6 +150,7 @@ class VectorIndex:
                         self._pending.append((ids, vecs, _NO_IDS))
                     self._fresh_ids, self._fresh_vecs = self._fresh_ids[n:], self._fresh_vecs[n:]
                 if not len(self._fresh_ids):
+                    self._fresh_vecs = self._fresh_vecs[:0].copy()  # a view would keep the batch alive
                     self.applied_seq = max(self.applied_seq, seq)
                     self._maybe_train()
                     break

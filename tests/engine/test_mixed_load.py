@@ -61,6 +61,7 @@ async def test_a_query_never_waits_for_graph_work(tmp_path):
     async with await qstore.Database.open(str(tmp_path / "db")) as db:
         col = await db.create_collection("c", dim=DIM, index={"type": "hnsw", "m": 16, "ef_construction": 64})
         await col.upsert([f"b{i}" for i in range(200)], _unit(rng, 200))
+        await db._storage.settle()  # the base is in the graph
         release = threading.Event()
         await db._storage.write(lambda ctx: ctx.apply_later(release.wait))  # the applier waits here
         try:
