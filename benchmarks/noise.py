@@ -124,32 +124,59 @@ CANDIDATES: dict[str, dict[str, Any]] = {"readout": {"zne": None, "readout": Tru
                                          "ZNE Richardson + readout": {"zne": "richardson", "readout": True}}
 
 
-def iris_splits(seed: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray],
-                                     tuple[np.ndarray, np.ndarray]]:
-    """(fit, validation, test) rows of iris for one seed: 70/30 train/test, then 80/20 fit/validation."""
+#: arm R (regression): model, lr, batch size, epochs; the classifiers use their ``RECIPES``
+DIABETES = ({"type": "vqc_regressor", "n_qubits": 4, "layers": 3}, 0.05, 16, 40)
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+def splits(dataset: str, seed: int) -> tuple[Split, Split, Split]:
+    """(fit, validation, test) rows for one seed: 70/30 train/test (the recipe's, for the classifiers), then
+    80/20 fit/validation; diabetes is standardised and reduced to 4 PCA components fitted on the fit rows."""
     from sklearn.model_selection import train_test_split
 
-    from qstore.training.reference_datasets import load_reference
+    from qstore.training.reference_datasets import RECIPES, load_reference
 
-    data = load_reference("iris", 4, seed=seed)
+    if dataset == "diabetes":
+        from sklearn.datasets import load_diabetes
+        from sklearn.decomposition import PCA
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        X, y = load_diabetes(return_X_y=True)
+        X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, random_state=seed)
+        X_fit, X_val, y_fit, y_val = train_test_split(X_tr, y_tr, test_size=0.2, random_state=seed)
+        reduce = make_pipeline(StandardScaler(), PCA(4, random_state=seed)).fit(X_fit)
+        return (reduce.transform(X_fit), y_fit), (reduce.transform(X_val), y_val), (reduce.transform(X_te), y_te)
+    data = load_reference(dataset, RECIPES[dataset].components, seed=seed)
     X_fit, X_val, y_fit, y_val = train_test_split(data.X_train, data.y_train, test_size=0.2, random_state=seed,
                                                   stratify=data.y_train)
     return (X_fit, y_fit), (X_val, y_val), (data.X_test, data.y_test)
 
 
-async def deployment_trial(seed: int, noise: Any, shots: int = SHOTS) -> dict[str, tuple[float, float]]:
-    """Arm D: train on the exact simulator, score on the noisy device. {mitigation: (validation, test accuracy)}
-    for "raw", every candidate, and "chosen" (the candidate best on validation)."""
-    from qstore.training import Trainer, model_from_config
-    from qstore.training.models import Runtime
+def recipe(dataset: str) -> tuple[dict[str, Any], float, int, int]:
+    """(model config, lr, batch size, epochs) of the deployment tables."""
     from qstore.training.reference_datasets import RECIPES
 
-    recipe = RECIPES["iris"]
-    fit, val, test = iris_splits(seed)
-    trainer = Trainer(None, model_from_config(recipe.model), lr=recipe.lr, batch_size=recipe.batch_size, seed=seed)
-    await trainer.fit(fit, epochs=recipe.epochs)
+    if dataset == "diabetes":
+        return DIABETES
+    r = RECIPES[dataset]
+    return r.model, r.lr, r.batch_size, r.epochs
+
+
+async def deployment_trial(dataset: str, seed: int, noise: Any, shots: int = SHOTS) -> dict[str, tuple[float, float]]:
+    """Arms D and R: train on the exact simulator, score on the noisy device. {mitigation: (validation, test
+    score)} for "exact" (noiseless), "raw", every candidate, and "chosen" (the candidate best on validation);
+    the score is accuracy, or R² for a regression."""
+    from qstore.training import Trainer, model_from_config
+    from qstore.training.models import Runtime
+
+    config, lr, batch_size, epochs = recipe(dataset)
+    fit, val, test = splits(dataset, seed)
+    trainer = Trainer(None, model_from_config(config), lr=lr, batch_size=batch_size, seed=seed)
+    await trainer.fit(fit, epochs=epochs)
     model = trainer.model
-    out: dict[str, tuple[float, float]] = {}
+    out: dict[str, tuple[float, float]] = {"exact": (model.score(*val), model.score(*test))}
     for name, mitigation in {"raw": None, **CANDIDATES}.items():
         model.runtime = Runtime(get_backend("density_matrix", noise=noise, shots=shots, seed=seed,
                                             mitigation=mitigation), "parameter-shift")
@@ -162,29 +189,28 @@ async def noisy_training_trial(seed: int, noise: Any, mitigation: dict[str, Any]
                                shots: int = SHOTS) -> float:
     """Arm T: train and score on the noisy device with shots (parameter-shift); test accuracy."""
     from qstore.training import Trainer, model_from_config
-    from qstore.training.reference_datasets import RECIPES
 
-    recipe = RECIPES["iris"]
-    fit, _, test = iris_splits(seed)
-    trainer = Trainer(None, model_from_config(recipe.model), lr=recipe.lr, batch_size=recipe.batch_size, seed=seed,
+    config, lr, batch_size, epochs = recipe("iris")
+    fit, _, test = splits("iris", seed)
+    trainer = Trainer(None, model_from_config(config), lr=lr, batch_size=batch_size, seed=seed,
                       backend="density_matrix", backend_options={"noise": noise, "mitigation": mitigation},
                       gradient="parameter-shift", shots=shots)
-    await trainer.fit(fit, epochs=recipe.epochs)
+    await trainer.fit(fit, epochs=epochs)
     return await trainer.evaluate(*test)
 
 
-async def deployment(seeds: int) -> None:
-    print(f"\n## train in simulation, run on the device (iris, {SHOTS} shots; test accuracy, mitigation chosen "
-          f"on validation)\n")
+async def deployment(seeds: int, dataset: str) -> None:
+    print(f"\n## train in simulation, run on the device ({dataset}, {SHOTS} shots; test "
+          f"{'R²' if dataset == 'diabetes' else 'accuracy'}, mitigation chosen on validation)\n")
     for label, noise in NOISE_LEVELS.items():
         print(f"\n### {label}\n")
-        print("| seed | raw | " + " | ".join(CANDIDATES) + " | chosen on validation |")
-        print("|---:|---:|" + "---:|" * (len(CANDIDATES) + 1))
+        print("| seed | noiseless | raw | " + " | ".join(CANDIDATES) + " | chosen on validation |")
+        print("|---:|---:|---:|" + "---:|" * (len(CANDIDATES) + 1))
         rows = []
         for seed in range(seeds):
-            trial = await deployment_trial(seed, noise)
+            trial = await deployment_trial(dataset, seed, noise)
             chosen = next(n for n in CANDIDATES if trial[n] == trial["chosen"])
-            rows.append([trial[n][1] for n in ("raw", *CANDIDATES, "chosen")])
+            rows.append([trial[n][1] for n in ("exact", "raw", *CANDIDATES, "chosen")])
             print(f"| {seed} | " + " | ".join(f"{a:.3f}" for a in rows[-1][:-1]) +
                   f" | {rows[-1][-1]:.3f} ({chosen}) |", flush=True)
         mean = np.mean(rows, axis=0)
@@ -287,13 +313,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--circuits", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--dataset", default="iris", help="deployment table: iris, breast-cancer, diabetes, ...")
     args = parser.parse_args()
     if "speed" in args.only:
         speed(args.qubits, args.batch)
     if "mitigation" in args.only:
         mitigation_tables(args.circuits)
     if "deployment" in args.only:
-        asyncio.run(deployment(args.seeds))
+        asyncio.run(deployment(args.seeds, args.dataset))
     if "training" in args.only:
         asyncio.run(training(args.seeds))
     if "autoencoder-selection" in args.only:

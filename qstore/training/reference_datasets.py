@@ -115,9 +115,11 @@ class AnomalyRecipe:
 #: grid in benchmarks/README.md, "Quantum autoencoder")
 ANOMALY_RECIPES: dict[str, AnomalyRecipe] = {r.dataset: r for r in (
     AnomalyRecipe("digits", "digit 0", {"type": "quantum_autoencoder", "n_qubits": 8, "latent_qubits": 4,
-                                        "layers": 2, "encoding": "angle", "entanglement": "linear"}),
+                                        "layers": 1, "encoding": "angle", "entanglement": "linear"},
+                  lr=0.2, epochs=40),
     AnomalyRecipe("breast-cancer", "benign", {"type": "quantum_autoencoder", "n_qubits": 8, "latent_qubits": 4,
-                                              "layers": 3, "encoding": "angle", "entanglement": "circular"}),
+                                              "layers": 4, "encoding": "angle", "entanglement": "linear"},
+                  lr=0.2, epochs=20),
 )}
 
 
