@@ -8,12 +8,18 @@ Tables:
 2. mitigation: |error| of <Z_q> (mean over qubits) against the exact value on random circuits under
    ``ionq_aria``, raw and with readout correction, ZNE (Richardson, linear) and both; then the same for
    the energy of a 4-qubit transverse-field Ising VQE (at its optimum and at random parameters).
-3. training: test accuracy of a VQC trained and tested on a noisy backend, with and without
-   mitigation, over 5 seeds.
-4. autoencoder: AUROC of anomaly_score (trained on the normal class only) beside PCA reconstruction
-   error (same latent size, and 2) and IsolationForest, over 5 seeds.
+3. deployment (arms D and R): a model trained on the exact simulator, scored on the noisy device with 1,000
+   shots, raw and with the mitigation chosen on validation rows (``--dataset iris``, ``breast-cancer``, or
+   ``diabetes`` for a regression), under ``ionq_aria`` and a stated NISQ 2% noise, seeds 0-4.
+4. training (arm T): iris trained and scored on the noisy device with shots, raw and ZNE linear + readout.
+5. autoencoder: test AUROC of anomaly_score (settings chosen on validation rows only) beside PCA
+   reconstruction error (same latent size, and k chosen on validation) and IsolationForest, seeds 0-4;
+   ``autoencoder-selection`` runs the validation grid that chose the settings.
 
-Usage: python benchmarks/noise.py [--only speed mitigation training autoencoder] [--seeds 5]
+The protocols are in benchmarks/README.md ("Noise").
+
+Usage: python benchmarks/noise.py [--only speed mitigation deployment training autoencoder
+       autoencoder-selection] [--dataset iris] [--seeds 5]
 """
 from __future__ import annotations
 
