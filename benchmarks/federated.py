@@ -1,6 +1,8 @@
 """Federated rounds over real local server nodes: round latency and accuracy per round.
 
     python benchmarks/federated.py [--nodes 3 6] [--rounds 10] [--local-epochs 2] [--partition iid]
+    python benchmarks/federated.py --secagg 5 10 20 [--on-nodes] [--rounds 5]   # SecAgg overhead
+    python benchmarks/federated.py --compression | --selection | --fednova [--rounds 20]
 
 For each node count N, starts N `python -m qstore_server` processes on loopback, imports
 a disjoint shard of scikit-learn's breast-cancer training split into each (standardised,
@@ -27,6 +29,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +39,7 @@ from qstore.training.reference_datasets import load_reference
 from qstore_client import AsyncClient
 
 LR, BATCH = 0.05, 16
+WARM_UP_S = 600.0  # the first round waits this long: every node loads the engine
 
 
 def free_port() -> int:
@@ -67,6 +71,18 @@ def start_nodes(root: Path, n: int) -> tuple[list[subprocess.Popen], list[str]]:
     return procs, urls
 
 
+def stop_nodes(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM, then SIGKILL for a node whose event loop is still busy a minute later."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def shards(y: np.ndarray, n: int, partition: str, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
     if partition == "iid":
         return np.array_split(rng.permutation(len(y)), n)
@@ -89,13 +105,11 @@ async def federate(n: int, args: argparse.Namespace, X: np.ndarray, y: np.ndarra
                 await client.import_dataset("local", X[rows], y[rows])
         common = dict(local_epochs=args.local_epochs, lr=LR, batch_size=BATCH, seed=args.seed,
                       strategy=args.strategy)
-        await Coordinator(urls, rounds=1, **common).run(VQC(4, 2, 2), validation=val)  # warm-up: kernels compile
+        await Coordinator(urls, rounds=1, deadline_s=WARM_UP_S, **common).run(VQC(4, 2, 2),
+                                                                              validation=val)  # warm-up: engine loads
         return await Coordinator(urls, rounds=args.rounds, **common).run(VQC(4, 2, 2), validation=val)
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait(30)
+        stop_nodes(procs)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -145,8 +159,8 @@ async def secagg_overhead(args: argparse.Namespace) -> None:
     """Plain and secure rounds over the same participants: wall time and payload bytes per round."""
     data = load_reference("breast-cancer")
     X = data.X_train.astype(np.float32).astype(np.float64)
-    print(f"secure aggregation overhead: VQC(4, 2 layers), 1 local epoch, {args.rounds} rounds each, "
-          f"{'server nodes over HTTP' if args.on_nodes else 'in-process participants'}")
+    print(f"secure aggregation overhead: VQC(4, 2 layers), 1 local epoch, {args.rounds} rounds each, plain and "
+          f"secure alternating, {'server nodes over HTTP' if args.on_nodes else 'in-process participants'}")
     head = (f"{'n':>3} {'plain s/round':>13} {'secure s/round':>14} {'overhead':>8} {'plain B/part':>12} "
             f"{'secure B/part (up)':>18} {'(down)':>8} {'final acc plain/secure':>22}")
     print(head)
@@ -162,19 +176,24 @@ async def secagg_overhead(args: argparse.Namespace) -> None:
                 async with AsyncClient(url) as client:
                     await client.import_dataset("local", X[rows], data.y_train[rows])
         try:
-            out = {}
+            def make(timeout: float = 30.0, urls: list[str] = urls, parts: list[np.ndarray] = parts) -> list:
+                return [RemoteParticipant(u, request_timeout=timeout) for u in urls] if args.on_nodes \
+                    else _local(X, data.y_train, parts)
+
+            common = dict(lr=LR, batch_size=BATCH, min_participants=2)
+            # warm-up: each node loads the training engine (cirq, the numba kernels) after it listens, and its
+            # first job waits for that; 20 nodes at once on 2 busy cores take minutes, past every default timeout
             for secure in (False, True):
-                def make(urls: list[str] = urls, parts: list[np.ndarray] = parts) -> list:
-                    return [RemoteParticipant(u) for u in urls] if args.on_nodes else _local(X, data.y_train, parts)
-                common = dict(lr=LR, batch_size=BATCH, seed=args.seed, min_participants=2,
-                              secure_aggregation=secure)
-                await Coordinator(make(), rounds=1, **common).run(VQC(4, 2, 2))  # warm-up
-                participants = make()
-                history = await Coordinator(participants, rounds=args.rounds, **common).run(
-                    VQC(4, 2, 2), validation=(data.X_test, data.y_test))
-                for p in participants:
-                    await p.close()
-                out[secure] = history
+                await Coordinator(make(WARM_UP_S), rounds=1, deadline_s=WARM_UP_S, seed=args.seed,
+                                  secure_aggregation=secure, **common).run(VQC(4, 2, 2))
+            # plain and secure rounds alternate, so both see the same load; each model carries on across rounds
+            models = {False: VQC(4, 2, 2), True: VQC(4, 2, 2)}
+            out: dict[bool, list[RoundRecord]] = {False: [], True: []}
+            for r in range(args.rounds):
+                for secure in (False, True):
+                    out[secure] += await Coordinator(make(), rounds=1, seed=args.seed + r, secure_aggregation=secure,
+                                                     **common).run(models[secure],
+                                                                   validation=(data.X_test, data.y_test))
             plain, secure_h = out[False], out[True]
             t_plain = float(np.median([h.seconds for h in plain]))
             t_secure = float(np.median([h.seconds for h in secure_h]))
@@ -185,10 +204,7 @@ async def secagg_overhead(args: argparse.Namespace) -> None:
                   f"{up:>18.0f} {down:>8.0f} {plain[-1].accuracy:>11.4f}/{secure_h[-1].accuracy:.4f}")
         finally:
             if procs:
-                for proc in procs:
-                    proc.send_signal(signal.SIGTERM)
-                for proc in procs:
-                    proc.wait(30)
+                stop_nodes(procs)
                 shutil.rmtree(root, ignore_errors=True)
 
 
@@ -211,24 +227,93 @@ async def compression_table(args: argparse.Namespace) -> None:
               f"{history[-1].compression_ratio:>16.2f}")
 
 
-async def selection_table(args: argparse.Namespace, target: float = 0.88) -> None:
+def every_one_has_rows(parts: list[np.ndarray]) -> list[np.ndarray]:
+    """Dirichlet shards can come out empty: each empty one takes one row from the largest."""
+    parts = [p.copy() for p in parts]
+    for i, p in enumerate(parts):
+        if not len(p):
+            big = max(range(len(parts)), key=lambda j: len(parts[j]))
+            parts[i], parts[big] = parts[big][-1:], parts[big][:-1]
+    return parts
+
+
+async def selection_table(args: argparse.Namespace, fixed: tuple[float, ...] = (0.85, 0.90)) -> None:
+    """QUBO against random selection, by a protocol fixed before either was run.
+
+    Per seed (0-4): 20 participants under Dirichlet(0.3) label skew, each with at least one
+    row; FedAvg, 3 local epochs (adam lr 0.1, batch 8), `args.rounds` rounds. The target is
+    what FedAvg over all 20 every round reaches: the median of its last 5 rounds' test
+    accuracy, minus 0.01. Random and QUBO pick 5 per round; each is scored by the rounds until
+    test accuracy first reaches the target (rounds + 1 = never), the mean accuracy over all
+    rounds (the area under the curve) and the rounds to the fixed targets.
+    """
     data = load_reference("breast-cancer")
     X = data.X_train.astype(np.float32).astype(np.float64)
-    print(f"selection: 20 participants, Dirichlet(0.3) label skew, 5 per round, {args.rounds} rounds, "
-          f"3 local epochs (adam lr 0.1, batch 8); rounds until test accuracy >= {target}")
-    rounds_to = {"random": [], "qubo": []}
+    R = args.rounds
+    print(f"selection: 20 participants, Dirichlet(0.3) label skew, 5 per round, {R} rounds, 3 local epochs "
+          f"(adam lr 0.1, batch 8); target = median accuracy of fedavg over all 20 in rounds {R - 4}-{R}, "
+          f"minus 0.01; {R + 1} = never")
+    scores: dict[str, list[tuple[int, float, list[int]]]] = {"random": [], "qubo": []}
     for seed in range(5):
-        parts = shards(data.y_train, 20, "skew", 0.3, np.random.default_rng(seed))
-        for selection in rounds_to:
-            history = await Coordinator(
-                _local(X, data.y_train, [p for p in parts if len(p)]), rounds=args.rounds, fraction=0.25,
-                local_epochs=3, lr=0.1, batch_size=8, seed=seed, selection=selection).run(
+        parts = every_one_has_rows(shards(data.y_train, 20, "skew", 0.3, np.random.default_rng(seed)))
+
+        async def curve(parts: list[np.ndarray] = parts, seed: int = seed, **kwargs: Any) -> list[float]:
+            history = await Coordinator(_local(X, data.y_train, parts), rounds=R, local_epochs=3, lr=0.1,
+                                        batch_size=8, seed=seed, **kwargs).run(
                 VQC(4, 2, 2), validation=(data.X_test, data.y_test))
-            hit = next((h.round for h in history if h.accuracy >= target), args.rounds + 1)
-            rounds_to[selection].append(hit)
-            print(f"seed {seed} {selection:>6}: reached at round {hit}, final accuracy {history[-1].accuracy:.4f}")
-    for selection, hits in rounds_to.items():
-        print(f"{selection:>6}: mean rounds to {target} = {np.mean(hits):.1f} ({hits}; {args.rounds + 1} = never)")
+            return [h.accuracy for h in history]
+
+        full = await curve(fraction=1.0)
+        target = float(np.median(full[-5:])) - 0.01
+        for selection in scores:
+            acc = await curve(fraction=0.25, selection=selection)
+            hits = [next((r + 1 for r, a in enumerate(acc) if a >= t), R + 1) for t in (target, *fixed)]
+            scores[selection].append((hits[0], float(np.mean(acc)), hits[1:]))
+            print(f"seed {seed}: target {target:.4f} (all 20: final {full[-1]:.4f}); {selection:>6} reaches it at "
+                  f"round {hits[0]}, mean accuracy {np.mean(acc):.4f}, final {acc[-1]:.4f}, rounds to "
+                  f"{', '.join(f'{t}: {h}' for t, h in zip(fixed, hits[1:]))}; curve {np.round(acc, 3).tolist()}")
+    for selection, rows in scores.items():
+        hit, auc, fixed_hits = zip(*rows)
+        print(f"{selection:>6}: mean rounds to target {np.mean(hit):.1f} {list(hit)}; mean accuracy over rounds "
+              f"{np.mean(auc):.4f} {np.round(auc, 4).tolist()}; "
+              + "; ".join(f"rounds to {t} {np.mean(h):.1f} {list(h)}" for t, h in zip(fixed, zip(*fixed_hits))))
+
+
+async def fednova_table(args: argparse.Namespace) -> None:
+    """FedNova against FedAvg where local step counts differ, by a protocol fixed before either was run.
+
+    FedNova's setting (Wang et al., 2020): local SGD, each participant taking
+    τ_i = epochs · ⌈n_i / batch⌉ steps, so under quantity skew τ_i differ tenfold and FedAvg
+    drifts to the optimum of Σ n_i τ_i F_i instead of the global Σ n_i F_i. Per seed (0-4):
+    8 participants under Dirichlet(0.5) label and quantity skew of the breast-cancer split,
+    each with at least one row; all 8 every round; 2 local epochs of plain SGD (lr 0.05, batch 8,
+    no momentum); `args.rounds` rounds. Scored by the global training loss (mean cross-entropy
+    over the union of the participants' rows: the objective both claim to minimise) after the
+    last round and averaged over rounds, and by test accuracy after the last round.
+    """
+    data = load_reference("breast-cancer")
+    X = data.X_train.astype(np.float32).astype(np.float64)
+    R = args.rounds
+    print(f"fednova vs fedavg: 8 participants, Dirichlet(0.5) label and quantity skew, all every round, {R} rounds, "
+          f"2 local epochs of SGD (lr 0.05, batch 8, no momentum)")
+    scores: dict[str, list[tuple[float, float, float]]] = {"fedavg": [], "fednova": []}
+    for seed in range(5):
+        parts = every_one_has_rows(shards(data.y_train, 8, "skew", 0.5, np.random.default_rng(seed)))
+        steps = [2 * -(-len(p) // 8) for p in parts]
+        for strategy in scores:
+            model = VQC(4, 2, 2)
+            history = await Coordinator(_local(X, data.y_train, parts), rounds=R, local_epochs=2, optimizer="sgd",
+                                        lr=0.05, batch_size=8, seed=seed, strategy=strategy).run(
+                model, validation=(X, data.y_train))
+            loss = [float(h.loss) for h in history if h.loss is not None]
+            test = model.score(data.X_test, data.y_test)
+            scores[strategy].append((loss[-1], float(np.mean(loss)), test))
+            print(f"seed {seed} (local steps {sorted(steps)}): {strategy:>7} final training loss {loss[-1]:.4f}, "
+                  f"mean over rounds {np.mean(loss):.4f}, test accuracy {test:.4f}")
+    for strategy, rows in scores.items():
+        final, mean, test = zip(*rows)
+        print(f"{strategy:>7}: final training loss {np.mean(final):.4f} {np.round(final, 4).tolist()}; mean over "
+              f"rounds {np.mean(mean):.4f}; test accuracy {np.mean(test):.4f} {np.round(test, 4).tolist()}")
 
 
 def main() -> None:
@@ -246,6 +331,7 @@ def main() -> None:
     ap.add_argument("--on-nodes", action="store_true", help="--secagg over real server nodes")
     ap.add_argument("--compression", action="store_true", help="only the compressed-updates table")
     ap.add_argument("--selection", action="store_true", help="only the QUBO vs random selection table")
+    ap.add_argument("--fednova", action="store_true", help="only the FedNova vs FedAvg table (local SGD)")
     args = ap.parse_args()
     if args.secagg:
         asyncio.run(secagg_overhead(args))
@@ -253,6 +339,8 @@ def main() -> None:
         asyncio.run(compression_table(args))
     elif args.selection:
         asyncio.run(selection_table(args))
+    elif args.fednova:
+        asyncio.run(fednova_table(args))
     else:
         asyncio.run(run(args))
 

@@ -22,7 +22,7 @@ import numpy as np
 import qstore
 from qstore.sample_data import load_embeddings
 from qstore_client import AsyncClient
-from server import serving  # benchmarks/server.py
+from server import indexed, serving  # benchmarks/server.py
 
 DEFAULT_INDEX = {"type": "hnsw", "m": 32, "ef_construction": 200, "ef_search": 64}
 
@@ -52,7 +52,7 @@ async def phases(col: Any, reads: Any, base: np.ndarray, stream: np.ndarray, que
     the queries."""
     for s in range(0, len(base), 1000):
         await col.upsert([str(s + i) for i in range(len(base[s:s + 1000]))], base[s:s + 1000])
-    await reads.count()  # waits for the index work of every acknowledged write
+    await indexed(reads)
     await reader(reads, queries[:50])  # warm-up
     t0 = time.perf_counter()
     idle = await reader(reads, queries)

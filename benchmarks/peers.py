@@ -30,7 +30,7 @@ import numpy as np
 import qstore
 from qstore.sample_data import load_embeddings
 from qstore_client import AsyncClient
-from server import free_port, serving  # benchmarks/server.py
+from server import free_port, indexed, serving  # benchmarks/server.py
 
 M, EF_CONSTRUCTION, EF_SEARCH = 32, 200, 64
 QSTORE_INDEX = {"type": "hnsw", "m": M, "ef_construction": EF_CONSTRUCTION, "ef_search": EF_SEARCH}
@@ -107,12 +107,12 @@ class QStore:
     async def load(self, X: np.ndarray) -> tuple[float, float]:
         self.db = await qstore.Database.open(os.path.join(self.tmp, "embedded"))
         self.col = await self.db.create_collection("bench", dim=X.shape[1], index=QSTORE_INDEX)
-        embedded = await insert(self.col.upsert, X, self.col.count)
+        embedded = await insert(self.col.upsert, X, lambda: indexed(self.col))
         self.url = self.stack.enter_context(serving(os.path.join(self.tmp, "server")))
         client = AsyncClient(self.url)
         self.clients.append(client)
         remote = await client.create_collection("bench", dim=X.shape[1], index=QSTORE_INDEX)
-        return embedded, await insert(remote.upsert, X, remote.count)
+        return embedded, await insert(remote.upsert, X, lambda: indexed(remote))
 
     async def searches(self, n_clients: int) -> tuple[Search, Search, list[Search]]:
         def of(col: Any) -> Search:

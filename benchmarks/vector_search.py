@@ -24,6 +24,7 @@ import qstore
 from qstore.index import spec as specs
 from qstore.index.spec import IndexSpec
 from qstore.sample_data import load_embeddings
+from server import indexed  # benchmarks/server.py
 
 CORES = faiss.omp_get_max_threads()
 INDEXES = {
@@ -88,7 +89,7 @@ async def compare(kind: str, X: np.ndarray, Q: np.ndarray, truth: np.ndarray, ro
             t0 = time.perf_counter()
             for s in range(0, len(X), 1000):
                 await col.upsert(ids[s:s + 1000], X[s:s + 1000])
-            await col.count()  # a read waits for the index work still running after the last acks
+            await indexed(col)
             insert = len(X) / (time.perf_counter() - t0)
             raw_qps = qs_qps = 0.0
             for _ in range(rounds):

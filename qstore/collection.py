@@ -2,8 +2,9 @@
 
 Every mutation goes through ``_commit`` inside a group-commit transaction: it
 rewrites record documents, the internal-id map, the expiry table and the change
-sequence, then registers ``_apply`` to update the index and the in-memory summaries
-after the commit (on the storage's applier thread; reads wait for it). The quantum
+sequence, then registers ``_publish``, which updates the in-memory summaries and puts the
+vectors in the index's fresh set before the caller is answered, and ``_integrate``, which
+builds them into the graph in the background (nobody waits for it). The quantum
 primitives in ``qstore.states`` are pure functions from record documents (and their
 inputs, and explicit random draws) to new documents: this class reads the documents,
 hands them over, and commits and indexes what comes back, so "commit, then index" is
@@ -367,28 +368,32 @@ class Collection:
         vecs = self.index.prepare(np.stack(add_vecs)) if add_vecs else np.empty((0, self.dim), np.float32)
         ids = np.array(add_ids, np.int64)
         gone = np.array(removed, np.int64)
-        ctx.apply_later(lambda: self._apply(seq, ids, vecs, gone, updates))
+        ctx.after_commit(lambda: self._publish(ids, vecs, gone, updates))
+        ctx.apply_later(lambda: self._integrate(seq, len(ids) + len(gone)))
 
-    def _apply(self, seq: int, ids: np.ndarray, vecs: np.ndarray, removed: np.ndarray,
-               updates: dict[str, Entry | None]) -> None:
+    def _publish(self, ids: np.ndarray, vecs: np.ndarray, removed: np.ndarray,
+                 updates: dict[str, Entry | None]) -> None:
+        """Make a commit visible before its caller is answered: the summaries, and the vectors
+        in the index's fresh set (searched exactly until ``_integrate`` graphs them)."""
         if self.dropped:
             return
-        # The graph work first, under the index lock only and a chunk at a time, so searches
-        # interleave; then one short exclusive step publishes the batch to the summaries.
-        try:
-            self.index.add(ids, vecs)
-        finally:
-            with self._lock.write():
-                self.index.apply(ids[:0], vecs[:0], removed, seq)
-                for rid, entry in updates.items():
-                    self._untrack(rid)
-                    if entry is not None:
-                        self._track(rid, entry)
-                if len(ids):
-                    self._iid_high = max(self._iid_high, int(ids.max()) + 1)
-                if self._region_map is not None:
-                    self._region_map.place(ids, vecs, removed)
-        self._unsnapshotted += len(ids) + len(removed)
+        with self._lock.write():
+            self.index.publish(ids, vecs, removed)
+            for rid, entry in updates.items():
+                self._untrack(rid)
+                if entry is not None:
+                    self._track(rid, entry)
+            if len(ids):
+                self._iid_high = max(self._iid_high, int(ids.max()) + 1)
+            if self._region_map is not None:
+                self._region_map.place(ids, vecs, removed)
+
+    def _integrate(self, seq: int, changed: int) -> None:
+        """The graph work of a commit, in the background: nobody waits for it."""
+        if self.dropped:
+            return
+        self.index.integrate(seq)
+        self._unsnapshotted += changed
         if self._unsnapshotted >= self._db.snapshot_every and self._snapshot_thread is None:
             self._snapshot_thread = threading.Thread(target=self.snapshot, name="qstore-snapshot", daemon=True)
             self._snapshot_thread.start()
@@ -462,7 +467,8 @@ class Collection:
         self._check_open()
         return {"name": self.name, "dim": self.dim, "metric": self.metric, "index": self.spec.to_dict(),
                 "coherence_time": self.coherence_time, "on_decohere": self.on_decohere,
-                "count": await self.count(), "indexed_vectors": self.index.size,
+                "count": await self.count(), "indexed_vectors": self.index.size - self.index.fresh,
+                "unindexed_vectors": self.index.fresh,
                 "tombstones": self.index.tombstones}
 
     async def upsert(self, ids: list[str], vectors: Any, metadata: list[dict[str, Any]] | None = None,
@@ -510,7 +516,6 @@ class Collection:
 
     async def count(self) -> int:
         self._check_open()
-        await self._storage.settle()
         due = self._due(self._now())
         gone = sum(1 for e in due.values() if self._view(e, True) is None)
         return len(self._entries) - gone
@@ -569,17 +574,16 @@ class Collection:
             raise InvalidArgument("ef must be a positive integer", "invalid_argument")
         if tunneling is not None and tunnel.check_strength(tunneling) > 0:
             cap = tunnel.check_per_region(per_region, top_k)
-            await self._storage.settle()
             if self.index.size >= 2:  # fewer vectors cannot be partitioned: plain search answers
                 await self._fresh_regions()
                 return await self._storage.run(self._tunnel_sync, q[0], top_k, pred, context,
                                                float(tunneling), seed, cap, self._now())
         now = self._now()
         if pred is None and context is None and ef is None and not self._superposed \
-                and self._search_cost < INLINE_SEARCH_MAX and self._storage.settled:
+                and self._search_cost < INLINE_SEARCH_MAX:
             try:
                 return self._search_sync(q, top_k, None, None, None, now, wait=False)[0]
-            except WouldBlock:  # a write is being applied: wait for it on a reader thread
+            except WouldBlock:  # a write holds the index: wait for it on a reader thread
                 pass
         return (await self._storage.run(self._search_sync, q, top_k, pred, context, ef, now))[0]
 

@@ -19,6 +19,7 @@ from qstore_client.types import Branch, Record
 
 Doc = dict[str, Any]
 UNASSIGNED = -1
+_NO_METADATA: dict[str, Any] = {}  # shared by summaries without metadata; never mutated
 
 
 @dataclass(slots=True)
@@ -43,8 +44,7 @@ class Entry:
 
     def collapsed(self) -> Entry:
         t = self.top
-        return Entry(self.iids[t:t + 1], self.contexts[t:t + 1], np.ones(1), self.metadata,
-                     None, self.version)
+        return Entry(self.iids[t:t + 1], self.contexts[t:t + 1], _ONE, self.metadata, None, self.version)
 
 
 def make_doc(branches: list[tuple[np.ndarray, str | None, complex]], metadata: dict[str, Any],
@@ -78,10 +78,19 @@ def branch_vector(doc: Doc, i: int) -> np.ndarray:
     return codec.vector_from(doc["b"][i][1])
 
 
+# Most records have one branch, no context and no metadata: their summaries share these
+# (read-only) parts, a third of a summary's memory.
+_ONE = np.ones(1)
+_ONE.setflags(write=False)
+_NO_CONTEXT = (None,)
+
+
 def doc_entry(doc: Doc) -> Entry:
     b = doc["b"]
-    return Entry(np.array([x[0] for x in b], dtype=np.int64), tuple(x[2] for x in b),
-                 probabilities(doc), doc["m"], doc["e"], doc["v"])
+    iids = np.array([x[0] for x in b], dtype=np.int64)
+    if len(b) == 1 and b[0][2] is None:
+        return Entry(iids, _NO_CONTEXT, _ONE, doc["m"] or _NO_METADATA, doc["e"], doc["v"])
+    return Entry(iids, tuple(x[2] for x in b), probabilities(doc), doc["m"] or _NO_METADATA, doc["e"], doc["v"])
 
 
 def doc_branches(doc: Doc) -> list[Branch]:

@@ -86,6 +86,8 @@ class RoundRecord:
     latency: dict[str, float] = field(default_factory=dict)
     #: QUBO selection: each picked participant's share of every term of the energy (lower is better)
     why: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: rows each aggregated participant trained on (1 under local DP; unknown to secure aggregation)
+    counts: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -489,6 +491,7 @@ class Coordinator:
                              samples=sum(u.n for _, u in updates), accuracy=accuracy, loss=loss,
                              epsilon=epsilon, seconds=time.monotonic() - start,
                              local={name: u.metrics for name, u in updates},
+                             counts={name: u.n for name, u in updates},
                              train_seconds={name: u.seconds for name, u in updates},
                              bytes_sent={name: u.wire_bytes for name, u in updates},
                              latency={name: latency[name] for name, _ in updates})
@@ -632,7 +635,9 @@ class Coordinator:
                "strategy": self.strategy.describe(), "participants": record.participants,
                "dp": None if self.accountant is None else {**self.dp.to_dict(), "sigma": self.accountant.sigma},
                "metrics": {k: v for k, v in (("accuracy", record.accuracy), ("loss", record.loss),
-                                             ("epsilon", record.epsilon)) if v is not None}}
+                                             ("epsilon", record.epsilon)) if v is not None},
+               # the whole round (who was asked, excluded and why, local metrics), for the web console
+               "record": {k: v for k, v in record.to_dict().items() if k != "checkpoint"}}
         try:
             return await self.db.save_checkpoint(doc, id=f"{self.run_name}-r{record.round:05d}")
         except QStoreError as exc:  # a full disk must not lose the round's training

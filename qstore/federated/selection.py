@@ -1,18 +1,21 @@
-"""Choosing each round's participants by a QUBO: useful data, balanced labels, fast and healthy nodes.
+"""Choosing each round's participants by a QUBO: much data of every label, fast and healthy nodes.
 
 ``selection="qubo"`` picks m = ⌈fraction·N⌉ participants by minimising, over x ∈ {0,1}^N,
 
-    E(x) = w_balance · ‖Σ_i x_i d_i‖² / (m·n̄)²         (pooled rows close to the global label mix;
-                                                     the cross terms d_i·d_j penalise overlap)
+    E(x) = w_coverage · Σ_c (Σ_i x_i h_ic − T_c)² / S²    (cover every label's share of a full round;
+                                                        the cross terms h_i·h_j penalise redundancy)
          − w_size · Σ_i x_i n_i / max n                (more data)
          + w_latency · Σ_i x_i ℓ_i / max ℓ              (answers fast)
-         − w_age · Σ_i x_i min(a_i, 5) / 5              (not asked for a while: every shard is used)
+         − w_age · Σ_i x_i min(a_i, 5) / 5              (not asked for a while: every shard is visited)
          + w_open · Σ_i x_i [breaker open]
          + λ (Σ_i x_i − m)²                              (exactly m; λ outweighs everything else)
 
-with d_i = c_i − n_i·g participant i's label counts (from its ``Summary``) minus the
-global label mix g of as many rows, n̄ the mean row count, n_i its rows, ℓ_i its last
-latency and a_i the rounds since it was last picked. Solvers: ``anneal`` (dwave-samplers'
+with h_ic participant i's rows of label c (from its ``Summary``), S the rows the m largest
+participants hold together (the most one round can see), T_c = g_c·S label c's share of
+it under the global label mix g, n_i its rows, ℓ_i its last latency and a_i the rounds
+since it was last picked. The coverage term rewards each label's rows until its share is
+met and penalises more of a label already covered, so a selection is good when it brings
+much data of every label, not merely a balanced trickle. Solvers: ``anneal`` (dwave-samplers'
 simulated annealing, 64 reads, then one-in-one-out swaps), ``qaoa`` (p-layer QAOA with the
 XY mixer from the Dicke state, so it only visits selections of exactly m; simulated exactly
 for N <= 12; the most probable bitstring) and ``exhaustive`` (every subset of size m, for
@@ -37,7 +40,7 @@ from qstore.errors import error
 log = logging.getLogger(__name__)
 
 SOLVERS = ("anneal", "qaoa", "exhaustive")
-WEIGHTS = {"balance": 4.0, "size": 0.2, "latency": 0.1, "age": 1.0, "open": 5.0}
+WEIGHTS = {"coverage": 4.0, "size": 0.2, "latency": 0.1, "age": 1.0, "open": 5.0}
 QAOA_MAX_QUBITS = 12
 
 
@@ -60,7 +63,7 @@ class Qubo:
     linear: np.ndarray
     pairs: np.ndarray  # symmetric, zero diagonal; E counts each pair once (i < j)
     terms: dict[str, np.ndarray]
-    balance_pairs: np.ndarray
+    coverage_pairs: np.ndarray
 
     def energy(self, x: np.ndarray) -> np.ndarray:
         """E for one bitstring (N,) or a batch (B, N)."""
@@ -73,27 +76,28 @@ def build_qubo(cands: list[Candidate], m: int, weights: dict[str, float] | None 
     k = len(cands)
     classes = sorted({c for cand in cands for c in cand.label_counts}, key=str)
     hist = np.array([[cand.label_counts.get(c, 0) for c in classes] for cand in cands], dtype=np.float64)
-    g = hist.sum(axis=0) / max(hist.sum(), 1.0)
-    deviation = hist - hist.sum(axis=1, keepdims=True) * g  # each one's rows minus the global mix of as many
-    scale = (m * max(hist.sum(axis=1).mean(), 1.0)) ** 2
+    rows = hist.sum(axis=1)
+    g = hist.sum(axis=0) / max(rows.sum(), 1.0)
+    full = max(float(np.sort(rows)[-m:].sum()), 1.0)  # S: the rows of the m largest
+    target = g * full  # T_c
     sizes = np.array([c.n for c in cands], dtype=np.float64)
     known = [c.latency for c in cands if c.latency is not None]
     fill = float(np.median(known)) if known else 0.0
     lat = np.array([fill if c.latency is None else c.latency for c in cands])
     terms = {
-        "balance": w["balance"] * np.sum(deviation * deviation, axis=1) / scale,
+        "coverage": w["coverage"] * (np.sum(hist * hist, axis=1) - 2 * hist @ target) / full ** 2,
         "size": -w["size"] * sizes / max(sizes.max(initial=0.0), 1.0),
         "latency": w["latency"] * lat / max(lat.max(initial=0.0), 1e-9),
         "age": -w["age"] * np.minimum([c.age for c in cands], 5) / 5.0,
         "breaker": w["open"] * np.array([c.open for c in cands], dtype=np.float64),
     }
-    balance_pairs = w["balance"] * 2 * (deviation @ deviation.T) / scale
-    np.fill_diagonal(balance_pairs, 0.0)
+    coverage_pairs = w["coverage"] * 2 * (hist @ hist.T) / full ** 2
+    np.fill_diagonal(coverage_pairs, 0.0)
     linear = sum(terms.values(), np.zeros(k))
     # λ larger than any change the other terms can make by adding or dropping one participant
-    lam = 1.0 + np.abs(linear).max(initial=0.0) + balance_pairs.sum(axis=1).max(initial=0.0)
-    pairs = balance_pairs + 2 * lam * (1 - np.eye(k))
-    return Qubo(linear + lam * (1 - 2 * m), pairs, terms, balance_pairs)
+    lam = 1.0 + np.abs(linear).max(initial=0.0) + coverage_pairs.sum(axis=1).max(initial=0.0)
+    pairs = coverage_pairs + 2 * lam * (1 - np.eye(k))
+    return Qubo(linear + lam * (1 - 2 * m), pairs, terms, coverage_pairs)
 
 
 def exhaustive(qubo: Qubo, m: int) -> np.ndarray:
@@ -254,7 +258,7 @@ class QuboSelection:
         why = {}
         for i in picked:
             terms = {name: float(v[i]) for name, v in qubo.terms.items()}
-            terms["balance"] += float(qubo.balance_pairs[i, picked].sum()) / 2  # its half of the overlaps
+            terms["coverage"] += float(qubo.coverage_pairs[i, picked].sum()) / 2  # its half of the overlaps
             why[cands[i].name] = {k: round(v, 6) for k, v in terms.items()}
         return picked.tolist(), why
 

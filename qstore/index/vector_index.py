@@ -21,26 +21,31 @@ log = logging.getLogger(__name__)
 
 REBUILD_TOMBSTONE_RATIO = 0.2
 REBUILD_MIN_TOMBSTONES = 64
-# Vectors added per hold of the write lock: a search waits for one chunk's graph work, not a
-# whole batch's (500 vectors at the HNSW defaults take a few hundred milliseconds).
+# Fresh vectors moved into the graph per hold of the write lock: a search waits for one
+# chunk's graph work at most (500 vectors at the HNSW defaults take a few hundred milliseconds).
 ADD_CHUNK = 64
 _NO_IDS = np.empty(0, np.int64)
 
 
 class VectorIndex:
+    """A FAISS index (the graph) plus the fresh set: vectors committed but not yet added to the
+    graph, searched exactly. A commit publishes into the fresh set at once (``publish``, cheap),
+    and a background thread moves fresh vectors into the graph (``integrate``, the expensive
+    part) a chunk per hold of the write lock, so searches never wait for graph construction
+    and always see every acknowledged write."""
+
     def __init__(self, dim: int, metric: str, spec: IndexSpec, index: faiss.Index | None = None,
                  tombstones: set[int] | None = None, applied_seq: int = 0):
         self.dim, self.metric, self.spec = dim, metric, spec
         self.lock = RWLock()
         self._index = index if index is not None else self._empty()
-        self._tombstones: set[int] = tombstones or set()
+        self._tombstones: set[int] = tombstones or set()  # graph ids removed but not yet rebuilt away
         self._tomb_selector: faiss.IDSelector | None = None
+        self._fresh_ids = _NO_IDS  # ascending: ids are allocated in commit order
+        self._fresh_vecs = np.empty((0, dim), np.float32)
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
-        self._unpublished = 0  # added by ``add``, not yet published by ``apply``
-        self._published = threading.Event()
-        self._published.set()
         self._rebuild: threading.Thread | None = None
-        self.applied_seq = applied_seq
+        self.applied_seq = applied_seq  # every change up to it is in the graph
         self.rebuilds = 0
 
     def _empty(self) -> faiss.Index:
@@ -58,8 +63,13 @@ class VectorIndex:
 
     @property
     def size(self) -> int:
-        """Vectors stored, tombstones excluded."""
-        return self._index.ntotal - len(self._tombstones)
+        """Vectors stored, tombstones excluded, fresh ones included."""
+        return self._index.ntotal - len(self._tombstones) + len(self._fresh_ids)
+
+    @property
+    def fresh(self) -> int:
+        """Vectors searchable but not yet in the graph."""
+        return len(self._fresh_ids)
 
     @property
     def tombstones(self) -> int:
@@ -70,6 +80,11 @@ class VectorIndex:
         return self.spec.type != "ivf" or isinstance(self._index, faiss.IndexIVF)
 
     def ids(self) -> np.ndarray:
+        """Live ids, graph and fresh."""
+        with self.lock.read():
+            return self._ids_locked()
+
+    def _ids_locked(self) -> np.ndarray:
         if isinstance(self._index, faiss.IndexIVF):
             inv = self._index.invlists
             parts = [faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy()
@@ -79,31 +94,49 @@ class VectorIndex:
             ids = faiss.vector_to_array(self._index.id_map)
         if self._tombstones:
             ids = ids[~np.isin(ids, np.fromiter(self._tombstones, np.int64))]
-        return ids
+        return np.concatenate([ids, self._fresh_ids]) if len(self._fresh_ids) else ids
 
-    # -- mutation (writer thread, after the LMDB commit) ----------------------
-    def add(self, add_ids: np.ndarray, add_vecs: np.ndarray) -> None:
-        """Add a batch's new vectors a chunk per hold of the write lock. Until ``apply``
-        publishes them no record owns them: searches skip them and ask for as many more
-        results, and snapshots wait."""
-        self._published.clear()
-        for s in range(0, len(add_ids), ADD_CHUNK):
-            chunk = add_ids[s:s + ADD_CHUNK], add_vecs[s:s + ADD_CHUNK], _NO_IDS
-            with self.lock.write():
-                self._apply_locked(self._index, self._tombstones, *chunk)
+    # -- mutation --------------------------------------------------------------
+    def publish(self, add_ids: np.ndarray, add_vecs: np.ndarray, remove_ids: np.ndarray) -> None:
+        """Make one committed change searchable (the writer thread, before the caller is
+        answered): new vectors join the fresh set; removed ones leave it, or leave the graph."""
+        with self.lock.write():
+            if len(remove_ids):
+                remove_ids = np.asarray(remove_ids, np.int64)
+                gone = np.isin(self._fresh_ids, remove_ids)
+                if gone.any():
+                    remove_ids = np.setdiff1d(remove_ids, self._fresh_ids[gone])
+                    self._fresh_ids, self._fresh_vecs = self._fresh_ids[~gone], self._fresh_vecs[~gone]
+                self._apply_locked(self._index, self._tombstones, _NO_IDS, self._fresh_vecs[:0], remove_ids)
                 if self._pending is not None:
-                    self._pending.append(chunk)
-                self._unpublished += len(chunk[0])
+                    self._pending.append((_NO_IDS, self._fresh_vecs[:0], remove_ids))
+            if len(add_ids):
+                self._fresh_ids = np.concatenate([self._fresh_ids, np.asarray(add_ids, np.int64)])
+                self._fresh_vecs = np.concatenate([self._fresh_vecs, add_vecs])
+
+    def integrate(self, seq: int) -> None:
+        """Move the fresh set into the graph (the applier thread), a chunk per hold of the write
+        lock, so a search waits for one chunk's graph work at most. Every change up to ``seq``
+        was published before this call, so afterwards all of them are in the graph."""
+        while True:
+            with self.lock.write():
+                ids, vecs = self._fresh_ids[:ADD_CHUNK], self._fresh_vecs[:ADD_CHUNK]
+                if len(ids):
+                    self._apply_locked(self._index, self._tombstones, ids, vecs, _NO_IDS)
+                    if self._pending is not None:
+                        self._pending.append((ids, vecs, _NO_IDS))
+                    self._fresh_ids, self._fresh_vecs = self._fresh_ids[ADD_CHUNK:], self._fresh_vecs[ADD_CHUNK:]
+                if not len(self._fresh_ids):
+                    self.applied_seq = max(self.applied_seq, seq)
+                    self._maybe_train()
+                    break
+        self._maybe_rebuild()
 
     def apply(self, add_ids: np.ndarray, add_vecs: np.ndarray, remove_ids: np.ndarray, seq: int) -> None:
-        """Apply one committed change (and publish what ``add`` added before it)."""
+        """Put a change straight into the graph (loading and rebuilding, with no searches yet)."""
         with self.lock.write():
             self._apply_locked(self._index, self._tombstones, add_ids, add_vecs, remove_ids)
-            if self._pending is not None:
-                self._pending.append((add_ids, add_vecs, remove_ids))
             self.applied_seq = max(self.applied_seq, seq)
-            self._unpublished = 0
-            self._published.set()
             self._maybe_train()
         self._maybe_rebuild()
 
@@ -138,8 +171,10 @@ class VectorIndex:
 
     def _rebuild_hnsw(self) -> None:
         try:
-            with self.lock.read():
-                ids = self.ids()
+            with self.lock.read():  # the graph only: the fresh set reaches the new graph by integrate
+                ids = faiss.vector_to_array(self._index.id_map)
+                if self._tombstones:
+                    ids = ids[~np.isin(ids, np.fromiter(self._tombstones, np.int64))]
                 vecs = self._index.reconstruct_batch(ids) if len(ids) else np.empty((0, self.dim), np.float32)
                 self._pending = []
             fresh = specs.build_hnsw(self.dim, self.metric, self.spec)
@@ -168,12 +203,11 @@ class VectorIndex:
     def search(self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None,
                exclude: np.ndarray | None = None, ef: int | None = None, nprobe: int | None = None,
                wait: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate top-k over live ids (or ``allowed`` ids). Scores are higher-is-better.
-        ``ef`` (HNSW) and ``nprobe`` (IVF) override the spec's search effort.
+        """Approximate top-k over live ids (or ``allowed`` ids): the graph's answer merged with
+        an exact scan of the fresh set. Scores are higher-is-better. ``ef`` (HNSW) and
+        ``nprobe`` (IVF) override the spec's search effort.
         With ``wait=False`` it raises WouldBlock rather than wait for a writer."""
         with self.lock.read(wait), _threads_for(len(queries)):
-            if allowed is None:
-                k += self._unpublished  # the caller drops them (no record owns them yet)
             if self.spec.type == "hnsw" and k > (ef or self.spec.ef_search):
                 ef = k  # FAISS keeps efSearch even when k exceeds it: the tail of the results would be poor
             selector = self._selector(allowed, exclude)
@@ -182,7 +216,30 @@ class VectorIndex:
             else:
                 params = specs.search_params(self._index, self.spec, selector, ef, nprobe)
                 dist, ids = self._index.search(queries, k, params=params)
-        return (-dist if self.metric == "l2" else dist), ids
+            scores = -dist if self.metric == "l2" else dist
+            if len(self._fresh_ids):
+                scores, ids = self._with_fresh(queries, k, scores, ids, allowed, exclude)
+        return scores, ids
+
+    def _with_fresh(self, queries: np.ndarray, k: int, scores: np.ndarray, ids: np.ndarray,
+                    allowed: np.ndarray | None, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        fresh_ids, fresh_vecs = self._fresh_ids, self._fresh_vecs
+        keep = None
+        if allowed is not None:
+            keep = np.isin(fresh_ids, allowed)
+        elif exclude is not None and len(exclude):
+            keep = ~np.isin(fresh_ids, exclude)
+        if keep is not None:
+            fresh_ids, fresh_vecs = fresh_ids[keep], fresh_vecs[keep]
+        if not len(fresh_ids):
+            return scores, ids
+        dist, pos = faiss.knn(queries, fresh_vecs, min(k, len(fresh_ids)), specs.faiss_metric(self.metric))
+        all_scores = np.concatenate([np.where(ids >= 0, scores, -np.inf),
+                                     -dist if self.metric == "l2" else dist], axis=1)
+        all_ids = np.concatenate([ids, fresh_ids[pos]], axis=1)
+        best = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
+        return (np.take_along_axis(all_scores, best, axis=1).astype(np.float32, copy=False),
+                np.take_along_axis(all_ids, best, axis=1))
 
     def _selector(self, allowed: np.ndarray | None, exclude: np.ndarray | None) -> faiss.IDSelector | None:
         if allowed is not None:  # callers pass live ids only
@@ -206,8 +263,17 @@ class VectorIndex:
             return quantizer.reconstruct_n(0, quantizer.ntotal)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
         with self.lock.read():
-            return self._index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
+            if not len(self._fresh_ids):
+                return self._index.reconstruct_batch(ids)
+            at = np.minimum(np.searchsorted(self._fresh_ids, ids), len(self._fresh_ids) - 1)
+            fresh = self._fresh_ids[at] == ids
+            out = np.empty((len(ids), self.dim), np.float32)
+            out[fresh] = self._fresh_vecs[at[fresh]]
+            if not fresh.all():
+                out[~fresh] = self._index.reconstruct_batch(ids[~fresh])
+            return out
 
     def exact_search(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Brute force over ``ids``: the path for selective filters, where HNSW recall collapses."""
@@ -236,14 +302,12 @@ class VectorIndex:
 
     # -- snapshots -------------------------------------------------------------
     def snapshot(self) -> tuple[int, np.ndarray, bytes, int]:
-        """(last sequence applied, tombstones, serialized index, live vectors), taken together."""
-        while True:  # never between ``add`` and ``apply``: the vectors would be ahead of the sequence
-            self._published.wait()
-            with self.lock.read():
-                if self._unpublished:
-                    continue
-                tombs = np.array(sorted(self._tombstones), dtype=np.int64)
-                return self.applied_seq, tombs, faiss.serialize_index(self._index).tobytes(), self.size
+        """(last sequence in the graph, tombstones, serialized graph, its live vectors), taken
+        together. The graph may hold part of later changes too: replay is a set operation."""
+        with self.lock.read():
+            tombs = np.array(sorted(self._tombstones), dtype=np.int64)
+            count = self._index.ntotal - len(self._tombstones)
+            return self.applied_seq, tombs, faiss.serialize_index(self._index).tobytes(), count
 
     @classmethod
     def restore(cls, dim: int, metric: str, spec: IndexSpec, seq: int, tombs: np.ndarray,

@@ -5,11 +5,11 @@ transaction of a shared batch transaction, so a failing call changes nothing whi
 neighbours in the batch still commit. The callers' awaits resolve only after the batch
 commits (fsync when ``sync=True``): an acknowledged write is durable.
 
-In-memory state derived from a batch (FAISS indexes) is updated by ``apply_later`` hooks on
-a separate applier thread, so one batch's indexing overlaps the next batch's LMDB work.
-Every read through ``read``/``run`` first waits for the hooks of the writes acknowledged
-before it, so a caller always reads its own writes; at most ``MAX_APPLY_LAG`` batches may
-wait for indexing before writers are held back.
+What a read must see of a batch is published by ``after_commit`` hooks, in the writer
+thread before the callers are answered, so a caller always reads its own writes. Slow
+derived work (building FAISS graphs) runs in ``apply_later`` hooks on a separate applier
+thread, which nobody waits for but ``settle``; at most ``MAX_APPLY_LAG`` batches may wait
+for it before writers are held back.
 """
 from __future__ import annotations
 
@@ -111,12 +111,13 @@ class WriteContext:
         return self.seq
 
     def after_commit(self, hook: Callable[[], None]) -> None:
-        """Run ``hook`` in the writer thread after the commit, before the caller is answered."""
+        """Run ``hook`` in the writer thread after the commit, before the caller is answered:
+        what reads must see of this write."""
         self._hooks.append(hook)
 
     def apply_later(self, hook: Callable[[], None]) -> None:
-        """Run ``hook`` on the applier thread after the commit, in commit order. The caller is
-        answered at the commit; every read issued afterwards waits for the hook (read-your-writes)."""
+        """Run ``hook`` on the applier thread after the commit, in commit order: background
+        work that no read waits for (``settle`` does)."""
         self._deferred.append(hook)
 
 
@@ -172,18 +173,12 @@ class Storage:
             self._gate.leave()
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(txn, *args)`` in a read transaction on the thread pool, once every write
-        acknowledged before this call has been applied."""
+        """Run ``fn(txn, *args)`` in a read transaction on the thread pool."""
         return await self.run(self.read_sync, fn, *args)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run CPU work (a FAISS search, a simulation) off the event loop, once every write
-        acknowledged before this call has been applied."""
-        return await asyncio.get_running_loop().run_in_executor(self.pool, self._after, self._queued, fn, args)
-
-    def _after(self, target: int, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        self.wait_applied(target)
-        return fn(*args)
+        """Run CPU work (a FAISS search, a simulation) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     @property
     def settled(self) -> bool:
@@ -289,7 +284,7 @@ class Storage:
                 break
         _run_hooks(hooks)
         if deferred:
-            self._queued += 1  # before answering: a read issued after the answer must wait for it
+            self._queued += 1  # before answering: a settle issued after the answer waits for it
             self._applies.put(deferred)
         for job, (ok, value) in zip(batch, outcomes):
             job.loop.call_soon_threadsafe(_settle, job.future, ok, value)

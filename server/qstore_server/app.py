@@ -9,6 +9,7 @@ from qstore import Database
 
 from .auth import KeyRing
 from .config import ServerConfig
+from .console import setup_console
 from .job_kinds import builtin_kinds
 from .jobs import JobRegistry
 from .metrics import Metrics
@@ -48,4 +49,5 @@ def create_app(config: ServerConfig) -> web.Application:
     app.cleanup_ctx.append(open_database)
     app.cleanup_ctx.append(run_jobs)
     setup_routes(app)
+    setup_console(app)
     return app

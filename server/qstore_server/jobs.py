@@ -40,7 +40,7 @@ FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 
 @dataclass(frozen=True)
 class JobKind:
-    """`check(params)` runs on the loop when the job is started, to refuse bad params at once."""
+    """`check(params)` runs when the job is started (in a thread), to refuse bad params at once."""
 
     name: str
     run: Callable[[JobContext, dict[str, Any]], Any]
@@ -133,7 +133,7 @@ class JobRegistry:
         self._futures: dict[str, asyncio.Future] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qstore-job")
 
-    def start(self, kind: str, params: dict[str, Any] | None) -> Job:
+    async def start(self, kind: str, params: dict[str, Any] | None) -> Job:
         spec = self.kinds.get(kind)
         if spec is None:
             raise error("unknown_job_kind", f"no job kind {kind!r}; known: {sorted(self.kinds)}")
@@ -142,8 +142,9 @@ class JobRegistry:
             value = params.get(name)
             if isinstance(value, int) and not isinstance(value, bool):
                 self.limits.check(limit, value, f"{kind}: {name}")
-        if spec.check is not None:
-            spec.check(params)
+        loop = asyncio.get_running_loop()
+        if spec.check is not None:  # off the loop: the first check imports the training engine (seconds)
+            await loop.run_in_executor(None, spec.check, params)  # not the job pool: it may be full
         active = sum(job.state not in FINAL_STATES for job in self._jobs.values())
         if active >= self.limits.max_jobs:
             raise error("too_many_requests", f"{active} jobs are pending or running, the server limit "
@@ -151,7 +152,6 @@ class JobRegistry:
         job = Job(id=uuid.uuid4().hex, kind=kind, params=params)
         self._forget_oldest()
         self._jobs[job.id] = job
-        loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._pool, self._run, spec, job, JobContext(job, self.db, loop))
         self._futures[job.id] = future
         deadline = loop.call_later(self.limits.max_job_seconds, self._expire, job)

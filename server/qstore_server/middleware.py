@@ -15,6 +15,7 @@ from qstore_client.protocol import JSON, OPS, dumps, is_msgpack
 
 from .auth import allows
 from .config import is_loopback
+from .console import CONSOLE_ROUTES
 from .state import ACCESS, CONFIG, KEYS, METRICS
 from .wire import error_reply
 
@@ -87,6 +88,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if op is None:
         if request.match_info.http_exception is not None:
             return await handler(request)  # no route: 404 / 405 from aiohttp, mapped above
+        if request.match_info.route.name in CONSOLE_ROUTES and request.path.startswith("/ui"):
+            return await handler(request)  # the console's static files; its calls carry the key
         raise error("forbidden", f"{request.method} {request.path} is in no scope")
     scopes = request.app[KEYS].scopes(request.headers.get("Authorization")) if op.scope != "public" else frozenset()
     if not allows(scopes, op):

@@ -88,7 +88,7 @@ async def job_kinds(request: web.Request, op: Op, args: dict[str, Any]) -> list[
 
 async def start_job(request: web.Request, op: Op, args: dict[str, Any]) -> Any:
     check_job_kind(request[ACCESS], op, args["kind"])
-    return request.app[JOBS].start(args["kind"], args.get("params")).to_wire()
+    return (await request.app[JOBS].start(args["kind"], args.get("params"))).to_wire()
 
 
 async def list_jobs(request: web.Request, op: Op, args: dict[str, Any]) -> Any:

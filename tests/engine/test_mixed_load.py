@@ -1,5 +1,6 @@
-"""Reads beside a write stream: a batch's graph work is added a chunk at a time and published in
-one step, so searches interleave with it, never see half a batch and still return top_k."""
+"""Reads beside a write stream: a commit's vectors are searchable (exactly, in the fresh set)
+before the writer is answered, and their graph work runs in the background, so queries never
+wait for it, never miss an acknowledged write and still return top_k."""
 from __future__ import annotations
 
 import asyncio
@@ -12,6 +13,7 @@ from qstore.index import IndexSpec, VectorIndex
 from qstore.index.vector_index import ADD_CHUNK
 
 DIM = 16
+NONE = np.empty(0, np.int64)
 
 
 def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -19,55 +21,96 @@ def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def test_unpublished_vectors_widen_the_search_and_hold_back_snapshots():
+def test_fresh_vectors_are_searched_exactly_until_the_graph_takes_them():
     rng = np.random.default_rng(0)
     index = VectorIndex(DIM, "cosine", IndexSpec.parse({"type": "hnsw", "m": 16, "ef_construction": 64}))
     base = _unit(rng, 300)
-    index.apply(np.arange(300), base, np.empty(0, np.int64), seq=1)
-    q = base[:1]
-    before = index.search(q, 10)[1][0].tolist()
+    index.apply(np.arange(300), base, NONE, seq=1)
+    q = _unit(rng, 1)  # not stored
 
-    batch = q + 0.01 * _unit(rng, 3 * ADD_CHUNK)  # new vectors nearer the query than anything stored
-    index.add(np.arange(1000, 1000 + len(batch)), batch)
+    near = index.prepare(q + 0.05 * _unit(rng, 3 * ADD_CHUNK))  # nearer the query than anything stored
+    fresh_ids = np.arange(1000, 1000 + len(near))
+    index.publish(fresh_ids, near, NONE)
+    assert index.fresh == len(near) and index.size == 300 + len(near)
     scores, ids = index.search(q, 10)
-    assert ids.shape[1] == 10 + len(batch)  # room for the caller to drop the unpublished ones
-    assert (ids[0] >= 1000).sum() > len(batch) // 2
-    assert [i for i in ids[0].tolist() if i < 1000][:10] == before
+    truth = fresh_ids[np.argsort(-(near @ q[0]))[:10]]
+    assert set(ids[0].tolist()) == set(truth.tolist())  # exact (ties may swap places)
+    assert np.allclose(scores[0], np.sort(near @ q[0])[::-1][:10], atol=1e-5)
+    assert np.array_equal(index.vectors(np.array([5, 1000, 7])), np.stack([base[5], near[0], base[7]]))
 
-    snap = threading.Thread(target=index.snapshot)
-    snap.start()
-    snap.join(0.3)
-    assert snap.is_alive()  # a snapshot would hold vectors ahead of its sequence number
-    index.apply(np.empty(0, np.int64), np.empty((0, DIM), np.float32), np.empty(0, np.int64), seq=2)
-    snap.join(30)
-    assert not snap.is_alive()
-    assert index.search(q, 10)[1].shape == (1, 10)
-    assert index.applied_seq == 2
+    # A snapshot holds the graph alone; the fresh set comes back by replaying the change log.
+    seq, tombs, _data, count = index.snapshot()
+    assert (seq, count, len(tombs)) == (1, 300, 0)
+
+    # Removing a fresh vector drops it; removing a graph vector leaves a tombstone.
+    index.publish(NONE, near[:0], np.array([1000, 0]))
+    assert index.tombstones == 1 and index.fresh == len(near) - 1
+    assert 1000 not in index.search(q, 20)[1][0] and 0 not in index.search(q, 20)[1][0]
+    assert 1000 not in index.ids() and 1001 in index.ids()
+
+    index.integrate(seq=2)
+    assert index.fresh == 0 and index.applied_seq == 2 and index.size == 299 + len(near) - 1
+    assert set(index.search(q, 10)[1][0].tolist()) <= set(fresh_ids[1:].tolist())
+    assert index.snapshot()[3] == index.size
 
 
-async def test_queries_beside_a_write_stream_return_top_k_of_acknowledged_records(tmp_path):
+async def test_a_query_never_waits_for_graph_work(tmp_path):
+    """The applier is held on a hook of an earlier write; a later upsert is acknowledged and a
+    query finds it while no graph work has run. (Before, reads waited for every acknowledged
+    batch's graph work.)"""
+    rng = np.random.default_rng(2)
+    async with await qstore.Database.open(str(tmp_path / "db")) as db:
+        col = await db.create_collection("c", dim=DIM, index={"type": "hnsw", "m": 16, "ef_construction": 64})
+        await col.upsert([f"b{i}" for i in range(200)], _unit(rng, 200))
+        release = threading.Event()
+        await db._storage.write(lambda ctx: ctx.apply_later(release.wait))  # the applier waits here
+        try:
+            x = _unit(rng, 3)
+            await col.upsert(["new0", "new1", "new2"], x)
+            assert col.index.fresh == 3  # acknowledged, not in the graph
+            hits = await asyncio.wait_for(col.query(x[1], top_k=1), 60)
+            assert hits[0].id == "new1"
+            batch = await asyncio.wait_for(col.query_batch(x, top_k=1), 60)
+            assert [h[0].id for h in batch] == ["new0", "new1", "new2"]
+            assert await asyncio.wait_for(col.count(), 60) == 203
+            assert col.index.fresh == 3  # still nothing graphed: nobody waited for it
+        finally:
+            release.set()
+        await db._storage.settle()
+        assert col.index.fresh == 0
+
+
+async def test_queries_beside_a_write_stream_see_every_acknowledged_write(tmp_path):
+    """Each query asks for the vector of the last record acknowledged before it began: it must
+    come first, and every query returns top_k records that were at least committed."""
     rng = np.random.default_rng(1)
     async with await qstore.Database.open(str(tmp_path / "db")) as db:
         col = await db.create_collection("c", dim=DIM, index={"type": "hnsw", "m": 16, "ef_construction": 64})
-        await col.upsert([f"base{i}" for i in range(500)], _unit(rng, 500))
-        acknowledged = {f"base{i}" for i in range(500)}
-        queries = _unit(rng, 50)
+        base = _unit(rng, 500)
+        await col.upsert([f"base{i}" for i in range(500)], base)
+        written = {f"base{i}": v for i, v in enumerate(base)}  # committed or being committed
+        last = "base499"
         stop = asyncio.Event()
 
         async def writer() -> None:
+            nonlocal last
             n = 0
             while not stop.is_set():
                 ids = [f"w{n + i}" for i in range(4 * ADD_CHUNK)]
-                await col.upsert(ids, _unit(rng, len(ids)))
-                acknowledged.update(ids)
+                x = _unit(rng, len(ids))
+                written.update(zip(ids, x))
+                await col.upsert(ids, x)
+                last = ids[-1]
                 n += len(ids)
 
         task = asyncio.create_task(writer())
         bad = []
-        for q in queries:
-            hits = await col.query(q, top_k=10)
-            if len(hits) != 10 or not {h.id for h in hits} <= acknowledged:
-                bad.append([h.id for h in hits])
+        for _ in range(50):
+            want = last
+            hits = await col.query(written[want], top_k=10)
+            if len(hits) != 10 or hits[0].id != want or not {h.id for h in hits} <= written.keys():
+                bad.append((want, [h.id for h in hits]))
+            await asyncio.sleep(0)
         stop.set()
         await task
         assert bad == []

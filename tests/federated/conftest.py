@@ -20,6 +20,7 @@ from qstore_client import AsyncClient
 from tests.servers import ServerProcess, free_port
 
 N_NODES = 4
+WARM_UP_S = 600.0
 SKEW_ALPHA = 1.0
 
 
@@ -77,6 +78,21 @@ def split() -> Split:
     return make_split(N_NODES)
 
 
+async def warm_up(nodes: list[ServerProcess], dataset: str) -> None:
+    """One round on every node, with no deadline that matters: a node loads the training engine at its
+    first job (seconds, or minutes when a busy machine boots several at once), and the tests' own
+    timeouts and deadlines are not about that."""
+    from qstore.federated import Coordinator, RemoteParticipant
+    from qstore.training import VQC
+
+    parts = [RemoteParticipant(node.url, request_timeout=WARM_UP_S) for node in nodes]
+    try:
+        await Coordinator(parts, rounds=1, dataset=dataset, deadline_s=WARM_UP_S, min_participants=1).run(VQC(4, 2, 2))
+    finally:
+        for p in parts:
+            await p.close()
+
+
 async def import_shards(nodes: list[ServerProcess], split: Split) -> None:
     for i, node in enumerate(nodes):
         async with AsyncClient(node.url) as client:
@@ -91,6 +107,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, split: Split):
     started = start_nodes(tmp_path_factory.mktemp("federated-nodes"), N_NODES)
     try:
         asyncio.run(import_shards(started, split))
+        asyncio.run(warm_up(started, "iid"))
         yield started
     finally:
         for node in started:
@@ -107,6 +124,7 @@ def spare(tmp_path: Path, split: Split):
             await client.import_dataset("iid", split.X_train[split.iid[3]], split.y_train[split.iid[3]])
     try:
         asyncio.run(load())
+        asyncio.run(warm_up([node], "iid"))
         yield node
     finally:
         if node.proc.poll() is None:

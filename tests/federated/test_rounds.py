@@ -89,6 +89,9 @@ async def test_fedavg_trains_in_place_and_checkpoints_every_round(split, db):
     last = await db.load_checkpoint(history[-1].checkpoint)
     np.testing.assert_array_equal(last["params"], model.params)
     assert last["kind"] == "federated" and last["metrics"]["accuracy"] == history[-1].accuracy
+    # The round record travels with the checkpoint (the web console's participant table reads it).
+    assert last["record"]["counts"] == history[-1].counts and sum(history[-1].counts.values()) == len(split.X_train)
+    assert last["record"]["local"] == history[-1].local and last["record"]["excluded"] == {}
     # The scaler came from the participants' merged statistics: what centralised training would fit.
     np.testing.assert_allclose(model.scaler.offset, split.X_train.min(axis=0))
 

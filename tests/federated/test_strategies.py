@@ -155,3 +155,38 @@ def test_geometric_median_resists_a_far_outlier_and_states_its_tolerance():
     assert np.linalg.norm(units.sum(axis=0)) < 1e-3
     with pytest.raises(InvalidArgument, match="2f \\+ 1"):
         make_strategy("geometric_median", f=2).aggregate(np.zeros(5), deltas[:4], np.ones(4), 0)
+
+
+class Recording(LocalParticipant):
+    """A real local participant that keeps the task it got and the update it returned."""
+
+    async def fit(self, task):
+        self.task = task
+        self.update = await super().fit(task)
+        return self.update
+
+
+@pytest.mark.parametrize("secure", [False, True])
+async def test_a_fednova_round_divides_real_local_sgd_deltas_by_their_steps(split, secure):
+    """Local SGD on breast-cancer shards of 48 and 8 rows (batch 8, 2 epochs: τ = 12 and 2 steps).
+    The round's step must be τ_eff·Σ p_i Δ_i/τ_i with the τ_i the participants counted, in the
+    clear and through secure aggregation; FedAvg's Σ p_i Δ_i is far from it."""
+    from qstore.federated.angles import wrap
+    from qstore.training import VQC
+
+    parts = [Recording((split.X_train[:48], split.y_train[:48]), name="big"),
+             Recording((split.X_train[48:56], split.y_train[48:56]), name="small")]
+    model = VQC(4, 2, 2)
+    await Coordinator(parts, rounds=1, strategy="fednova", optimizer="sgd", lr=0.1, batch_size=8, local_epochs=2,
+                      seed=0, secure_aggregation=secure).run(model)
+    steps = np.array([p.update.steps for p in parts], dtype=np.float64)
+    assert steps.tolist() == [12.0, 2.0]
+    p = np.array([48.0, 8.0]) / 56.0
+    deltas = np.stack([p_.update.delta for p_ in parts])
+    nova = float(p @ steps) * (p @ (deltas / steps[:, None]))
+    start = parts[0].task.params
+    n_angles = model.n_circuit_params
+    moved = model.params - start
+    moved[:n_angles] = wrap(moved[:n_angles])
+    np.testing.assert_allclose(moved, nova, atol=1e-6)
+    assert np.linalg.norm(moved - p @ deltas) > 100 * 1e-6  # ignoring the normalisation would fail above

@@ -116,6 +116,7 @@ async def test_regions_adopt_ivf_centroids_once_ivf_trains(db):
     await col.query(X[0], top_k=5, tunneling=1.0, seed=0)
     assert col.regions["source"] == "kmeans"
     await col.upsert([str(i) for i in range(250, 310)], X[250:])  # trains IVF; little drift
+    await db._storage.settle()  # training is part of the background graph work
     assert len(await col.query(X[0], top_k=5, tunneling=1.0, seed=0)) == 5
     assert col.regions["source"] == "ivf" and len(col.regions["centroids"]) == 4
 
