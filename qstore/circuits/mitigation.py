@@ -3,9 +3,10 @@
 * ZNE: run the circuit folded to U (U^dagger U)^k, noise scale c = 2k + 1 (1, 3, 5), and
   extrapolate the expectations to c = 0 with a Richardson (polynomial through all points)
   or a linear (least-squares) fit. Folding is global, as Mitiq's ``fold_global`` with odd
-  integer scale factors; Mitiq itself is not used because mitiq 1.1 pins cirq-core < 1.7
-  and this project runs cirq-core 1.7 (cirq-ionq 1.7 needs it). The tests check our
-  folding against explicitly folded cirq circuits and the extrapolation against exact fits.
+  integer scale factors; Mitiq itself is not used because its newest release (1.1.0) pins
+  cirq-core < 1.7 and this project runs cirq-core 1.7 (cirq-ionq 1.7 needs it); see
+  docs/CIRCUITS.md. The tests check our folding against explicitly folded cirq circuits, the
+  extrapolation against exact fits, and both against Mitiq where it is importable.
 * Readout: per-qubit confusion matrices estimated from two calibration circuits (all |0>,
   and X on every qubit), inverted and applied qubit by qubit to the measured probabilities.
 

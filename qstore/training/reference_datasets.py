@@ -101,7 +101,7 @@ ANOMALY_DATASETS = ("digits", "breast-cancer")
 
 @dataclass(frozen=True)
 class AnomalyRecipe:
-    """How the autoencoder is trained on one dataset's normal class (Adam, lr 0.1, 40 epochs, batches of 16)."""
+    """How the autoencoder is trained on one dataset's normal class (Adam, batches of 16)."""
 
     dataset: str
     normal: str
@@ -111,19 +111,36 @@ class AnomalyRecipe:
     batch_size: int = 16
 
 
+#: chosen on validation rows only (``benchmarks/noise.py --only autoencoder-selection``; protocol and
+#: grid in benchmarks/README.md, "Quantum autoencoder")
 ANOMALY_RECIPES: dict[str, AnomalyRecipe] = {r.dataset: r for r in (
     AnomalyRecipe("digits", "digit 0", {"type": "quantum_autoencoder", "n_qubits": 8, "latent_qubits": 4,
-                                        "layers": 2, "encoding": "angle", "entanglement": "linear"}),
+                                        "layers": 1, "encoding": "angle", "entanglement": "linear"},
+                  lr=0.2, epochs=40),
     AnomalyRecipe("breast-cancer", "benign", {"type": "quantum_autoencoder", "n_qubits": 8, "latent_qubits": 4,
-                                              "layers": 3, "encoding": "angle", "entanglement": "circular"}),
+                                              "layers": 4, "encoding": "angle", "entanglement": "linear"},
+                  lr=0.2, epochs=20),
 )}
 
 
-def load_anomaly(name: str, components: int = 8, seed: int = 0, test_size: float = 0.3
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(normal training rows, all test rows, test rows' anomaly flags): digits with 0 as the normal class, raw
-    pixels; breast cancer with benign as normal, standardised. Scaling and PCA to ``components`` are
-    fitted on the normal training rows only."""
+@dataclass
+class AnomalyData:
+    """Normal fit rows; validation rows (normals, then anomalies) and their flags; test rows and flags."""
+
+    Z_fit: np.ndarray
+    Z_val: np.ndarray
+    val_anomalous: np.ndarray
+    Z_test: np.ndarray
+    test_anomalous: np.ndarray
+
+
+def load_anomaly(name: str, components: int = 8, seed: int = 0, test_size: float = 0.3,
+                 val_size: float = 0.25) -> AnomalyData:
+    """Digits with 0 as the normal class (raw pixels), breast cancer with benign as normal (standardised).
+
+    A stratified ``test_size`` split is the test set. Of the rest, the normal rows are split into fit rows
+    and ``val_size`` validation normals, and the anomalous rows are the validation anomalies (so validation
+    and test share no row). Scaling and PCA to ``components`` are fitted on the fit rows only."""
     from sklearn import datasets
     from sklearn.decomposition import PCA
     from sklearn.model_selection import train_test_split
@@ -137,11 +154,15 @@ def load_anomaly(name: str, components: int = 8, seed: int = 0, test_size: float
         normal = y == 1
     else:
         raise error("invalid_argument", f"unknown anomaly dataset {name!r}; choose one of {ANOMALY_DATASETS}")
-    X_tr, X_te, n_tr, n_te = train_test_split(X.astype(np.float64), normal, test_size=test_size,
-                                              random_state=seed, stratify=y)
-    scaler = StandardScaler(with_mean=name != "digits", with_std=name != "digits").fit(X_tr[n_tr])
-    pca = PCA(components, random_state=seed).fit(scaler.transform(X_tr[n_tr]))
-    return pca.transform(scaler.transform(X_tr[n_tr])), pca.transform(scaler.transform(X_te)), ~n_te
+    X_rest, X_te, n_rest, n_te = train_test_split(X.astype(np.float64), normal, test_size=test_size,
+                                                  random_state=seed, stratify=y)
+    X_fit, X_val_normal = train_test_split(X_rest[n_rest], test_size=val_size, random_state=seed)
+    X_val = np.concatenate([X_val_normal, X_rest[~n_rest]])
+    val_anomalous = np.arange(len(X_val)) >= len(X_val_normal)
+    scaler = StandardScaler(with_mean=name != "digits", with_std=name != "digits").fit(X_fit)
+    pca = PCA(components, random_state=seed).fit(scaler.transform(X_fit))
+    Z_fit, Z_val, Z_te = (pca.transform(scaler.transform(a)) for a in (X_fit, X_val, X_te))
+    return AnomalyData(Z_fit, Z_val, val_anomalous, Z_te, ~n_te)
 
 
 def pca_anomaly_auroc(Z_train: np.ndarray, Z_test: np.ndarray, anomalous: np.ndarray, latent: int) -> float:
