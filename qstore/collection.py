@@ -401,8 +401,14 @@ class Collection:
             return
         self.index.integrate(seq)
         self._unsnapshotted += changed
-        if self._unsnapshotted >= self._db.snapshot_every and self._snapshot_thread is None:
-            self._snapshot_thread = threading.Thread(target=self.snapshot, name="qstore-snapshot", daemon=True)
+        if self._unsnapshotted >= self._db.snapshot_every and self._snapshot_thread is None \
+                and not self.index.rebuilding:
+            # Serialized here, where the graph cannot change, so searches go on meanwhile;
+            # hashed and written to disk on a thread of its own.
+            pending = self._unsnapshotted
+            taken = self.index.snapshot(graph_owner=True)
+            self._snapshot_thread = threading.Thread(target=self.snapshot, args=(taken, pending),
+                                                     name="qstore-snapshot", daemon=True)
             self._snapshot_thread.start()
 
     async def _write(self, fn: Callable[[WriteContext], Any]) -> Any:
@@ -446,14 +452,17 @@ class Collection:
                 out.append((pid, doc, rho))
         return out
 
-    def snapshot(self) -> None:
-        """Persist the index atomically with the last sequence number it contains."""
+    def snapshot(self, taken: tuple[int, np.ndarray, bytes, int] | None = None, pending: int = 0) -> None:
+        """Persist the index atomically with the last sequence number it contains (or persist
+        ``taken``, a state the applier serialized, which covers ``pending`` changes)."""
         try:
             with self._snapshot_lock:
                 os.makedirs(os.path.dirname(self.snapshot_path), exist_ok=True)
-                self.index.wait_for_rebuild()
-                pending = self._unsnapshotted
-                seq, tombs, data, count = self.index.snapshot()
+                if taken is None:
+                    self.index.wait_for_rebuild()
+                    pending = self._unsnapshotted
+                    taken = self.index.snapshot()
+                seq, tombs, data, count = taken
                 if not self.dropped:
                     write_snapshot(self.snapshot_path, self.cid, seq, count, tombs, data)
                     self.snapshot_seq = seq

@@ -29,7 +29,7 @@ REBUILD_MIN_TOMBSTONES = 64
 # thread: a query arriving then waits for one such chunk (tens of milliseconds).
 HOLD = 0.001
 QUIET = 0.5
-YIELD = 1.0  # while searches come in, the graph work pauses this long for each second it held the lock
+YIELD = 3.0  # while searches come in, the graph work pauses this long for each second it held the lock
 ADD_CHUNK = 128
 _NO_IDS = np.empty(0, np.int64)
 
@@ -220,6 +220,10 @@ class VectorIndex:
         finally:
             self._rebuild = None
 
+    @property
+    def rebuilding(self) -> bool:
+        return self._rebuild is not None
+
     def wait_for_rebuild(self, timeout: float | None = None) -> None:
         thread = self._rebuild
         if thread is not None:
@@ -333,13 +337,22 @@ class VectorIndex:
         return -out if self.metric == "l2" else out
 
     # -- snapshots -------------------------------------------------------------
-    def snapshot(self) -> tuple[int, np.ndarray, bytes, int]:
+    def snapshot(self, graph_owner: bool = False) -> tuple[int, np.ndarray, bytes, int]:
         """(last sequence in the graph, tombstones, serialized graph, its live vectors), taken
-        together. The graph may hold part of later changes too: replay is a set operation."""
+        together. The graph may hold part of later changes too: replay is a set operation.
+        ``graph_owner``: the caller is the applier, the one thread that changes an HNSW graph,
+        so it serializes without holding the lock and searches go on meanwhile (other index
+        types also change at commit, so they always take it)."""
+        if not (graph_owner and self.spec.type == "hnsw"):
+            with self.lock.read():
+                return self._state(faiss.serialize_index(self._index).tobytes())
         with self.lock.read():
-            tombs = np.array(sorted(self._tombstones), dtype=np.int64)
-            count = self._index.ntotal - len(self._tombstones)
-            return self.applied_seq, tombs, faiss.serialize_index(self._index).tobytes(), count
+            index, state = self._index, self._state(b"")
+        return state[0], state[1], faiss.serialize_index(index).tobytes(), state[3]
+
+    def _state(self, data: bytes) -> tuple[int, np.ndarray, bytes, int]:
+        tombs = np.array(sorted(self._tombstones), dtype=np.int64)
+        return self.applied_seq, tombs, data, self._index.ntotal - len(self._tombstones)
 
     @classmethod
     def restore(cls, dim: int, metric: str, spec: IndexSpec, seq: int, tombs: np.ndarray,
