@@ -22,15 +22,15 @@ log = logging.getLogger(__name__)
 
 REBUILD_TOMBSTONE_RATIO = 0.2
 REBUILD_MIN_TOMBSTONES = 64
-# While searches come in, fresh vectors move into the graph in chunks that hold the write lock
-# for about HOLD seconds, with one OpenMP thread (a second would contend with the readers for
-# the cores, and under oversubscription OpenMP's spinning barriers stretch a chunk to seconds).
-# With no search asked for in the last QUIET seconds they move ADD_CHUNK at a time with every
-# thread: a query arriving then waits for one such chunk (tens of milliseconds).
-HOLD = 0.001
+# Fresh vectors move into the graph in chunks, each holding the write lock for about HOLD
+# seconds. While searches come in (one asked for in the last QUIET seconds) a chunk holds it
+# about a millisecond, with one OpenMP thread (a second would contend with the readers for the
+# cores, and under oversubscription OpenMP's spinning barriers stretch a chunk to seconds), and
+# pauses YIELD times as long before the next. Otherwise a chunk takes every thread and about
+# 50 ms, so a query arriving then waits that long at most.
+HOLD = {True: 0.001, False: 0.05}
 QUIET = 0.5
 YIELD = 3.0  # while searches come in, the graph work pauses this long for each second it held the lock
-ADD_CHUNK = 128
 _NO_IDS = np.empty(0, np.int64)
 
 
@@ -54,7 +54,7 @@ class VectorIndex:
         self._rebuild: threading.Thread | None = None
         self.applied_seq = applied_seq  # every change up to it is in the graph
         self._last_search = 0.0  # time.monotonic() of the last search asked for
-        self._add_cost = 1e-3  # seconds per vector added to the graph while searches run
+        self._add_cost = {True: 1e-3, False: 1e-3}  # seconds per vector added, while searches run or not
         self.rebuilds = 0
 
     def _empty(self) -> faiss.Index:
@@ -136,7 +136,7 @@ class VectorIndex:
         was published before this call, so afterwards all of them are in the graph."""
         while True:
             busy = time.monotonic() - self._last_search < QUIET
-            n = max(1, min(ADD_CHUNK, int(HOLD / self._add_cost))) if busy else ADD_CHUNK
+            n = max(1, int(HOLD[busy] / self._add_cost[busy]))
             held = 0.0
             with self.lock.write(), _threads(1 if busy else runtime.config().omp_threads):
                 ids, vecs = self._fresh_ids[:n], self._fresh_vecs[:n]
@@ -144,8 +144,7 @@ class VectorIndex:
                     start = time.perf_counter()
                     self._apply_locked(self._index, self._tombstones, ids, vecs, _NO_IDS)
                     held = time.perf_counter() - start
-                    if busy:
-                        self._add_cost += 0.2 * (held / len(ids) - self._add_cost)
+                    self._add_cost[busy] += 0.2 * (held / len(ids) - self._add_cost[busy])
                     if self._pending is not None:
                         self._pending.append((ids, vecs, _NO_IDS))
                     self._fresh_ids, self._fresh_vecs = self._fresh_ids[n:], self._fresh_vecs[n:]
