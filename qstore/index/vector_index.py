@@ -7,6 +7,7 @@ which cannot remove, keep deleted ids as tombstones until a background rebuild.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -138,7 +139,7 @@ class VectorIndex:
             busy = time.monotonic() - self._last_search < QUIET
             n = max(1, int(HOLD[busy] / self._add_cost[busy]))
             held = 0.0
-            with self.lock.write(), _threads(1 if busy else runtime.config().omp_threads):
+            with self.lock.write(), _threads(1 if busy else os.cpu_count() or 1):
                 ids, vecs = self._fresh_ids[:n], self._fresh_vecs[:n]
                 if len(ids):
                     start = time.perf_counter()
