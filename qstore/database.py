@@ -20,7 +20,7 @@ from qstore.storage import Storage, WriteContext, codec
 
 if TYPE_CHECKING:
     from qstore.check import CheckReport
-    from qstore.stores.collection import StoreCollection
+    from qstore.stores.qdrant_collection import StoreCollection
     from qstore.stores.registry import QdrantCatalog
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class Database:
         if config is None:
             self._remote.pop(name, None)
             return None
-        from qstore.stores.collection import StoreCollection
+        from qstore.stores.qdrant_collection import StoreCollection
         col = self._remote.get(name)
         if col is None:
             col = self._remote[name] = StoreCollection(self._qdrant, self._qdrant.store(config), config, self.clock)

@@ -14,7 +14,7 @@ import pytest
 
 import qstore
 import qstore_client
-from qstore.stores.collection import StoreCollection
+from qstore.stores.qdrant_collection import StoreCollection
 from qstore_client.api import CollectionAPI, QStoreAPI
 
 # (protocol, embedded implementation, remote implementation)
