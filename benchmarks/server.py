@@ -157,7 +157,7 @@ async def remote(x: np.ndarray, queries: np.ndarray, args: argparse.Namespace, e
             await asyncio.gather(*(c.close() for c in clients))
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0, poll: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -166,7 +166,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> Non
             with urllib.request.urlopen(url + "/v1/health", timeout=1):
                 return
         except OSError:
-            time.sleep(0.05)
+            time.sleep(poll)
     raise SystemExit("server did not become healthy")
 
 

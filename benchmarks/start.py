@@ -17,14 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import numpy as np
+from scaling import DEFAULT, dataset  # benchmarks/scaling.py
 
 import qstore
 from qstore_client import AsyncClient
-from scaling import DEFAULT, dataset  # benchmarks/scaling.py
-from server import free_port  # benchmarks/server.py
+from server import free_port, wait_healthy  # benchmarks/server.py
 
 GOAL = 1.5
 
@@ -50,14 +49,7 @@ def start(path: str, q: np.ndarray) -> tuple[float, float]:
     proc = subprocess.Popen([sys.executable, "-m", "qstore_server", "--data-dir", path, "--port", str(port),
                              "--log-level", "WARNING"], stdout=subprocess.DEVNULL)
     try:
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"server exited with {proc.returncode}")
-            try:
-                with urllib.request.urlopen(url + "/v1/health", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.005)
+        wait_healthy(url, proc, poll=0.005)
         health = time.perf_counter() - t0
         asyncio.run(first_query(url, q))
         return health, time.perf_counter() - t0

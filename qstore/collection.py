@@ -582,10 +582,8 @@ class Collection:
             raise InvalidArgument("query takes one vector; use query_batch for several", "dimension_mismatch")
         top_k = validation.check_top_k(top_k)
         pred = compile_filter(filter) if filter is not None else None
-        if context is not None and not isinstance(context, str):
-            raise InvalidArgument("context must be a string", "invalid_argument")
-        if ef is not None and (not isinstance(ef, int) or isinstance(ef, bool) or ef < 1):
-            raise InvalidArgument("ef must be a positive integer", "invalid_argument")
+        validation.check_context(context)
+        validation.check_ef(ef)
         if tunneling is not None and tunnel.check_strength(tunneling) > 0:
             cap = tunnel.check_per_region(per_region, top_k)
             if self.index.size >= 2:  # fewer vectors cannot be partitioned: plain search answers
@@ -846,8 +844,7 @@ class Collection:
                       seed: int | None = None) -> Measurement:
         self._check_open()
         validation.check_id(id)
-        if context is not None and not isinstance(context, str):
-            raise InvalidArgument("context must be a string", "invalid_argument")
+        validation.check_context(context)
         now = self._now()
         # Every draw is made here, before the write: a write may run twice (the map grows).
         rng = np.random.default_rng(seed)

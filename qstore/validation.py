@@ -120,3 +120,15 @@ def check_coherence_time(t: Any) -> float | None:
         raise InvalidArgument(f"coherence_time must be a positive number of seconds, got {t!r}",
                               "invalid_coherence_time")
     return float(t)
+
+
+def check_context(context: Any) -> str | None:
+    if context is not None and not isinstance(context, str):
+        raise InvalidArgument("context must be a string", "invalid_argument")
+    return context
+
+
+def check_ef(ef: Any) -> int | None:
+    if ef is not None and (not isinstance(ef, int) or isinstance(ef, bool) or ef < 1):
+        raise InvalidArgument("ef must be a positive integer", "invalid_argument")
+    return ef

@@ -197,10 +197,8 @@ class StoreCollection:
             raise InvalidArgument("query takes one vector; use query_batch for several", "dimension_mismatch")
         top_k = validation.check_top_k(top_k)
         flt = translate(filter) if filter is not None else None
-        if context is not None and not isinstance(context, str):
-            raise InvalidArgument("context must be a string", "invalid_argument")
-        if ef is not None and (not isinstance(ef, int) or isinstance(ef, bool) or ef < 1):
-            raise InvalidArgument("ef must be a positive integer", "invalid_argument")
+        validation.check_context(context)
+        validation.check_ef(ef)
         now = self._now()
         if tunneling is not None and tunnel.check_strength(tunneling) > 0:
             cap = tunnel.check_per_region(per_region, top_k)
@@ -315,8 +313,7 @@ class StoreCollection:
                       seed: int | None = None) -> Measurement:
         self._check_open()
         validation.check_id(id)
-        if context is not None and not isinstance(context, str):
-            raise InvalidArgument("context must be a string", "invalid_argument")
+        validation.check_context(context)
         now = self._now()
         rng = np.random.default_rng(seed)
         u = float(rng.random())
