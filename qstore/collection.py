@@ -483,7 +483,7 @@ class Collection:
         self._check_open()
         return {"name": self.name, "dim": self.dim, "metric": self.metric, "index": self.spec.to_dict(),
                 "coherence_time": self.coherence_time, "on_decohere": self.on_decohere,
-                "count": await self.count(), **self.index.counts()}
+                "count": await self.count(), **await self._storage.run(self.index.counts)}
 
     async def upsert(self, ids: list[str], vectors: Any, metadata: list[dict[str, Any]] | None = None,
                      coherence_time: float | None = None) -> int:

@@ -10,6 +10,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import faiss
 import numpy as np
@@ -57,6 +59,7 @@ class VectorIndex:
         self._last_search = 0.0  # time.monotonic() of the last search asked for
         self._add_cost = {True: 1e-3, False: 1e-3}  # seconds per vector added, while searches run or not
         self.rebuilds = 0
+        self._size = self._index.ntotal - len(self._tombstones)
 
     def _empty(self) -> faiss.Index:
         if self.spec.type == "hnsw":
@@ -73,9 +76,17 @@ class VectorIndex:
 
     @property
     def size(self) -> int:
-        """Vectors stored, tombstones excluded, fresh ones included."""
-        with self.lock.read():  # a chunk moving into the graph is counted once
-            return self._index.ntotal - len(self._tombstones) + len(self._fresh_ids)
+        """Vectors stored, tombstones excluded, fresh ones included (read without the lock:
+        every write section recounts it once it is done)."""
+        return self._size
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        with self.lock.write():
+            try:
+                yield
+            finally:
+                self._size = self._index.ntotal - len(self._tombstones) + len(self._fresh_ids)
 
     @property
     def fresh(self) -> int:
@@ -117,7 +128,7 @@ class VectorIndex:
     def publish(self, add_ids: np.ndarray, add_vecs: np.ndarray, remove_ids: np.ndarray) -> None:
         """Make one committed change searchable (the writer thread, before the caller is
         answered): new vectors join the fresh set; removed ones leave it, or leave the graph."""
-        with self.lock.write():
+        with self._writing():
             if len(remove_ids):
                 remove_ids = np.asarray(remove_ids, np.int64)
                 gone = np.isin(self._fresh_ids, remove_ids)
@@ -139,7 +150,7 @@ class VectorIndex:
             busy = time.monotonic() - self._last_search < QUIET
             n = max(1, int(HOLD[busy] / self._add_cost[busy]))
             held = 0.0
-            with self.lock.write(), _threads(1 if busy else os.cpu_count() or 1):
+            with self._writing(), _threads(1 if busy else os.cpu_count() or 1):
                 ids, vecs = self._fresh_ids[:n], self._fresh_vecs[:n]
                 if len(ids):
                     start = time.perf_counter()
@@ -160,7 +171,7 @@ class VectorIndex:
 
     def apply(self, add_ids: np.ndarray, add_vecs: np.ndarray, remove_ids: np.ndarray, seq: int) -> None:
         """Put a change straight into the graph (loading and rebuilding, with no searches yet)."""
-        with self.lock.write():
+        with self._writing():
             self._apply_locked(self._index, self._tombstones, add_ids, add_vecs, remove_ids)
             self.applied_seq = max(self.applied_seq, seq)
             self._maybe_train()
@@ -206,7 +217,7 @@ class VectorIndex:
             fresh = specs.build_hnsw(self.dim, self.metric, self.spec)
             if len(ids):
                 fresh.add_with_ids(vecs, ids)
-            with self.lock.write():
+            with self._writing():
                 fresh_tombs: set[int] = set()
                 for add_ids, add_vecs, remove_ids in self._pending:
                     self._apply_locked(fresh, fresh_tombs, add_ids, add_vecs, remove_ids)
