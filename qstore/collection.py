@@ -50,7 +50,12 @@ log = logging.getLogger(__name__)
 # by exact search over the survivors: HNSW recall collapses on selective filters.
 EXACT_SEARCH_MAX = 4096
 EXACT_SEARCH_SHARE = 0.10
-SNAPSHOT_EVERY = 20_000  # vector changes between background snapshots
+# Vector changes between background snapshots: at least this many, and at least a tenth of
+# the index, so the bytes snapshots write stay proportional to the vectors stored (a fixed
+# interval rewrites a growing index over and over: ~85 GB while loading 1M) and recovery
+# replays at most a tenth of the graph's build.
+SNAPSHOT_EVERY = 20_000
+SNAPSHOT_SHARE = 0.1
 # A plain one-vector search that lately took less than this runs on the caller's thread:
 # handing it to a reader thread and back costs 100-150 µs here, as much as a 20k-vector HNSW
 # search. Slower searches go to threads, where several can run at once.
@@ -401,7 +406,8 @@ class Collection:
             return
         self.index.integrate(seq)
         self._unsnapshotted += changed
-        if self._unsnapshotted >= self._db.snapshot_every and self._snapshot_thread is None \
+        due = max(self._db.snapshot_every, int(SNAPSHOT_SHARE * self.index.size))
+        if self._unsnapshotted >= due and self._snapshot_thread is None \
                 and not self.index.rebuilding:
             # Serialized here, where the graph cannot change, so searches go on meanwhile;
             # hashed and written to disk on a thread of its own.
