@@ -741,8 +741,9 @@ class Collection:
         # Plain Python on lists: right after a search has flushed the caches, each numpy call
         # costs ~10 µs, several times its usual cost.
         owners = self._owner.slots
+        n = len(owners)
         rows = [(owners[iid], s, iid) for s, iid in zip(scores.tolist(), iids.tolist())
-                if iid >= 0 and owners[iid] is not None]
+                if 0 <= iid < n and owners[iid] is not None]
         if not self._superposed:  # a branch per record, and FAISS answers best first
             return rows
         seen: dict[str, tuple[float, int]] = {}
