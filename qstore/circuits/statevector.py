@@ -28,6 +28,7 @@ import numpy as np
 from qstore import runtime
 from qstore.errors import error
 
+from . import fused_kernels as fused
 from . import statevector_kernels as kern
 from .ansatz import entangler_permutation, generator_axes, pauli_matrix
 from .backend import Backend, Pullback, check_execute_args, check_shots
@@ -332,6 +333,8 @@ class StatevectorBackend(Backend):
         tape_bytes = X.shape[0] * (L + 2) * spec.dim * 2 * np.dtype(self.real).itemsize
         if self.shots is not None or tape_bytes > self.max_memory_bytes:
             return super().expectations_vjp(spec, X, theta, obs, inputs)
+        if _fits_fused(spec, theta, self.real):
+            return self._fused_expectations_vjp(spec, X, theta, obs, inputs)
         prog, chunks = self._program(spec, spec.encoder.angles(X), theta, L + 4)
 
         def run(b0: int, b1: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
@@ -353,6 +356,40 @@ class StatevectorBackend(Backend):
             parts = self._map(back, chunks)
             g_theta, g_x = self._gradients(spec, prog, X, parts, 1, inputs)
             return (g_theta[0] if theta.ndim == 2 else g_theta[0].sum(axis=0)), (g_x[0] if g_x is not None else None)
+
+        return values, pullback
+
+    def _fused_expectations_vjp(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, obs: ZObservables,
+                                inputs: bool) -> tuple[np.ndarray, Pullback]:
+        """``expectations_vjp`` through ``fused_kernels``: one compiled call per chunk and direction."""
+        chunks = self._chunks(spec, X.shape[0], spec.layers + 4)
+        angles = spec.encoder.angles(X)
+        theta = np.ascontiguousarray(theta)
+        src, inv, signs = _fused_maps(obs, tuple(spec.pairs))
+
+        def run(b0: int, b1: int) -> tuple[np.ndarray, np.ndarray]:
+            tape = np.empty((-(-(b1 - b0) // fused.W), spec.layers, 2, spec.dim, fused.W))
+            values = np.empty((b1 - b0, len(obs)))
+            fused.forward(theta, angles[b0:b1], src, signs, tape, values)
+            return tape, values
+
+        tapes = dict(zip(chunks, self._map(run, chunks)))
+        values = np.concatenate([t[1] for t in tapes.values()]) if len(chunks) > 1 else tapes[chunks[0]][1]
+
+        def pullback(grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+            grad_out = np.ascontiguousarray(_check_cotangent(grad_out, values.shape))
+
+            def back(b0: int, b1: int) -> tuple[np.ndarray, np.ndarray]:
+                g_theta, g_enc = np.zeros(spec.n_params), np.empty((b1 - b0, angles.shape[1]))
+                fused.backward(theta, angles[b0:b1], inv, signs, tapes[b0, b1][0], grad_out[b0:b1], g_theta, g_enc)
+                return g_theta, g_enc
+
+            parts = self._map(back, chunks)
+            g_theta = parts[0][0] if len(parts) == 1 else np.sum([p[0] for p in parts], axis=0)
+            if not inputs:
+                return g_theta, None
+            g_angles = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
+            return g_theta, spec.encoder.angles_vjp(X, g_angles)
 
         return values, pullback
 
@@ -407,6 +444,21 @@ def _permutations(n_qubits: int, pairs: tuple[tuple[int, int], ...]) -> tuple[np
     src.setflags(write=False)
     inv.setflags(write=False)
     return src, inv
+
+
+def _fits_fused(spec: CircuitSpec, theta: np.ndarray, real: type) -> bool:
+    """The case ``fused_kernels`` covers: angle encoding once, shared parameters, float64 states."""
+    return spec.encoding == "angle" and not spec.reupload and theta.ndim == 1 and real is np.float64
+
+
+@lru_cache(maxsize=64)
+def _fused_maps(obs: ZObservables, pairs: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The entangler's gather map, its inverse, and the observables' signs in the frame before the
+    last entangler (``fused_kernels.forward`` never applies it)."""
+    src, inv = _permutations(obs.n_qubits, pairs)
+    signs = np.ascontiguousarray(obs.signs[:, inv])
+    signs.setflags(write=False)
+    return src, inv, signs
 
 
 def _check_cotangent(grad_out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
