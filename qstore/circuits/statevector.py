@@ -367,24 +367,15 @@ class StatevectorBackend(Backend):
         theta = np.ascontiguousarray(theta)
         src, inv, signs = _fused_maps(obs, tuple(spec.pairs))
 
-        def run(b0: int, b1: int) -> tuple[np.ndarray, np.ndarray]:
-            tape = np.empty((-(-(b1 - b0) // fused.W), spec.layers, 2, spec.dim, fused.W))
-            values = np.empty((b1 - b0, len(obs)))
-            fused.forward(theta, angles[b0:b1], src, signs, tape, values)
-            return tape, values
+        def run(b0: int, b1: int) -> _FusedTape:
+            return _FusedTape(spec, theta, angles[b0:b1], src, inv, signs)
 
-        tapes = dict(zip(chunks, self._map(run, chunks)))
-        values = np.concatenate([t[1] for t in tapes.values()]) if len(chunks) > 1 else tapes[chunks[0]][1]
+        tapes = self._map(run, chunks)
+        values = tapes[0].values if len(tapes) == 1 else np.concatenate([t.values for t in tapes])
 
         def pullback(grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
             grad_out = np.ascontiguousarray(_check_cotangent(grad_out, values.shape))
-
-            def back(b0: int, b1: int) -> tuple[np.ndarray, np.ndarray]:
-                g_theta, g_enc = np.zeros(spec.n_params), np.empty((b1 - b0, angles.shape[1]))
-                fused.backward(theta, angles[b0:b1], inv, signs, tapes[b0, b1][0], grad_out[b0:b1], g_theta, g_enc)
-                return g_theta, g_enc
-
-            parts = self._map(back, chunks)
+            parts = self._map(lambda b0, b1: tapes[chunks.index((b0, b1))].back(grad_out[b0:b1]), chunks)
             g_theta = parts[0][0] if len(parts) == 1 else np.sum([p[0] for p in parts], axis=0)
             if not inputs:
                 return g_theta, None
@@ -444,6 +435,32 @@ def _permutations(n_qubits: int, pairs: tuple[tuple[int, int], ...]) -> tuple[np
     src.setflags(write=False)
     inv.setflags(write=False)
     return src, inv
+
+
+class _FusedTape:
+    """One chunk's forward pass through ``fused_kernels``, kept for its backward pass."""
+
+    def __init__(self, spec: CircuitSpec, theta: np.ndarray, angles: np.ndarray, src: np.ndarray, inv: np.ndarray,
+                 signs: np.ndarray):
+        self.theta, self.angles, self.src, self.inv, self.signs = theta, angles, src, inv, signs
+        B = angles.shape[0]
+        self.states = np.empty((fused.tape_slots(spec.layers), 2, spec.dim, B))
+        self.factors = np.empty((2, spec.n_qubits, 2, B))
+        self.values = np.empty((B, signs.shape[0]))
+        self.fill()
+
+    def fill(self) -> None:
+        fused.forward(self.theta, self.angles, self.src, self.signs, self.states, self.factors, self.values)
+        self.full = True
+
+    def back(self, grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(d/d theta summed over the chunk (P,), d/d encoding angles (B, F))."""
+        if not self.full:                   # a second pullback: the first one consumed the tape
+            self.fill()
+        g_theta, g_enc = np.zeros(self.theta.shape[0]), np.empty(self.angles.shape)
+        self.full = False
+        fused.backward(self.theta, self.inv, self.signs, self.states, self.factors, grad_out, g_theta, g_enc)
+        return g_theta, g_enc
 
 
 def _fits_fused(spec: CircuitSpec, theta: np.ndarray, real: type) -> bool:
