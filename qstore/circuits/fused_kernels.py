@@ -130,6 +130,37 @@ def _product_state(v, out):
 
 
 @nb.njit(**_JIT)
+def _overlap_sums(lam, psi, n, out):
+    """``out`` (n, 3) += the batch sums of ``statevector_kernels.cross_terms``' overlaps.
+
+    Summing over the batch too makes each qubit one plain reduction over contiguous runs, kept
+    in registers (cross_terms keeps per-sample partial sums in memory).
+    """
+    D, B = psi.shape[1], psi.shape[2]
+    lr = lam[0].reshape(D * B)
+    li = lam[1].reshape(D * B)
+    pr = psi[0].reshape(D * B)
+    pi = psi[1].reshape(D * B)
+    for q in range(n):
+        run = (1 << (n - 1 - q)) * B
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        for base in range(0, D * B, 2 * run):
+            # slices indexed from 0: numba then knows the indices are not negative and LLVM vectorises
+            lr0, li0, pr0, pi0 = lr[base:base + run], li[base:base + run], pr[base:base + run], pi[base:base + run]
+            end = base + 2 * run
+            lr1, li1, pr1, pi1 = lr[base + run:end], li[base + run:end], pr[base + run:end], pi[base + run:end]
+            for k in range(run):
+                a0 += lr0[k] * pi0[k] - li0[k] * pr0[k] - lr1[k] * pi1[k] + li1[k] * pr1[k]
+                a1 += lr0[k] * pr1[k] + li0[k] * pi1[k] - lr1[k] * pr0[k] - li1[k] * pi0[k]
+                a2 += lr0[k] * pi1[k] - li0[k] * pr1[k] + lr1[k] * pi0[k] - li1[k] * pr0[k]
+        out[q, 0] += a0
+        out[q, 1] += a1
+        out[q, 2] += a2
+
+
+@nb.njit(**_JIT)
 def _slot(layer, L, T):
     """Tape slot of the state after ``layer``'s rotations (layer 0's shares a later one)."""
     if layer > 0:
@@ -183,7 +214,8 @@ def backward(theta, inv, signs, tape, v, grad_out, g_theta, g_enc):
     K = grad_out.shape[1]
     F = g_enc.shape[1]
     adj = _layer_matrices(theta, n, L, True)
-    cross = np.zeros((L, n, 3, B))
+    sums = np.zeros((L, n, 3))
+    cross = np.zeros((n, 3, B))                 # layer 0's overlaps, per sample
     lam = np.empty((2, D, B))
     g = np.ascontiguousarray(grad_out.T)
     diag = np.empty(B)
@@ -200,7 +232,7 @@ def backward(theta, inv, signs, tape, v, grad_out, g_theta, g_enc):
             lam[1, j, b] = diag[b] * last[1, j, b]
     for layer in range(L - 1, 0, -1):
         psi = tape[_slot(layer, L, T)]
-        kern.cross_terms(lam, psi, n, cross[layer])
+        _overlap_sums(lam, psi, n, sums[layer])
         _apply(lam, n, adj[layer])
         _gather(lam, inv, psi)              # psi is spent: its slot takes the cotangent
         lam, psi = psi, lam
@@ -208,14 +240,17 @@ def backward(theta, inv, signs, tape, v, grad_out, g_theta, g_enc):
         _product_state(v, psi)
     else:
         psi = tape[0]
-    kern.cross_terms(lam, psi, n, cross[0])
+    kern.cross_terms(lam, psi, n, cross)
+    for q in range(n):
+        for t in range(3):
+            sums[0, q, t] = cross[q, t].sum()
     for layer in range(L):
         for q in range(n):
             k = (layer * n + q) * 3
             ca, sa = np.cos(theta[k]), np.sin(theta[k])
             cb, sb = np.cos(theta[k + 1]), np.sin(theta[k + 1])
             cc, sc = np.cos(theta[k + 2]), np.sin(theta[k + 2])
-            delta, re_d, im_d = cross[layer, q, 0].sum(), cross[layer, q, 1].sum(), cross[layer, q, 2].sum()
+            delta, re_d, im_d = sums[layer, q, 0], sums[layer, q, 1], sums[layer, q, 2]
             g_theta[k] += -sb * delta + cc * cb * im_d - sc * cb * re_d
             g_theta[k + 1] += -sc * im_d - cc * re_d
             g_theta[k + 2] += delta
@@ -223,4 +258,4 @@ def backward(theta, inv, signs, tape, v, grad_out, g_theta, g_enc):
                 # the encoding RY's generator moved to the block's output (ansatz.generator_axes)
                 ex, ey, ez = sa * sb * cc - ca * sc, sa * sb * sc + ca * cc, sa * cb
                 for b in range(B):
-                    g_enc[b, q] = ez * cross[0, q, 0, b] + ex * cross[0, q, 2, b] - ey * cross[0, q, 1, b]
+                    g_enc[b, q] = ez * cross[q, 0, b] + ex * cross[q, 2, b] - ey * cross[q, 1, b]
