@@ -161,6 +161,66 @@ def _overlap_sums(lam, psi, n, out):
 
 
 @nb.njit(**_JIT)
+def _product_overlaps(lam, v, out):
+    """``out`` (n, 3, B) = ``statevector_kernels.cross_terms(lam, product state of v)``, in O(D) per sample.
+
+    For a product state psi = (x)_r v_r the overlap of qubit q factorises: M_ac = R_q[a] v_q[c]
+    with R_q[a] = sum_rest conj(lam[rest, q=a]) prod_{r != q} v_r[bit_r]. R_q comes from lam
+    contracted with the other half of the qubits (one pass over lam for both halves), then with
+    the factors of its own half (2^(n/2) terms).
+    """
+    n, B = v.shape[1], v.shape[3]
+    nh = n // 2
+    H, S = 1 << nh, 1 << (n - nh)
+    hi = np.empty((2, H, B))
+    lo = np.empty((2, S, B))
+    kern.product_state(np.ascontiguousarray(v[:, :nh]), hi)
+    kern.product_state(np.ascontiguousarray(v[:, nh:]), lo)
+    # A[h] = sum_l conj(lam[h, l]) lo[l], C[l] = sum_h conj(lam[h, l]) hi[h]
+    A = np.zeros((2, H, B))
+    C = np.zeros((2, S, B))
+    for h in range(H):
+        ar, ai = A[0, h], A[1, h]
+        hr, hi_ = hi[0, h], hi[1, h]
+        for j in range(S):
+            lr, li = lam[0, h * S + j], lam[1, h * S + j]
+            orr, oi = lo[0, j], lo[1, j]
+            cr, ci = C[0, j], C[1, j]
+            for b in range(B):
+                ar[b] += lr[b] * orr[b] + li[b] * oi[b]
+                ai[b] += lr[b] * oi[b] - li[b] * orr[b]
+            for b in range(B):
+                cr[b] += lr[b] * hr[b] + li[b] * hi_[b]
+                ci[b] += lr[b] * hi_[b] - li[b] * hr[b]
+    R = np.empty((2, 2, B))
+    er = np.empty(B)
+    ei = np.empty(B)
+    for q in range(n):
+        env, first, k = (A, 0, nh) if q < nh else (C, nh, n - nh)
+        R[:] = 0.0
+        for h in range(1 << k):
+            er[:] = env[0, h]
+            ei[:] = env[1, h]
+            for r in range(first, first + k):
+                if r != q:
+                    c = (h >> (k - 1 - (r - first))) & 1
+                    for b in range(B):
+                        vr, vi = v[0, r, c, b], v[1, r, c, b]
+                        er[b], ei[b] = er[b] * vr - ei[b] * vi, er[b] * vi + ei[b] * vr
+            a = (h >> (k - 1 - (q - first))) & 1
+            for b in range(B):
+                R[a, 0, b] += er[b]
+                R[a, 1, b] += ei[b]
+        for b in range(B):
+            r0r, r0i, r1r, r1i = R[0, 0, b], R[0, 1, b], R[1, 0, b], R[1, 1, b]
+            v0r, v0i, v1r, v1i = v[0, q, 0, b], v[1, q, 0, b], v[0, q, 1, b], v[1, q, 1, b]
+            # [Im M00 - Im M11, Re(M01 - conj(M10)), Im(M01 - conj(M10))]
+            out[q, 0, b] = (r0r * v0i + r0i * v0r) - (r1r * v1i + r1i * v1r)
+            out[q, 1, b] = (r0r * v1r - r0i * v1i) - (r1r * v0r - r1i * v0i)
+            out[q, 2, b] = (r0r * v1i + r0i * v1r) + (r1r * v0i + r1i * v0r)
+
+
+@nb.njit(**_JIT)
 def _slot(layer, L, T):
     """Tape slot of the state after ``layer``'s rotations (layer 0's shares a later one)."""
     if layer > 0:
@@ -236,11 +296,7 @@ def backward(theta, inv, signs, tape, v, grad_out, g_theta, g_enc):
         _apply(lam, n, adj[layer])
         _gather(lam, inv, psi)              # psi is spent: its slot takes the cotangent
         lam, psi = psi, lam
-    if L > 1:
-        _product_state(v, psi)
-    else:
-        psi = tape[0]
-    kern.cross_terms(lam, psi, n, cross)
+    _product_overlaps(lam, v, cross)
     for q in range(n):
         for t in range(3):
             sums[0, q, t] = cross[q, t].sum()
