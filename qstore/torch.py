@@ -40,7 +40,7 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(a))
+    t = torch.from_numpy(a)
     return t if dtype == torch.float64 else t.to(dtype)
 
 

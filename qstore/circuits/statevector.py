@@ -362,25 +362,25 @@ class StatevectorBackend(Backend):
     def _fused_expectations_vjp(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, obs: ZObservables,
                                 inputs: bool) -> tuple[np.ndarray, Pullback]:
         """``expectations_vjp`` through ``fused_kernels``: one compiled call per chunk and direction."""
-        chunks = self._chunks(spec, X.shape[0], spec.layers + 4)
+        B = X.shape[0]
+        # _chunks never splits a batch this small (a training step's): skip its arithmetic
+        small = self.chunk_size is None and B * spec.dim <= _MIN_SPLIT
+        chunks = [(0, B)] if small else self._chunks(spec, B, spec.layers + 4)
         angles = spec.encoder.angles(X)
         theta = np.ascontiguousarray(theta)
         src, inv, signs = _fused_maps(obs, tuple(spec.pairs))
-
-        def run(b0: int, b1: int) -> _FusedTape:
-            return _FusedTape(spec, theta, angles[b0:b1], src, inv, signs)
-
-        tapes = self._map(run, chunks)
+        tapes = self._map(lambda b0, b1: _FusedTape(spec, theta, angles[b0:b1], src, inv, signs), chunks)
         values = tapes[0].values if len(tapes) == 1 else np.concatenate([t.values for t in tapes])
 
         def pullback(grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
             grad_out = np.ascontiguousarray(_check_cotangent(grad_out, values.shape))
-            parts = self._map(lambda b0, b1: tapes[chunks.index((b0, b1))].back(grad_out[b0:b1]), chunks)
-            g_theta = parts[0][0] if len(parts) == 1 else np.sum([p[0] for p in parts], axis=0)
-            if not inputs:
-                return g_theta, None
-            g_angles = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
-            return g_theta, spec.encoder.angles_vjp(X, g_angles)
+            if len(tapes) == 1:
+                g_theta, g_angles = tapes[0].back(grad_out)
+            else:
+                parts = self._map(lambda b0, b1: tapes[chunks.index((b0, b1))].back(grad_out[b0:b1]), chunks)
+                g_theta = np.sum([p[0] for p in parts], axis=0)
+                g_angles = np.concatenate([p[1] for p in parts])
+            return g_theta, (spec.encoder.angles_vjp(X, g_angles) if inputs else None)
 
         return values, pullback
 
