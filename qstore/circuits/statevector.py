@@ -480,7 +480,7 @@ def _fused_maps(obs: ZObservables, pairs: tuple[tuple[int, int], ...]) -> tuple[
 
 def _check_cotangent(grad_out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     grad_out = np.asarray(grad_out, dtype=np.float64)
-    if grad_out.shape != shape or not np.all(np.isfinite(grad_out)):
+    if grad_out.shape != shape or not np.isfinite(grad_out).all():
         raise error("invalid_parameters", f"grad_out must be finite with shape {shape}, got {grad_out.shape}")
     return grad_out
 
