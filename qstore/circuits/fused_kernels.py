@@ -30,6 +30,8 @@ import numpy as np
 from . import statevector_kernels as kern
 
 _JIT = dict(nogil=True, fastmath=True, cache=True)
+# rows of probabilities per BLAS call in forward's expectations
+_ROWS = 64
 
 
 def tape_slots(layers: int) -> int:
@@ -221,6 +223,67 @@ def _product_overlaps(lam, v, out):
 
 
 @nb.njit(**_JIT)
+def _diagonal_overlap_sums(d, psi, n, out):
+    """``_overlap_sums(d * psi, psi)`` for a real diagonal ``d`` (D, B): with lam = d psi, Im M00 and
+    Im M11 vanish and D = M01 - conj(M10) = sum (d0 - d1) conj(psi0) psi1, so lam is not needed."""
+    D, B = psi.shape[1], psi.shape[2]
+    dd = d.reshape(D * B)
+    pr = psi[0].reshape(D * B)
+    pi = psi[1].reshape(D * B)
+    for q in range(n):
+        run = (1 << (n - 1 - q)) * B
+        a1 = 0.0
+        a2 = 0.0
+        for base in range(0, D * B, 2 * run):
+            end = base + 2 * run
+            d0, pr0, pi0 = dd[base:base + run], pr[base:base + run], pi[base:base + run]
+            d1, pr1, pi1 = dd[base + run:end], pr[base + run:end], pi[base + run:end]
+            for k in range(run):
+                w = d0[k] - d1[k]
+                a1 += w * (pr0[k] * pr1[k] + pi0[k] * pi1[k])
+                a2 += w * (pr0[k] * pi1[k] - pi0[k] * pr1[k])
+        out[q, 1] += a1
+        out[q, 2] += a2
+
+
+@nb.njit(**_JIT)
+def _permute(st, perm, leaders, row):
+    """In place: ``st[:, j] = st[:, perm[j]]`` (2, D, B), one cycle of the permutation at a time
+    (``leaders`` holds one index of each cycle longer than 1); ``row`` (2, B) is scratch."""
+    B = st.shape[2]
+    for c in range(leaders.shape[0]):
+        j0 = leaders[c]
+        for b in range(B):
+            row[0, b] = st[0, j0, b]
+            row[1, b] = st[1, j0, b]
+        j = j0
+        k = perm[j]
+        while k != j0:
+            for b in range(B):
+                st[0, j, b] = st[0, k, b]
+                st[1, j, b] = st[1, k, b]
+            j = k
+            k = perm[j]
+        for b in range(B):
+            st[0, j, b] = row[0, b]
+            st[1, j, b] = row[1, b]
+
+
+def cycle_leaders(perm: np.ndarray) -> np.ndarray:
+    """The smallest index of every cycle of ``perm`` longer than 1 (for ``_permute``)."""
+    seen = np.zeros(perm.size, dtype=bool)
+    leaders = []
+    for j in range(perm.size):
+        if not seen[j] and perm[j] != j:
+            leaders.append(j)
+            k = j
+            while not seen[k]:
+                seen[k] = True
+                k = perm[k]
+    return np.array(leaders, dtype=np.int64)
+
+
+@nb.njit(**_JIT)
 def _slot(layer, L, T):
     """Tape slot of the state after ``layer``'s rotations (layer 0's shares a later one)."""
     if layer > 0:
@@ -230,7 +293,7 @@ def _slot(layer, L, T):
 
 @nb.njit(**_JIT)
 def forward(theta, enc, src, signs, tape, v, out):
-    """Expectations ``out`` (B, K) of ``signs`` (K, D), given in the last layer's frame.
+    """Expectations ``out`` (B, K) of the observables' ``signs`` (D, K), given in the last layer's frame.
 
     ``theta`` (P,), ``enc`` (B, F) encoding angles, ``src`` (D,) the CNOT network's gather map.
     Fills ``v`` (2, n, 2, B) with layer 0's factors and ``tape`` (tape_slots(L), 2, D, B) with
@@ -247,17 +310,25 @@ def forward(theta, enc, src, signs, tape, v, out):
         _gather(tape[_slot(layer - 1, L, T)], src, tape[_slot(layer, L, T)])
         _apply(tape[_slot(layer, L, T)], n, mats[layer])
     last = tape[_slot(L - 1, L, T)]
-    probs = np.empty((D, B))
-    kern.probabilities(last, probs)
-    acc = np.dot(signs, probs)          # BLAS: a loop accumulating K x B sums was 15x slower
+    # <O_k>_b = sum_j signs[j, k] |psi_jb|^2 through BLAS, a block of rows at a time: a small
+    # buffer rather than all D x B probabilities (a loop over K x B sums was 15x slower)
+    acc = np.zeros((K, B))
+    R = min(D, _ROWS)
+    p = np.empty((R, B))
+    for j0 in range(0, D, R):
+        kern.probabilities(last[:, j0:j0 + R], p)
+        acc += np.dot(signs[j0:j0 + R].T, p)
     for b in range(B):
         for k in range(K):
             out[b, k] = acc[k, b]
 
 
 @nb.njit(**_JIT)
-def backward(theta, inv, signs, tape, v, grad_out, g_theta, g_enc):
+def backward(theta, inv, leaders, signs, tape, v, grad_out, g_theta, g_enc):
     """Adjoint pass for cotangent ``grad_out`` (B, K) of ``forward``'s expectations; consumes the tape.
+
+    ``inv`` (D,) is the inverse of the entangler's gather map, ``leaders`` one index of each of its
+    cycles (``cycle_leaders``), ``signs`` (D, K) as for ``forward``.
 
     Adds d/d theta summed over the batch to ``g_theta`` (P,) and writes d/d(encoding angle)
     to ``g_enc`` (B, F).
@@ -269,16 +340,18 @@ def backward(theta, inv, signs, tape, v, grad_out, g_theta, g_enc):
     adj = _layer_matrices(theta, n, L, True)
     sums = np.zeros((L, n, 3))
     cross = np.zeros((n, 3, B))                 # layer 0's overlaps, per sample
-    lam = np.empty((2, D, B))
-    # the cotangent's observable sum_k g_k O_k, diagonal (D, B), times the last state
-    diag = np.dot(signs.T, np.ascontiguousarray(grad_out.T))
-    kern.weight_diagonal(tape[_slot(L - 1, L, T)], diag, lam)
+    # the cotangent's observable sum_k g_k O_k: a real diagonal (D, B) in the last layer's frame
+    diag = np.dot(signs, np.ascontiguousarray(grad_out.T))
+    lam = tape[_slot(L - 1, L, T)]
+    if L > 1:
+        _diagonal_overlap_sums(diag, lam, n, sums[L - 1])
+    kern.weight_diagonal(lam, diag, lam)        # the last state becomes the cotangent, in place
+    row = np.empty((2, B))
     for layer in range(L - 1, 0, -1):
-        psi = tape[_slot(layer, L, T)]
-        _overlap_sums(lam, psi, n, sums[layer])
+        if layer < L - 1:
+            _overlap_sums(lam, tape[_slot(layer, L, T)], n, sums[layer])
         _apply(lam, n, adj[layer])
-        _gather(lam, inv, psi)              # psi is spent: its slot takes the cotangent
-        lam, psi = psi, lam
+        _permute(lam, inv, leaders, row)
     _product_overlaps(lam, v, cross)
     for q in range(n):
         for t in range(3):

@@ -368,8 +368,8 @@ class StatevectorBackend(Backend):
         chunks = [(0, B)] if small else self._chunks(spec, B, spec.layers + 4)
         angles = spec.encoder.angles(X)
         theta = np.ascontiguousarray(theta)
-        src, inv, signs = _fused_maps(obs, tuple(spec.pairs))
-        tapes = self._map(lambda b0, b1: _FusedTape(spec, theta, angles[b0:b1], src, inv, signs), chunks)
+        maps = _fused_maps(obs, tuple(spec.pairs))
+        tapes = self._map(lambda b0, b1: _FusedTape(spec, theta, angles[b0:b1], *maps), chunks)
         values = tapes[0].values if len(tapes) == 1 else np.concatenate([t.values for t in tapes])
 
         def pullback(grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -441,12 +441,12 @@ class _FusedTape:
     """One chunk's forward pass through ``fused_kernels``, kept for its backward pass."""
 
     def __init__(self, spec: CircuitSpec, theta: np.ndarray, angles: np.ndarray, src: np.ndarray, inv: np.ndarray,
-                 signs: np.ndarray):
-        self.theta, self.angles, self.src, self.inv, self.signs = theta, angles, src, inv, signs
+                 leaders: np.ndarray, signs: np.ndarray):
+        self.theta, self.angles, self.src, self.inv, self.leaders, self.signs = theta, angles, src, inv, leaders, signs
         B = angles.shape[0]
         self.states = np.empty((fused.tape_slots(spec.layers), 2, spec.dim, B))
         self.factors = np.empty((2, spec.n_qubits, 2, B))
-        self.values = np.empty((B, signs.shape[0]))
+        self.values = np.empty((B, signs.shape[1]))
         self.fill()
 
     def fill(self) -> None:
@@ -459,7 +459,8 @@ class _FusedTape:
             self.fill()
         g_theta, g_enc = np.zeros(self.theta.shape[0]), np.empty(self.angles.shape)
         self.full = False
-        fused.backward(self.theta, self.inv, self.signs, self.states, self.factors, grad_out, g_theta, g_enc)
+        fused.backward(self.theta, self.inv, self.leaders, self.signs, self.states, self.factors, grad_out, g_theta,
+                       g_enc)
         return g_theta, g_enc
 
 
@@ -469,13 +470,16 @@ def _fits_fused(spec: CircuitSpec, theta: np.ndarray, real: type) -> bool:
 
 
 @lru_cache(maxsize=64)
-def _fused_maps(obs: ZObservables, pairs: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The entangler's gather map, its inverse, and the observables' signs in the frame before the
-    last entangler (``fused_kernels.forward`` never applies it)."""
+def _fused_maps(obs: ZObservables, pairs: tuple[tuple[int, int], ...]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The entangler's gather map, its inverse and the inverse's cycle leaders, and the observables'
+    signs (2^n, K) in the frame before the last entangler (``fused_kernels.forward`` never applies it)."""
     src, inv = _permutations(obs.n_qubits, pairs)
-    signs = np.ascontiguousarray(obs.signs[:, inv])
-    signs.setflags(write=False)
-    return src, inv, signs
+    leaders = fused.cycle_leaders(inv)
+    signs = np.ascontiguousarray(obs.signs[:, inv].T)
+    for a in (leaders, signs):
+        a.setflags(write=False)
+    return src, inv, leaders, signs
 
 
 def _check_cotangent(grad_out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
