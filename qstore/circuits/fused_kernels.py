@@ -32,6 +32,8 @@ from . import statevector_kernels as kern
 _JIT = dict(nogil=True, fastmath=True, cache=True)
 # rows of probabilities per BLAS call in forward's expectations
 _ROWS = 64
+# the exponent bits of a float64: all set for NaN and the infinities
+_EXPONENT = 0x7FF0000000000000
 
 
 def tape_slots(layers: int) -> int:
@@ -284,6 +286,16 @@ def cycle_leaders(perm: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(**_JIT)
+def _finite(a):
+    """No NaN or infinity in ``a``, read from the exponent bits: with fast math, LLVM may assume a
+    float comparison never sees one and drop the test."""
+    for bits in np.ascontiguousarray(a).ravel().view(np.int64):
+        if bits & _EXPONENT == _EXPONENT:
+            return False
+    return True
+
+
+@nb.njit(**_JIT)
 def _slot(layer, L, T):
     """Tape slot of the state after ``layer``'s rotations (layer 0's shares a later one)."""
     if layer > 0:
@@ -297,8 +309,11 @@ def forward(theta, enc, src, signs, tape, v, out):
 
     ``theta`` (P,), ``enc`` (B, F) encoding angles, ``src`` (D,) the CNOT network's gather map.
     Fills ``v`` (2, n, 2, B) with layer 0's factors and ``tape`` (tape_slots(L), 2, D, B) with
-    the states the backward pass needs.
+    the states the backward pass needs. Returns False, having computed nothing, if ``theta`` or
+    ``enc`` hold a NaN or an infinity (checked here: cheaper than NumPy passes in a training step).
     """
+    if not (_finite(theta) and _finite(enc)):
+        return False
     T, _, D, B = tape.shape
     L = theta.shape[0] // (3 * v.shape[1])
     n = v.shape[1]
@@ -321,6 +336,7 @@ def forward(theta, enc, src, signs, tape, v, out):
     for b in range(B):
         for k in range(K):
             out[b, k] = acc[k, b]
+    return True
 
 
 @nb.njit(**_JIT)
@@ -331,8 +347,11 @@ def backward(theta, inv, leaders, signs, tape, v, grad_out, g_theta, g_enc):
     cycles (``cycle_leaders``), ``signs`` (D, K) as for ``forward``.
 
     Adds d/d theta summed over the batch to ``g_theta`` (P,) and writes d/d(encoding angle)
-    to ``g_enc`` (B, F).
+    to ``g_enc`` (B, F). Returns False, leaving the tape as it is, if ``grad_out`` holds a NaN or
+    an infinity.
     """
+    if not _finite(grad_out):
+        return False
     T, _, D, B = tape.shape
     n = v.shape[1]
     L = theta.shape[0] // (3 * n)
@@ -371,3 +390,4 @@ def backward(theta, inv, leaders, signs, tape, v, grad_out, g_theta, g_enc):
                 ex, ey, ez = sa * sb * cc - ca * sc, sa * sb * sc + ca * cc, sa * cb
                 for b in range(B):
                     g_enc[b, q] = ez * cross[q, 0, b] + ex * cross[q, 2, b] - ey * cross[q, 1, b]
+    return True

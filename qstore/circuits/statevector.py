@@ -22,6 +22,7 @@ import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from . import statevector_kernels as kern
 from .ansatz import entangler_permutation, generator_axes, pauli_matrix
 from .backend import Backend, Pullback, check_execute_args, check_shots
 from .metric import METRIC_KINDS, fubini_study_metric
-from .observables import ObservablesLike, ZObservables, counts_from_histogram
+from .observables import ObservablesLike, ZObservables, counts_from_histogram, z_observables
 from .spec import CircuitSpec
 
 log = logging.getLogger(__name__)
@@ -328,13 +329,17 @@ class StatevectorBackend(Backend):
         Shot-sampled expectations, or a batch whose saved states would not fit ``max_memory_bytes``,
         fall back to a separate ``vjp`` call.
         """
-        X, theta, obs = self.prepare(spec, X, theta, observables)
+        fused = self._fused_expectations_vjp(spec, X, theta, observables, inputs)
+        if fused is None:
+            X, theta, obs = self.prepare(spec, X, theta, observables)
+            # inputs prepare converted (lists, a single row, ...) may fit the fused kernels now
+            fused = self._fused_expectations_vjp(spec, X, theta, obs, inputs)
+        if fused is not None:
+            return fused
         L = spec.layers
         tape_bytes = X.shape[0] * (L + 2) * spec.dim * 2 * np.dtype(self.real).itemsize
         if self.shots is not None or tape_bytes > self.max_memory_bytes:
             return super().expectations_vjp(spec, X, theta, obs, inputs)
-        if _fits_fused(spec, theta, self.real):
-            return self._fused_expectations_vjp(spec, X, theta, obs, inputs)
         prog, chunks = self._program(spec, spec.encoder.angles(X), theta, L + 4)
 
         def run(b0: int, b1: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
@@ -359,27 +364,44 @@ class StatevectorBackend(Backend):
 
         return values, pullback
 
-    def _fused_expectations_vjp(self, spec: CircuitSpec, X: np.ndarray, theta: np.ndarray, obs: ZObservables,
-                                inputs: bool) -> tuple[np.ndarray, Pullback]:
-        """``expectations_vjp`` through ``fused_kernels``: one compiled call per chunk and direction."""
+    def _fused_expectations_vjp(self, spec: CircuitSpec, X: Any, theta: Any,
+                                observables: ObservablesLike | ZObservables | None, inputs: bool
+                                ) -> tuple[np.ndarray, Pullback] | None:
+        """``expectations_vjp`` through ``fused_kernels``, one compiled call per chunk and direction;
+        None for a call outside their case (``_fits_fused``) or with values that are not finite:
+        the general path then runs, and refuses bad input with the usual errors.
+
+        Float64 arrays of the right shapes go to the kernels unchecked, which test finiteness
+        themselves: a training step's validation otherwise costs more than its simulation.
+        """
+        if not (type(X) is np.ndarray and X.dtype == np.float64 and X.ndim == 2 and X.shape[0] > 0
+                and X.shape[1] == spec.n_features and type(theta) is np.ndarray and theta.dtype == np.float64
+                and theta.shape == (spec.n_params,) and _fits_fused(spec, theta, self.real) and self.shots is None):
+            return None
         B = X.shape[0]
+        if B * (spec.layers + 2) * spec.dim * 16 > self.max_memory_bytes:
+            return None                         # the general path falls back to a separate vjp
+        obs = spec.observables if observables is None else z_observables(observables, spec.n_qubits)
         # _chunks never splits a batch this small (a training step's): skip its arithmetic
         small = self.chunk_size is None and B * spec.dim <= _MIN_SPLIT
         chunks = [(0, B)] if small else self._chunks(spec, B, spec.layers + 4)
+        X, theta = np.ascontiguousarray(X), np.ascontiguousarray(theta)
         angles = spec.encoder.angles(X)
-        theta = np.ascontiguousarray(theta)
         maps = _fused_maps(obs, tuple(spec.pairs))
         tapes = self._map(lambda b0, b1: _FusedTape(spec, theta, angles[b0:b1], *maps), chunks)
+        if not all(t.full for t in tapes):
+            return None
         values = tapes[0].values if len(tapes) == 1 else np.concatenate([t.values for t in tapes])
 
         def pullback(grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-            grad_out = np.ascontiguousarray(_check_cotangent(grad_out, values.shape))
-            if len(tapes) == 1:
-                g_theta, g_angles = tapes[0].back(grad_out)
-            else:
-                parts = self._map(lambda b0, b1: tapes[chunks.index((b0, b1))].back(grad_out[b0:b1]), chunks)
-                g_theta = np.sum([p[0] for p in parts], axis=0)
-                g_angles = np.concatenate([p[1] for p in parts])
+            if not (type(grad_out) is np.ndarray and grad_out.dtype == np.float64 and grad_out.shape == values.shape):
+                grad_out = _check_cotangent(grad_out, values.shape)
+            grad_out = np.ascontiguousarray(grad_out)
+            parts = self._map(lambda b0, b1: tapes[chunks.index((b0, b1))].back(grad_out[b0:b1]), chunks)
+            if any(p is None for p in parts):
+                _check_cotangent(grad_out, values.shape)          # not finite: raises
+            g_theta = parts[0][0] if len(parts) == 1 else np.sum([p[0] for p in parts], axis=0)
+            g_angles = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
             return g_theta, (spec.encoder.angles_vjp(X, g_angles) if inputs else None)
 
         return values, pullback
@@ -450,17 +472,20 @@ class _FusedTape:
         self.fill()
 
     def fill(self) -> None:
-        fused.forward(self.theta, self.angles, self.src, self.signs, self.states, self.factors, self.values)
-        self.full = True
+        """Run the forward pass; ``full`` is False if the inputs were not finite."""
+        self.full = fused.forward(self.theta, self.angles, self.src, self.signs, self.states, self.factors,
+                                  self.values)
 
-    def back(self, grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(d/d theta summed over the chunk (P,), d/d encoding angles (B, F))."""
+    def back(self, grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(d/d theta summed over the chunk (P,), d/d encoding angles (B, F)); None, with the tape
+        kept, if ``grad_out`` is not finite."""
         if not self.full:                   # a second pullback: the first one consumed the tape
             self.fill()
         g_theta, g_enc = np.zeros(self.theta.shape[0]), np.empty(self.angles.shape)
+        if not fused.backward(self.theta, self.inv, self.leaders, self.signs, self.states, self.factors, grad_out,
+                              g_theta, g_enc):
+            return None
         self.full = False
-        fused.backward(self.theta, self.inv, self.leaders, self.signs, self.states, self.factors, grad_out, g_theta,
-                       g_enc)
         return g_theta, g_enc
 
 

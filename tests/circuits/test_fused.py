@@ -93,3 +93,41 @@ def test_circuits_outside_the_fused_case_take_the_general_path(rng, fused_calls,
     _, pullback = StatevectorBackend().expectations_vjp(spec, X, theta)
     pullback(np.ones((4, 3)))
     assert fused_calls == {"forward": 0, "backward": 0}
+
+
+@pytest.mark.parametrize("bad", ["features", "theta"])
+def test_non_finite_inputs_are_refused_as_on_the_general_path(rng, fused_calls, bad: str) -> None:
+    """The fused forward checks finiteness itself; a NaN still gets the usual error."""
+    spec = CircuitSpec(3, 2, n_features=3)
+    X, theta = rng.uniform(size=(4, 3)), rng.uniform(-np.pi, np.pi, spec.n_params)
+    (X if bad == "features" else theta)[1] = np.nan
+    with pytest.raises(Exception) as exc:
+        StatevectorBackend().expectations_vjp(spec, X, theta)
+    assert getattr(exc.value, "code", None) == ("invalid_features" if bad == "features" else "invalid_parameters")
+    assert fused_calls["forward"] == 1 and fused_calls["backward"] == 0
+
+
+def test_non_finite_cotangent_is_refused_and_the_tape_kept(rng, fused_calls) -> None:
+    spec = CircuitSpec(3, 2, n_features=3)
+    X, theta = rng.uniform(size=(4, 3)), rng.uniform(-np.pi, np.pi, spec.n_params)
+    backend = StatevectorBackend()
+    _, pullback = backend.expectations_vjp(spec, X, theta)
+    g = np.ones((4, 3))
+    g[2, 1] = np.inf
+    with pytest.raises(Exception) as exc:
+        pullback(g)
+    assert getattr(exc.value, "code", None) == "invalid_parameters"
+    got, want = pullback(np.ones((4, 3))), backend.vjp(spec, X, theta, np.ones((4, 3)))
+    assert fused_calls == {"forward": 1, "backward": 2}           # no refill: the refused call kept the tape
+    np.testing.assert_allclose(got[0], want[0], atol=1e-12, rtol=0)
+    np.testing.assert_allclose(got[1], want[1], atol=1e-12, rtol=0)
+
+
+def test_inputs_that_need_converting_still_take_the_fused_path(fused_calls) -> None:
+    spec = CircuitSpec(2, 1, n_features=2)
+    backend = StatevectorBackend()
+    values, pullback = backend.expectations_vjp(spec, [0.25, 0.5], [0.1] * spec.n_params)   # one row, lists
+    want = backend.expectations(spec, np.array([[0.25, 0.5]]), np.full(spec.n_params, 0.1))
+    np.testing.assert_allclose(values, want, atol=1e-12, rtol=0)
+    pullback([[1.0, -1.0]])
+    assert fused_calls == {"forward": 1, "backward": 1}
