@@ -50,7 +50,12 @@ log = logging.getLogger(__name__)
 # by exact search over the survivors: HNSW recall collapses on selective filters.
 EXACT_SEARCH_MAX = 4096
 EXACT_SEARCH_SHARE = 0.10
-SNAPSHOT_EVERY = 20_000  # vector changes between background snapshots
+# Vector changes between background snapshots: at least this many, and at least a tenth of
+# the index, so the bytes snapshots write stay proportional to the vectors stored (a fixed
+# interval rewrites a growing index over and over: ~85 GB while loading 1M) and recovery
+# replays at most a tenth of the graph's build.
+SNAPSHOT_EVERY = 20_000
+SNAPSHOT_SHARE = 0.1
 # A plain one-vector search that lately took less than this runs on the caller's thread:
 # handing it to a reader thread and back costs 100-150 µs here, as much as a 20k-vector HNSW
 # search. Slower searches go to threads, where several can run at once.
@@ -75,7 +80,7 @@ class Collection:
         self.index = VectorIndex(self.dim, self.metric, self.spec)
         self._lock = RWLock()  # guards the summaries below; taken before the index lock
         self._entries: dict[str, Entry] = {}
-        self._owner: dict[int, str] = {}
+        self._owner = records.Owners()
         self._contexts: dict[str, set[int]] = {}
         self._superposed = 0
         self._max_branches = 1
@@ -229,7 +234,7 @@ class Collection:
     def rebuild_derived(self, txn: Any) -> None:
         """Rebuild the summaries and the index from LMDB alone (``check(repair=True)``)."""
         with self._lock.write():
-            self._entries, self._owner, self._contexts = {}, {}, {}
+            self._entries, self._owner, self._contexts = {}, records.Owners(), {}
             self._superposed, self._max_branches = 0, 1
             with self._expiry_lock:
                 self._expiry_heap, self._expired = [], {}
@@ -257,7 +262,7 @@ class Collection:
         if len(entry.iids):
             self._iid_high = max(self._iid_high, int(entry.iids.max()) + 1)
         for iid, ctx in zip(entry.iids.tolist(), entry.contexts):
-            self._owner[iid] = rid
+            self._owner.set(iid, rid)
             if ctx is not None:
                 self._contexts.setdefault(ctx, set()).add(iid)
         if entry.superposed:
@@ -272,7 +277,7 @@ class Collection:
         if entry is None:
             return
         for iid, ctx in zip(entry.iids.tolist(), entry.contexts):
-            self._owner.pop(iid, None)
+            self._owner.clear(iid)
             if ctx is not None:
                 self._contexts[ctx].discard(iid)
         if entry.superposed:
@@ -401,7 +406,8 @@ class Collection:
             return
         self.index.integrate(seq)
         self._unsnapshotted += changed
-        if self._unsnapshotted >= self._db.snapshot_every and self._snapshot_thread is None \
+        due = max(self._db.snapshot_every, int(SNAPSHOT_SHARE * self.index.size))
+        if self._unsnapshotted >= due and self._snapshot_thread is None \
                 and not self.index.rebuilding:
             # Serialized here, where the graph cannot change, so searches go on meanwhile;
             # hashed and written to disk on a thread of its own.
@@ -613,7 +619,7 @@ class Collection:
             return None
         if context is not None:
             pool = self._contexts.get(context, set())
-            ids = [i for i in pool if (pred is None or pred(self._entries[self._owner[i]].metadata))]
+            ids = [i for i in pool if (pred is None or pred(self._entries[self._owner.get(i)].metadata))]
         else:
             ids = [i for rid, e in self._entries.items() if pred(e.metadata) for i in e.iids.tolist()]
         hidden = self._hidden_iids(due)
@@ -681,43 +687,46 @@ class Collection:
         A superposed record scores Σ|α_i|²·sim(q, v_i) over its branches, or over the branches
         labelled ``context`` (renormalised) when a context is given. ``born`` keeps the scores
         already computed for this query."""
+        # Plain Python on lists: right after a search has flushed the caches, each numpy call
+        # costs ~10 µs, several times its usual cost.
+        owners = self._owner.slots
+        rows = [(owners[iid], s, iid) for s, iid in zip(scores.tolist(), iids.tolist())
+                if iid >= 0 and owners[iid] is not None]
+        if not self._superposed:  # a branch per record, and FAISS answers best first
+            return rows
         seen: dict[str, tuple[float, int]] = {}
-        owner = self._owner
-        for s, iid in zip(scores.tolist(), iids.tolist()):
-            if iid >= 0:
-                rid = owner.get(iid)
-                if rid is not None and rid not in seen:
-                    seen[rid] = (s, iid)
-        if self._superposed:
-            born = {} if born is None else born
-            mixed, ids, probs = [], [], []  # records to score, their branch ids and probabilities
-            for rid in seen:
-                entry = self._entries[rid]
-                if rid in born or len(entry.iids) < 2:
+        for rid, s, iid in rows:
+            if rid not in seen:
+                seen[rid] = (s, iid)
+        born = {} if born is None else born
+        mixed, ids, probs = [], [], []  # records to score, their branch ids and probabilities
+        for rid in seen:
+            entry = self._entries[rid]
+            if rid in born or len(entry.iids) < 2:
+                continue
+            if rid in due:
+                entry = self._view(entry, True)
+                if entry is None or len(entry.iids) < 2:
                     continue
-                if rid in due:
-                    entry = self._view(entry, True)
-                    if entry is None or len(entry.iids) < 2:
-                        continue
-                if context is None:
-                    b, p = entry.iids, entry.probs
-                else:
-                    mask = np.fromiter((c == context for c in entry.contexts), bool, len(entry.contexts))
-                    b, p = entry.iids[mask], entry.probs[mask]
-                    if len(b) < 2 or not p.sum() > 0:  # zero amplitudes are refused; older data may hold them
-                        continue
-                    p = p / p.sum()
-                mixed.append(rid)
-                ids.append(b)
-                probs.append(p)
-            if mixed:
-                flat = np.concatenate(ids)
-                sims = self._similarities(q, flat, scores, iids)
-                starts = np.cumsum([0] + [len(b) for b in ids[:-1]])
-                born.update(zip(mixed, np.add.reduceat(np.concatenate(probs) * sims, starts).tolist()))
-            for rid, (_, iid) in seen.items():
-                if rid in born:
-                    seen[rid] = (born[rid], iid)
+            if context is None:
+                b, p = entry.iids, entry.probs
+            else:
+                mask = np.fromiter((c == context for c in entry.contexts), bool, len(entry.contexts))
+                b, p = entry.iids[mask], entry.probs[mask]
+                if len(b) < 2 or not p.sum() > 0:  # zero amplitudes are refused; older data may hold them
+                    continue
+                p = p / p.sum()
+            mixed.append(rid)
+            ids.append(b)
+            probs.append(p)
+        if mixed:
+            flat = np.concatenate(ids)
+            sims = self._similarities(q, flat, scores, iids)
+            starts = np.cumsum([0] + [len(b) for b in ids[:-1]])
+            born.update(zip(mixed, np.add.reduceat(np.concatenate(probs) * sims, starts).tolist()))
+        for rid, (_, iid) in seen.items():
+            if rid in born:
+                seen[rid] = (born[rid], iid)
         ranked = [(rid, s, iid) for rid, (s, iid) in seen.items()]
         ranked.sort(key=itemgetter(1), reverse=True)  # stable: ties keep FAISS's order
         return ranked

@@ -47,6 +47,33 @@ class Entry:
         return Entry(self.iids[t:t + 1], self.contexts[t:t + 1], _ONE, self.metadata, None, self.version)
 
 
+class Owners:
+    """The record owning each internal id: a list slot per id ever assigned, 8 bytes (ids are
+    never reused, so a record rewritten n times leaves n empty slots behind). A dict cost ~90
+    bytes a live id, and its hash probes are slow right after a search has flushed the caches."""
+
+    __slots__ = ("slots",)
+
+    def __init__(self) -> None:
+        self.slots: list[str | None] = []
+
+    def set(self, iid: int, rid: str) -> None:
+        slots = self.slots
+        if iid >= len(slots):
+            slots.extend([None] * (max(iid + 1, 2 * len(slots), 1024) - len(slots)))
+        slots[iid] = rid
+
+    def clear(self, iid: int) -> None:
+        if iid < len(self.slots):
+            self.slots[iid] = None
+
+    def get(self, iid: int) -> str | None:
+        return self.slots[iid] if 0 <= iid < len(self.slots) else None
+
+    def of(self, iids: np.ndarray) -> list[str | None]:
+        return [self.get(i) for i in iids.tolist()]
+
+
 def make_doc(branches: list[tuple[np.ndarray, str | None, complex]], metadata: dict[str, Any],
              expires_at: float | None, version: int) -> Doc:
     """A document whose branches have no internal ids yet."""

@@ -14,10 +14,13 @@ ends it. Loading the training engine is ``qstore.circuits.warm_up()``.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import logging
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -113,3 +116,18 @@ def shutdown() -> None:
         pool, _compute = _compute, None
     if pool is not None:
         pool.shutdown(wait=True)
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+_trimmed = 0.0
+TRIM_EVERY = 1.0  # seconds: malloc_trim walks the whole heap
+
+
+def trim_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc only; at most once a second). Bulk writes
+    leave their batches' freed buffers resident otherwise: ~15 MiB after loading 20k vectors."""
+    global _trimmed
+    now = time.monotonic()
+    if now - _trimmed >= TRIM_EVERY and hasattr(_libc, "malloc_trim"):
+        _trimmed = now
+        _libc.malloc_trim(0)

@@ -70,9 +70,9 @@ class VectorIndex:
     def prepare(self, vectors: np.ndarray) -> np.ndarray:
         """float32, C-contiguous, unit length under cosine (so inner product is cosine)."""
         x = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
-        if self.metric == "cosine":
-            x = x / np.linalg.norm(x, axis=1, keepdims=True)
-        return np.ascontiguousarray(x, dtype=np.float32)
+        if self.metric != "cosine":
+            return x
+        return np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
 
     @property
     def size(self) -> int:

@@ -314,6 +314,8 @@ class Storage:
             with self._applied_cond:
                 self._applied += 1
                 self._applied_cond.notify_all()
+            if self._applies.empty():  # the end of a burst of writes: its buffers are free now
+                runtime.trim_heap()
 
     def close(self) -> None:
         if self._closed:

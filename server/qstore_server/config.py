@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import os
 import ssl
@@ -39,6 +40,7 @@ def parse_scoped_keys(text: str) -> dict[str, frozenset[str]]:
     return keys
 
 
+@functools.lru_cache(maxsize=256)  # asked on every request of a keyless server
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

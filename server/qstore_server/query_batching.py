@@ -35,8 +35,9 @@ class QueryBatcher:
     def _key(col: Collection, vector: np.ndarray, common: dict[str, Any]) -> tuple | None:
         if vector.ndim != 1:
             return None
+        flt = common.get("filter")
         try:
-            flt = json.dumps(common.get("filter"), sort_keys=True)
+            flt = None if flt is None else json.dumps(flt, sort_keys=True)
         except (TypeError, ValueError, RecursionError):  # not JSON-able: not batchable; the engine judges it
             return None
         return col, vector.shape[0], common.get("top_k"), flt

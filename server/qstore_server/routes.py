@@ -134,8 +134,12 @@ def handler(op: Op) -> Callable[[web.Request], Awaitable[web.Response]]:
     return handle
 
 
+# aiohttp tries the routes under one path prefix in the order they were added.
+HOT = ("query", "upsert", "query_batch", "get")
+
+
 def setup_routes(app: web.Application) -> None:
-    for op in OPS.values():
+    for op in sorted(OPS.values(), key=lambda op: op.name not in HOT):
         if op.method == "GET":  # HEAD too for public routes (load balancers probe /v1/health with HEAD)
             app.router.add_get(PREFIX + op.path, handler(op), name=op.name, allow_head=op.scope == "public")
         else:

@@ -38,6 +38,8 @@ async def snapshot(col):
     (lambda c: c.query(np.ones(4), top_k=10_001), "invalid_top_k"),
     (lambda c: c.query(np.ones(3)), "dimension_mismatch"),
     (lambda c: c.query(np.array([np.nan, 0, 0, 1])), "invalid_vector"),
+    (lambda c: c.query(np.array([1, -np.inf, 0, 1])), "invalid_vector"),
+    (lambda c: c.query(np.array([[0, 0, 0, 1], [0, np.nan, 0, 1]])[1]), "invalid_vector"),  # a strided view
     (lambda c: c.query(np.ones(4), filter={"a": {"$near": 1}}), "invalid_filter"),
     (lambda c: c.query(np.ones(4), tunneling=-1.0), "invalid_tunneling"),
     (lambda c: c.scroll(limit=0), "invalid_argument"),
@@ -99,3 +101,10 @@ async def test_failed_write_in_a_batch_does_not_affect_neighbours(db):
     assert isinstance(results[1], NotFound)
     assert await col.count() == 3
     assert await col.correlation("a", "b") == 0.0
+
+
+async def test_huge_finite_query_is_not_taken_for_infinite(col):
+    """A query's finiteness is read off its squared norm, which overflows float32 for entries
+    near 1e20: such a vector is still finite and is answered."""
+    hits = await col.query(np.array([1e20, 0, 0, 1e20], np.float32), top_k=1)
+    assert len(hits) == 1

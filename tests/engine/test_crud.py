@@ -157,3 +157,31 @@ async def test_background_snapshots_prune_the_change_sequence(tmp_path, rng):
                 break
         assert col.snapshot_seq > 0 and left < 8
 
+
+
+async def test_snapshots_space_out_as_the_index_grows(tmp_path, rng, monkeypatch):
+    """Each background snapshot waits for ``snapshot_every`` changes and for a tenth of the index,
+    so loading N vectors writes O(N) snapshot bytes, not O(N^2 / snapshot_every)."""
+    import asyncio
+
+    from qstore import collection as collection_module
+
+    counts: list[int] = []
+    write = collection_module.write_snapshot
+    monkeypatch.setattr(collection_module, "write_snapshot",
+                        lambda path, cid, seq, count, *rest: (counts.append(count), write(path, cid, seq, count, *rest)))
+    async with await qstore.Database.open(str(tmp_path / "s"), snapshot_every=100, sweep_interval=None) as db:
+        col = await db.create_collection("s", dim=8, index={"type": "hnsw", "m": 8})
+        X = unit(rng, 4000, 8)
+        for s in range(0, 4000, 50):
+            await col.upsert([str(i) for i in range(s, s + 50)], X[s:s + 50])
+            await db._storage.settle()   # one commit's graph work at a time: snapshots see each size
+        while col._snapshot_thread is not None:
+            await asyncio.sleep(0.01)
+    background = counts[:-1]   # the last one is close()'s
+    assert len(background) >= 5
+    steps = np.diff([0] + background)
+    assert (steps >= 100).all()
+    assert (steps >= 0.1 * np.array(background) - 50).all(), list(zip(background, steps))
+    # a fixed interval of 100 would have taken ~40 snapshots
+    assert len(background) <= 30
