@@ -3,24 +3,28 @@
 The case: angle encoding without re-uploading, one parameter vector shared by the batch, exact
 expectations of Z-products, float64. A training step of a small circuit (a PyTorch layer's
 batch of 32 at 8 qubits) otherwise spends as much in Python between kernel calls as in the
-kernels, and its temporaries push the caller's data out of the caches (torch's own ops then
-run slower). Here a step's forward and its adjoint backward are one compiled call each, on
-states ``(2, D, B)`` as in ``statevector_kernels``, and the working set is small:
+kernels, and every extra state it touches pushes the caller's data out of the caches (torch's
+own ops then run slower: touching 256 KiB more per step costs more than the touching itself).
+Here a step's forward and its adjoint backward are one compiled call each, on states
+``(2, D, B)`` as in ``statevector_kernels``, and the working set is the tape plus one diagonal:
 
 * layer 0 (encoding RY and the first rotations) is a product state, built from its per-qubit
-  factors (kept, so the backward pass rebuilds it instead of storing it);
-* the CNOT network is a gather from one layer's state into the next layer's slot of the tape
-  (no separate permutation pass); the last one is never applied: the observables' signs are
-  permuted instead (``<O> = sum_j sign(inv[j]) |psi_j|^2`` with ``inv`` the inverse map), so
-  the tape holds the states after layers 1..L-1 only;
-* the backward pass sends the cotangent back through the tape, reading each layer's
-  derivatives from one 2x2 overlap per qubit (``statevector_kernels.cross_terms``), and moves
-  the cotangent into the slot of the state it has just used: one state besides the tape. It
-  consumes the tape (``forward`` refills it for a second pullback). Shared parameters need only
-  batch sums of the overlaps, summed here; the encoding angles the per-sample ones of layer 0.
+  factors, which are kept: the backward pass never needs that state;
+* the CNOT network is a gather from one layer's state into the next layer's slot of the tape;
+  the last one is never applied: the observables' signs are permuted instead
+  (``<O> = sum_j sign(inv[j]) |psi_j|^2`` with ``inv`` the inverse map), so the tape holds the
+  states after layers 1..L-1 only;
+* the backward pass turns the last state into the cotangent in place (its overlaps are read
+  first, from the cotangent's diagonal), then for each layer reads the overlaps with the saved
+  state (one 2x2 matrix per qubit, as ``statevector_kernels.cross_terms``), undoes the layer and
+  the entangler in place (cycle by cycle). Shared parameters need only batch sums of the
+  overlaps, kept in registers; the encoding angles need layer 0's per sample, which the
+  product structure gives in O(D) per sample;
+* the kernels check their inputs are finite (a NaN or infinity returns False, the caller then
+  raises), which costs less than NumPy passes over them.
 
 ``statevector.StatevectorBackend.expectations_vjp`` uses them when a circuit fits the case;
-``tests/circuits/test_fused.py`` checks them against cirq and the general path.
+``tests/circuits/test_fused.py`` checks them against cirq's parameter shift and the general path.
 """
 from __future__ import annotations
 
@@ -39,14 +43,6 @@ _EXPONENT = 0x7FF0000000000000
 def tape_slots(layers: int) -> int:
     """States a tape holds: those after layers 1..L-1, and room to build layer 0's (L > 1)."""
     return 1 if layers == 1 else max(2, layers - 1)
-
-
-@nb.njit(**_JIT)
-def _n_qubits(D):
-    n = 0
-    while (1 << n) < D:
-        n += 1
-    return n
 
 
 @nb.njit(**_JIT)
@@ -296,7 +292,7 @@ def _finite(a):
 
 
 @nb.njit(**_JIT)
-def _slot(layer, L, T):
+def _slot(layer, T):
     """Tape slot of the state after ``layer``'s rotations (layer 0's shares a later one)."""
     if layer > 0:
         return layer - 1
@@ -320,11 +316,11 @@ def forward(theta, enc, src, signs, tape, v, out):
     K = out.shape[1]
     mats = _layer_matrices(theta, n, L, False)
     _factors(theta, enc, n, v)
-    _product_state(v, tape[_slot(0, L, T)])
+    _product_state(v, tape[_slot(0, T)])
     for layer in range(1, L):
-        _gather(tape[_slot(layer - 1, L, T)], src, tape[_slot(layer, L, T)])
-        _apply(tape[_slot(layer, L, T)], n, mats[layer])
-    last = tape[_slot(L - 1, L, T)]
+        _gather(tape[_slot(layer - 1, T)], src, tape[_slot(layer, T)])
+        _apply(tape[_slot(layer, T)], n, mats[layer])
+    last = tape[_slot(L - 1, T)]
     # <O_k>_b = sum_j signs[j, k] |psi_jb|^2 through BLAS, a block of rows at a time: a small
     # buffer rather than all D x B probabilities (a loop over K x B sums was 15x slower)
     acc = np.zeros((K, B))
@@ -361,14 +357,14 @@ def backward(theta, inv, leaders, signs, tape, v, grad_out, g_theta, g_enc):
     cross = np.zeros((n, 3, B))                 # layer 0's overlaps, per sample
     # the cotangent's observable sum_k g_k O_k: a real diagonal (D, B) in the last layer's frame
     diag = np.dot(signs, np.ascontiguousarray(grad_out.T))
-    lam = tape[_slot(L - 1, L, T)]
+    lam = tape[_slot(L - 1, T)]
     if L > 1:
         _diagonal_overlap_sums(diag, lam, n, sums[L - 1])
     kern.weight_diagonal(lam, diag, lam)        # the last state becomes the cotangent, in place
     row = np.empty((2, B))
     for layer in range(L - 1, 0, -1):
         if layer < L - 1:
-            _overlap_sums(lam, tape[_slot(layer, L, T)], n, sums[layer])
+            _overlap_sums(lam, tape[_slot(layer, T)], n, sums[layer])
         _apply(lam, n, adj[layer])
         _permute(lam, inv, leaders, row)
     _product_overlaps(lam, v, cross)

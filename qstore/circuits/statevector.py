@@ -11,6 +11,10 @@ How a call runs:
   passed in, by default the process's compute pool from ``qstore.runtime``;
   the backend owns no threads.
 
+A training step's ``expectations_vjp`` in the common case (angle encoding once, one parameter
+vector for the batch, float64) runs through ``fused_kernels`` instead: one compiled call per
+direction and a smaller working set.
+
 The adjoint gradient keeps the state after every layer, sends the cotangent
 ``lambda = sum_k g_k O_k psi`` back through the circuit, and reads all 3n (or 4n
 with encoding gates) derivatives of a layer from one 2x2 overlap per qubit
@@ -539,6 +543,7 @@ def warm_up() -> None:
     backend = StatevectorBackend(threads=1)
     X, theta = np.full((1, 2), 0.5), np.zeros(spec.n_params)
     backend.vjp(spec, X, theta, np.ones((1, 2)))
+    backend.expectations_vjp(spec, X, theta)[1](np.ones((1, 2)))              # fused_kernels
     backend.metric_tensor(spec, X, theta)
     kern.apply_two_qubit(np.zeros((2, 4, 1)), 0, 1, 2, np.zeros((2, 4, 4, 1)))   # CompiledCircuit's gates
     _warm = True
