@@ -34,8 +34,6 @@ import numpy as np
 from . import statevector_kernels as kern
 
 _JIT = dict(nogil=True, fastmath=True, cache=True)
-# rows of probabilities per BLAS call in forward's expectations
-_ROWS = 64
 # the exponent bits of a float64: all set for NaN and the infinities
 _EXPONENT = 0x7FF0000000000000
 
@@ -282,6 +280,52 @@ def cycle_leaders(perm: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(**_JIT)
+def _expectations(psi, signs, acc):
+    """``acc`` (K, B) += sum_j signs[j, k] |psi_jb|^2, four rows at a time (fewer passes over acc).
+
+    Plain loops, not np.dot (twice as fast here): BLAS's own threads compete with the caller's,
+    and stalled an event loop beside a trainer."""
+    D, B = psi.shape[1], psi.shape[2]
+    K = signs.shape[1]
+    p = np.empty((4, B))
+    for j in range(0, D, 4):
+        rows = min(4, D - j)
+        p[:] = 0.0
+        for r in range(rows):
+            for b in range(B):
+                p[r, b] = psi[0, j + r, b] * psi[0, j + r, b] + psi[1, j + r, b] * psi[1, j + r, b]
+        for k in range(K):
+            s0 = signs[j, k]
+            s1 = signs[j + 1, k] if rows > 1 else 0.0
+            s2 = signs[j + 2, k] if rows > 2 else 0.0
+            s3 = signs[j + 3, k] if rows > 3 else 0.0
+            a, p0, p1, p2, p3 = acc[k], p[0], p[1], p[2], p[3]
+            for b in range(B):
+                a[b] += s0 * p0[b] + s1 * p1[b] + s2 * p2[b] + s3 * p3[b]
+
+
+@nb.njit(**_JIT)
+def _weighted_signs(signs, g, out):
+    """``out`` (D, B) += sum_k signs[j, k] g[k, b], four observables at a time (plain loops, as above)."""
+    D, K = signs.shape
+    B = g.shape[1]
+    for j in range(D):
+        row = out[j]
+        for k in range(0, K, 4):
+            m = min(4, K - k)
+            s0 = signs[j, k]
+            s1 = signs[j, k + 1] if m > 1 else 0.0
+            s2 = signs[j, k + 2] if m > 2 else 0.0
+            s3 = signs[j, k + 3] if m > 3 else 0.0
+            g0 = g[k]
+            g1 = g[k + 1] if m > 1 else g0
+            g2 = g[k + 2] if m > 2 else g0
+            g3 = g[k + 3] if m > 3 else g0
+            for b in range(B):
+                row[b] += s0 * g0[b] + s1 * g1[b] + s2 * g2[b] + s3 * g3[b]
+
+
+@nb.njit(**_JIT)
 def _finite(a):
     """No NaN or infinity in ``a``, read from the exponent bits: with fast math, LLVM may assume a
     float comparison never sees one and drop the test."""
@@ -321,14 +365,8 @@ def forward(theta, enc, src, signs, tape, v, out):
         _gather(tape[_slot(layer - 1, T)], src, tape[_slot(layer, T)])
         _apply(tape[_slot(layer, T)], n, mats[layer])
     last = tape[_slot(L - 1, T)]
-    # <O_k>_b = sum_j signs[j, k] |psi_jb|^2 through BLAS, a block of rows at a time: a small
-    # buffer rather than all D x B probabilities (a loop over K x B sums was 15x slower)
     acc = np.zeros((K, B))
-    R = min(D, _ROWS)
-    p = np.empty((R, B))
-    for j0 in range(0, D, R):
-        kern.probabilities(last[:, j0:j0 + R], p)
-        acc += np.dot(signs[j0:j0 + R].T, p)
+    _expectations(last, signs, acc)
     for b in range(B):
         for k in range(K):
             out[b, k] = acc[k, b]
@@ -356,7 +394,8 @@ def backward(theta, inv, leaders, signs, tape, v, grad_out, g_theta, g_enc):
     sums = np.zeros((L, n, 3))
     cross = np.zeros((n, 3, B))                 # layer 0's overlaps, per sample
     # the cotangent's observable sum_k g_k O_k: a real diagonal (D, B) in the last layer's frame
-    diag = np.dot(signs, np.ascontiguousarray(grad_out.T))
+    diag = np.zeros((D, B))
+    _weighted_signs(signs, np.ascontiguousarray(grad_out.T), diag)
     lam = tape[_slot(L - 1, T)]
     if L > 1:
         _diagonal_overlap_sums(diag, lam, n, sums[L - 1])
