@@ -12,6 +12,7 @@ decided in exactly one place.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import heapq
 import logging
@@ -90,6 +91,7 @@ class Collection:
         self._iid_high = 0  # one past the largest internal id applied: ids are never reused
         self._region_map: tunnel.RegionMap | None = None  # the tunneling region of each live vector
         self._search_cost = 0.0  # moving average of a plain one-vector search, seconds
+        self._gathering: dict[int, list[tuple[np.ndarray, asyncio.Future[list[Hit]] | None]]] = {}  # by top_k
         self._unsnapshotted = 0
         self._snapshot_thread: threading.Thread | None = None
         self._snapshot_lock = threading.Lock()  # the background snapshot and close() share one temp file
@@ -596,14 +598,55 @@ class Collection:
                 await self._fresh_regions()
                 return await self._storage.run(self._tunnel_sync, q[0], top_k, pred, context,
                                                float(tunneling), seed, cap, self._now())
-        now = self._now()
-        if pred is None and context is None and ef is None and not self._superposed \
-                and self._search_cost < INLINE_SEARCH_MAX:
-            try:
-                return self._search_sync(q, top_k, None, None, None, now, wait=False)[0]
-            except WouldBlock:  # a write holds the index: wait for it on a reader thread
-                pass
-        return (await self._storage.run(self._search_sync, q, top_k, pred, context, ef, now))[0]
+        if pred is None and context is None and ef is None and not self._superposed:
+            return await self._plain_query(q, top_k)
+        return (await self._storage.run(self._search_sync, q, top_k, pred, context, ef, self._now()))[0]
+
+    async def _plain_query(self, q: np.ndarray, top_k: int) -> list[Hit]:
+        """Callers querying at the same moment share one pass, so concurrent callers use every
+        core: the first yields to the loop once, those that call meanwhile join it, and the group
+        is searched on the reader threads, a share each. A caller alone searches inline while
+        searches are cheap (a thread hop costs as much as a 20k-vector search)."""
+        group = self._gathering.get(top_k)
+        if group is not None:
+            future: asyncio.Future[list[Hit]] = asyncio.get_running_loop().create_future()
+            group.append((q, future))
+            return await future
+        group = self._gathering[top_k] = [(q, None)]
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            if len(group) > 1:  # the callers that joined are answered all the same
+                asyncio.get_running_loop().create_task(self._answer(group[1:], top_k))
+            raise
+        finally:
+            del self._gathering[top_k]
+        if len(group) == 1:
+            now = self._now()
+            if self._search_cost < INLINE_SEARCH_MAX:
+                try:
+                    return self._search_sync(q, top_k, None, None, None, now, wait=False)[0]
+                except WouldBlock:  # a write holds the index: wait for it on a reader thread
+                    pass
+            return (await self._storage.run(self._search_sync, q, top_k, None, None, None, now))[0]
+        # shielded: the callers that joined are answered even if this one is cancelled
+        return await asyncio.shield(asyncio.get_running_loop().create_task(self._answer(group, top_k)))
+
+    async def _answer(self, group: list[tuple[np.ndarray, asyncio.Future[list[Hit]] | None]],
+                      top_k: int) -> list[Hit]:
+        """Search a group of queries, a share per reader thread; settle the futures of those that
+        joined and return the first one's hits."""
+        try:
+            hits = await self._search_shares(np.concatenate([q for q, _ in group]), top_k, None, self._now())
+        except BaseException as exc:
+            for _, future in group:
+                if future is not None and not future.done():
+                    future.cancel() if isinstance(exc, asyncio.CancelledError) else future.set_exception(exc)
+            raise
+        for (_, future), row in zip(group, hits):
+            if future is not None and not future.done():
+                future.set_result(row)
+        return hits[0]
 
     async def query_batch(self, vectors: Any, top_k: int = 10,
                           filter: dict[str, Any] | None = None) -> list[list[Hit]]:
@@ -611,7 +654,15 @@ class Collection:
         q = self._query_vectors(vectors)
         top_k = validation.check_top_k(top_k)
         pred = compile_filter(filter) if filter is not None else None
-        return await self._storage.run(self._search_sync, q, top_k, pred, None, None, self._now())
+        return await self._search_shares(q, top_k, pred, self._now())
+
+    async def _search_shares(self, qs: np.ndarray, top_k: int, pred: Any, now: float) -> list[list[Hit]]:
+        """Several queries, a share per reader thread, so they use every core (FAISS's own
+        threads serve a batch only from 16 rows, and only as many as the thread budget gives)."""
+        shares = np.array_split(np.arange(len(qs)), max(1, min(len(qs), self._storage.read_threads)))
+        parts = await asyncio.gather(*(self._storage.run(self._search_sync, qs[share], top_k, pred, None, None, now)
+                                       for share in shares))
+        return [row for part in parts for row in part]
 
     def candidates(self, pred: Any, context: str | None, due: dict[str, Entry]) -> np.ndarray | None:
         """Internal ids a search may return, or None for "every live vector"."""

@@ -149,7 +149,8 @@ class Storage:
             raise
         self.last_seq = codec.read_u64(raw) if raw else 0
         self._gate = _ResizeGate()
-        self.pool = ThreadPoolExecutor(max_workers=read_threads or runtime.config().storage_threads,
+        self.read_threads = read_threads or runtime.config().storage_threads
+        self.pool = ThreadPoolExecutor(max_workers=self.read_threads,
                                        thread_name_prefix="qstore-read")
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="qstore-writer", daemon=True)

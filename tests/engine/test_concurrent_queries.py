@@ -1,0 +1,83 @@
+"""Plain queries from concurrent callers share searches (a share per reader thread), every caller
+gets exactly its own answer, callers take turns, and a cancelled caller leaves the others answered."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+N, DIM = 2000, 16
+
+
+@pytest.fixture
+async def col(db):
+    c = await db.create_collection("c", dim=DIM, index={"type": "hnsw", "m": 16})
+    X = np.random.default_rng(0).standard_normal((N, DIM)).astype(np.float32)
+    await c.upsert([f"r{i}" for i in range(N)], X)
+    await db._storage.settle()
+    return c
+
+
+def queries(n: int) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((n, DIM)).astype(np.float32)
+
+
+def spy_searches(col) -> list[int]:
+    """Record how many queries each engine search call carried."""
+    calls: list[int] = []
+    search = col._search_sync
+
+    def counting(q, *args, **kwargs):
+        calls.append(len(q))
+        return search(q, *args, **kwargs)
+
+    col._search_sync = counting
+    return calls
+
+
+async def test_concurrent_callers_share_searches_and_get_their_own_answers(col):
+    qs = queries(16)
+    alone = [await col.query(q, top_k=5) for q in qs]
+    calls = spy_searches(col)
+    together = await asyncio.gather(*(col.query(q, top_k=5) for q in qs))
+    assert together == alone
+    assert sum(calls) == 16 and len(calls) <= col._storage.read_threads  # not one search per caller
+    calls.clear()
+    assert await col.query_batch(qs, top_k=5) == alone
+    assert calls == [8, 8] if col._storage.read_threads == 2 else len(calls) == col._storage.read_threads
+
+
+async def test_callers_with_different_top_k_are_answered_apart(col):
+    qs = queries(4)
+    ks = [1, 3, 1, 3]
+    want = [await col.query(q, top_k=k) for q, k in zip(qs, ks)]
+    got = await asyncio.gather(*(col.query(q, top_k=k) for q, k in zip(qs, ks)))
+    assert got == want and [len(h) for h in got] == ks
+
+
+async def test_a_caller_in_a_loop_does_not_starve_the_others(col):
+    qs = queries(30)
+    done: list[str] = []
+
+    async def caller(name: str) -> None:
+        for q in qs:
+            await col.query(q, top_k=3)
+            done.append(name)
+
+    await asyncio.gather(caller("a"), caller("b"))
+    # taking turns: neither runs more than a few queries in a row while the other waits
+    runs = "".join(done).replace("ab", "a b").replace("ba", "b a").split()
+    assert max(len(run) for run in runs[:-1]) <= 4, "".join(done)
+
+
+async def test_a_cancelled_caller_leaves_the_callers_that_joined_it_answered(col):
+    qs = queries(3)
+    want = [await col.query(q, top_k=4) for q in qs]
+    tasks = [asyncio.get_running_loop().create_task(col.query(q, top_k=4)) for q in qs]
+    await asyncio.sleep(0)   # the first is gathering, the others join it
+    tasks[0].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert results[1:] == want[1:]
+    assert not col._gathering
