@@ -484,6 +484,7 @@ class _FusedTape:
         """(d/d theta summed over the chunk (P,), d/d encoding angles (B, F)); None, with the tape
         kept, if ``grad_out`` is not finite."""
         if not self.full:                   # a second pullback: the first one consumed the tape
+            self.values = np.empty_like(self.values)      # the first values went out (torch shares them)
             self.fill()
         g_theta, g_enc = np.zeros(self.theta.shape[0]), np.empty(self.angles.shape)
         if not fused.backward(self.theta, self.inv, self.leaders, self.signs, self.states, self.factors, grad_out,
