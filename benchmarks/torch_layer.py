@@ -64,7 +64,9 @@ def pennylane_layer(device: str, method: str, n: int, layers: int, weights: np.n
                 qml.CNOT(wires=[q, q + 1])
         return [qml.expval(qml.PauliZ(q)) for q in range(n)]
 
-    layer = qml.qnn.TorchLayer(circuit, {"weights": (layers, n, 3)})
+    # TorchLayer makes its weights in torch's default float32: make them float64 before copying ours
+    # in, so both networks start from the same quantum weights, not ones rounded to float32
+    layer = qml.qnn.TorchLayer(circuit, {"weights": (layers, n, 3)}).double()
     with torch.no_grad():
         layer.weights.copy_(torch.tensor(weights.reshape(layers, n, 3)))
     return layer

@@ -33,13 +33,15 @@ from qstore.training.models import Model
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
-    if t.device.type != "cpu":
+    if not t.is_cpu:
         raise error("invalid_argument", f"QuantumLayer runs on CPU tensors, got a tensor on {t.device}")
-    return np.asarray(t.detach().numpy(), dtype=np.float64)     # no copy for float64
+    a: np.ndarray = t.detach().numpy()
+    return a if a.dtype == np.float64 else a.astype(np.float64)     # no copy for float64
 
 
 def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
+    t = torch.from_numpy(a)
+    return t if dtype == torch.float64 else t.to(dtype)
 
 
 class CircuitFunction(torch.autograd.Function):

@@ -39,10 +39,13 @@ class AngleEncoding:
 
     def angles(self, X: np.ndarray) -> np.ndarray:
         """(B, F) features -> (B, repeats * F) gate angles."""
-        return np.tile(np.pi * X, (1, self.repeats))
+        angles = np.pi * X
+        return angles if self.repeats == 1 else np.tile(angles, (1, self.repeats))
 
     def angles_vjp(self, X: np.ndarray, grad_angles: np.ndarray) -> np.ndarray:
         """Chain d/d(angles) (B, S) back to d/dX (B, F)."""
+        if self.repeats == 1:
+            return np.pi * grad_angles
         g = grad_angles.reshape(grad_angles.shape[0], self.repeats, self.n_features)
         return np.pi * g.sum(axis=1)
 

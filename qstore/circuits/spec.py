@@ -106,7 +106,7 @@ class CircuitSpec:
             X = X[None, :]
         if X.ndim != 2 or X.shape[1] != self.n_features or X.shape[0] == 0:
             raise error("invalid_features", f"features must have shape (batch, {self.n_features}), got {X.shape}")
-        if not np.all(np.isfinite(X)):
+        if not np.isfinite(X).all():
             raise error("invalid_features", "features contain NaN or Inf")
         if self.encoding == "amplitude" and np.any(np.all(X == 0, axis=1)):
             raise error("invalid_features", "amplitude encoding cannot normalise an all-zero feature row")
@@ -123,7 +123,7 @@ class CircuitSpec:
             raise error("invalid_parameters",
                         f"parameters must have shape ({self.n_params},) or ({batch}, {self.n_params}), "
                         f"got {theta.shape}")
-        if not np.all(np.isfinite(theta)):
+        if not np.isfinite(theta).all():
             raise error("invalid_parameters", "parameters contain NaN or Inf")
         return theta
 
@@ -132,7 +132,7 @@ class CircuitSpec:
         if angles.ndim != 2 or angles.shape[1] != self.n_inputs:
             raise error("invalid_features",
                         f"input angles must have shape (batch, {self.n_inputs}), got {angles.shape}")
-        if not np.all(np.isfinite(angles)):
+        if not np.isfinite(angles).all():
             raise error("invalid_features", "input angles contain NaN or Inf")
         return angles
 

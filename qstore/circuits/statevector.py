@@ -11,6 +11,10 @@ How a call runs:
   passed in, by default the process's compute pool from ``qstore.runtime``;
   the backend owns no threads.
 
+A training step's ``expectations_vjp`` in the common case (angle encoding once, one parameter
+vector for the batch, float64) runs through ``fused_kernels`` instead: one compiled call per
+direction and a smaller working set.
+
 The adjoint gradient keeps the state after every layer, sends the cotangent
 ``lambda = sum_k g_k O_k psi`` back through the circuit, and reads all 3n (or 4n
 with encoding gates) derivatives of a layer from one 2x2 overlap per qubit
@@ -22,17 +26,19 @@ import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
 from qstore import runtime
 from qstore.errors import error
 
+from . import fused_kernels as fused
 from . import statevector_kernels as kern
 from .ansatz import entangler_permutation, generator_axes, pauli_matrix
 from .backend import Backend, Pullback, check_execute_args, check_shots
 from .metric import METRIC_KINDS, fubini_study_metric
-from .observables import ObservablesLike, ZObservables, counts_from_histogram
+from .observables import ObservablesLike, ZObservables, counts_from_histogram, z_observables
 from .spec import CircuitSpec
 
 log = logging.getLogger(__name__)
@@ -327,7 +333,13 @@ class StatevectorBackend(Backend):
         Shot-sampled expectations, or a batch whose saved states would not fit ``max_memory_bytes``,
         fall back to a separate ``vjp`` call.
         """
-        X, theta, obs = self.prepare(spec, X, theta, observables)
+        fused = self._fused_expectations_vjp(spec, X, theta, observables, inputs)
+        if fused is None:
+            X, theta, obs = self.prepare(spec, X, theta, observables)
+            # inputs prepare converted (lists, a single row, ...) may fit the fused kernels now
+            fused = self._fused_expectations_vjp(spec, X, theta, obs, inputs)
+        if fused is not None:
+            return fused
         L = spec.layers
         tape_bytes = X.shape[0] * (L + 2) * spec.dim * 2 * np.dtype(self.real).itemsize
         if self.shots is not None or tape_bytes > self.max_memory_bytes:
@@ -353,6 +365,48 @@ class StatevectorBackend(Backend):
             parts = self._map(back, chunks)
             g_theta, g_x = self._gradients(spec, prog, X, parts, 1, inputs)
             return (g_theta[0] if theta.ndim == 2 else g_theta[0].sum(axis=0)), (g_x[0] if g_x is not None else None)
+
+        return values, pullback
+
+    def _fused_expectations_vjp(self, spec: CircuitSpec, X: Any, theta: Any,
+                                observables: ObservablesLike | ZObservables | None, inputs: bool
+                                ) -> tuple[np.ndarray, Pullback] | None:
+        """``expectations_vjp`` through ``fused_kernels``, one compiled call per chunk and direction;
+        None for a call outside their case (``_fits_fused``) or with values that are not finite:
+        the general path then runs, and refuses bad input with the usual errors.
+
+        Float64 arrays of the right shapes go to the kernels unchecked, which test finiteness
+        themselves: a training step's validation otherwise costs more than its simulation.
+        """
+        if not (type(X) is np.ndarray and X.dtype == np.float64 and X.ndim == 2 and X.shape[0] > 0
+                and X.shape[1] == spec.n_features and type(theta) is np.ndarray and theta.dtype == np.float64
+                and theta.shape == (spec.n_params,) and _fits_fused(spec, theta, self.real) and self.shots is None):
+            return None
+        B = X.shape[0]
+        if B * (spec.layers + 2) * spec.dim * 16 > self.max_memory_bytes:
+            return None                         # the general path falls back to a separate vjp
+        obs = spec.observables if observables is None else z_observables(observables, spec.n_qubits)
+        # _chunks never splits a batch this small (a training step's): skip its arithmetic
+        small = self.chunk_size is None and B * spec.dim <= _MIN_SPLIT
+        chunks = [(0, B)] if small else self._chunks(spec, B, spec.layers + 4)
+        X, theta = np.ascontiguousarray(X), np.ascontiguousarray(theta)
+        angles = spec.encoder.angles(X)
+        maps = _fused_maps(obs, tuple(spec.pairs))
+        tapes = self._map(lambda b0, b1: _FusedTape(spec, theta, angles[b0:b1], *maps), chunks)
+        if not all(t.full for t in tapes):
+            return None
+        values = tapes[0].values if len(tapes) == 1 else np.concatenate([t.values for t in tapes])
+
+        def pullback(grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+            if not (type(grad_out) is np.ndarray and grad_out.dtype == np.float64 and grad_out.shape == values.shape):
+                grad_out = _check_cotangent(grad_out, values.shape)
+            grad_out = np.ascontiguousarray(grad_out)
+            parts = self._map(lambda b0, b1: tapes[chunks.index((b0, b1))].back(grad_out[b0:b1]), chunks)
+            if any(p is None for p in parts):
+                _check_cotangent(grad_out, values.shape)          # not finite: raises
+            g_theta = parts[0][0] if len(parts) == 1 else np.sum([p[0] for p in parts], axis=0)
+            g_angles = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
+            return g_theta, (spec.encoder.angles_vjp(X, g_angles) if inputs else None)
 
         return values, pullback
 
@@ -409,9 +463,58 @@ def _permutations(n_qubits: int, pairs: tuple[tuple[int, int], ...]) -> tuple[np
     return src, inv
 
 
+class _FusedTape:
+    """One chunk's forward pass through ``fused_kernels``, kept for its backward pass."""
+
+    def __init__(self, spec: CircuitSpec, theta: np.ndarray, angles: np.ndarray, src: np.ndarray, inv: np.ndarray,
+                 leaders: np.ndarray, signs: np.ndarray):
+        self.theta, self.angles, self.src, self.inv, self.leaders, self.signs = theta, angles, src, inv, leaders, signs
+        B = angles.shape[0]
+        self.states = np.empty((fused.tape_slots(spec.layers), 2, spec.dim, B))
+        self.factors = np.empty((2, spec.n_qubits, 2, B))
+        self.values = np.empty((B, signs.shape[1]))
+        self.fill()
+
+    def fill(self) -> None:
+        """Run the forward pass; ``full`` is False if the inputs were not finite."""
+        self.full = fused.forward(self.theta, self.angles, self.src, self.signs, self.states, self.factors,
+                                  self.values)
+
+    def back(self, grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(d/d theta summed over the chunk (P,), d/d encoding angles (B, F)); None, with the tape
+        kept, if ``grad_out`` is not finite."""
+        if not self.full:                   # a second pullback: the first one consumed the tape
+            self.values = np.empty_like(self.values)      # the first values went out (torch shares them)
+            self.fill()
+        g_theta, g_enc = np.zeros(self.theta.shape[0]), np.empty(self.angles.shape)
+        if not fused.backward(self.theta, self.inv, self.leaders, self.signs, self.states, self.factors, grad_out,
+                              g_theta, g_enc):
+            return None
+        self.full = False
+        return g_theta, g_enc
+
+
+def _fits_fused(spec: CircuitSpec, theta: np.ndarray, real: type) -> bool:
+    """The case ``fused_kernels`` covers: angle encoding once, shared parameters, float64 states."""
+    return spec.encoding == "angle" and not spec.reupload and theta.ndim == 1 and real is np.float64
+
+
+@lru_cache(maxsize=64)
+def _fused_maps(obs: ZObservables, pairs: tuple[tuple[int, int], ...]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The entangler's gather map, its inverse and the inverse's cycle leaders, and the observables'
+    signs (2^n, K) in the frame before the last entangler (``fused_kernels.forward`` never applies it)."""
+    src, inv = _permutations(obs.n_qubits, pairs)
+    leaders = fused.cycle_leaders(inv)
+    signs = np.ascontiguousarray(obs.signs[:, inv].T)
+    for a in (leaders, signs):
+        a.setflags(write=False)
+    return src, inv, leaders, signs
+
+
 def _check_cotangent(grad_out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     grad_out = np.asarray(grad_out, dtype=np.float64)
-    if grad_out.shape != shape or not np.all(np.isfinite(grad_out)):
+    if grad_out.shape != shape or not np.isfinite(grad_out).all():
         raise error("invalid_parameters", f"grad_out must be finite with shape {shape}, got {grad_out.shape}")
     return grad_out
 
@@ -441,6 +544,7 @@ def warm_up() -> None:
     backend = StatevectorBackend(threads=1)
     X, theta = np.full((1, 2), 0.5), np.zeros(spec.n_params)
     backend.vjp(spec, X, theta, np.ones((1, 2)))
+    backend.expectations_vjp(spec, X, theta)[1](np.ones((1, 2)))              # fused_kernels
     backend.metric_tensor(spec, X, theta)
     kern.apply_two_qubit(np.zeros((2, 4, 1)), 0, 1, 2, np.zeros((2, 4, 4, 1)))   # CompiledCircuit's gates
     _warm = True
