@@ -6,7 +6,10 @@ which cannot remove, keep deleted ids as tombstones until a background rebuild.
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -282,8 +285,11 @@ class VectorIndex:
         if not len(fresh_ids):
             return scores, ids
         dist, pos = faiss.knn(queries, fresh_vecs, min(k, len(fresh_ids)), specs.faiss_metric(self.metric))
-        all_scores = np.concatenate([np.where(ids >= 0, scores, -np.inf),
-                                     -dist if self.metric == "l2" else dist], axis=1)
+        if self.metric == "l2":
+            dist = -dist
+        if len(queries) == 1:  # plain Python: after a search each numpy call costs ~10 µs (cold caches)
+            return _merge_one(k, scores[0].tolist(), ids[0].tolist(), dist[0].tolist(), fresh_ids[pos[0]].tolist())
+        all_scores = np.concatenate([np.where(ids >= 0, scores, -np.inf), dist], axis=1)
         all_ids = np.concatenate([ids, fresh_ids[pos]], axis=1)
         best = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
         return (np.take_along_axis(all_scores, best, axis=1).astype(np.float32, copy=False),
@@ -371,6 +377,15 @@ class VectorIndex:
                 data: bytes) -> VectorIndex:
         index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         return cls(dim, metric, spec, index=index, tombstones=set(int(t) for t in tombs), applied_seq=seq)
+
+
+def _merge_one(k: int, graph_scores: list[float], graph_ids: list[int], fresh_scores: list[float],
+               fresh_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """One query's top k of two best-first lists (the graph's first on ties), padded as FAISS pads."""
+    rows = list(itertools.islice(heapq.merge(((s, i) for s, i in zip(graph_scores, graph_ids) if i >= 0),
+                                             zip(fresh_scores, fresh_ids), key=lambda row: -row[0]), k))
+    rows += [(-math.inf, -1)] * (k - len(rows))
+    return np.array([[s for s, _ in rows]], np.float32), np.array([[i for _, i in rows]], np.int64)
 
 
 class _threads:

@@ -7,6 +7,7 @@ import asyncio
 import threading
 
 import numpy as np
+import pytest
 
 import qstore
 from qstore.index import IndexSpec, VectorIndex
@@ -51,6 +52,28 @@ def test_fresh_vectors_are_searched_exactly_until_the_graph_takes_them():
     assert index.fresh == 0 and index.applied_seq == 2 and index.size == 299 + len(near) - 1
     assert set(index.search(q, 10)[1][0].tolist()) <= set(fresh_ids[1:].tolist())
     assert index.snapshot()[3] == index.size
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@pytest.mark.parametrize("nq", [1, 3])
+def test_graph_and_fresh_answers_merge_into_the_exact_top_k(metric, nq):
+    """With an exact (flat) graph, the merged answer is the exact top k over graph and fresh
+    vectors together, best first, padded with -1 when fewer exist."""
+    rng = np.random.default_rng(5)
+    index = VectorIndex(DIM, metric, IndexSpec.parse({"type": "flat"}))
+    graph, fresh = rng.standard_normal((40, DIM)).astype(np.float32), rng.standard_normal((25, DIM)).astype(np.float32)
+    index.apply(np.arange(40), index.prepare(graph), NONE, seq=1)
+    index.publish(np.arange(100, 125), index.prepare(fresh), NONE)
+    both, ids = index.prepare(np.concatenate([graph, fresh])), np.concatenate([np.arange(40), np.arange(100, 125)])
+    q = index.prepare(rng.standard_normal((nq, DIM)).astype(np.float32))
+    sims = -((q[:, None, :] - both[None]) ** 2).sum(-1) if metric == "l2" else q @ both.T
+    for k in (7, 80):
+        scores, found = index.search(q, k)
+        for r in range(nq):
+            order = np.argsort(-sims[r], kind="stable")[:k]
+            assert set(found[r][found[r] >= 0].tolist()) == set(ids[order].tolist())
+            assert np.allclose(scores[r][:len(order)], sims[r][order], atol=1e-4)
+            assert (found[r][len(order):] == -1).all()
 
 
 async def test_a_query_never_waits_for_graph_work(tmp_path):
