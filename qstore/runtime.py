@@ -118,7 +118,10 @@ def shutdown() -> None:
         pool.shutdown(wait=True)
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+try:
+    _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+except (OSError, AttributeError):  # not glibc
+    _malloc_trim = None
 _trimmed = 0.0
 TRIM_EVERY = 1.0  # seconds: malloc_trim walks the whole heap
 
@@ -128,6 +131,6 @@ def trim_heap() -> None:
     leave their batches' freed buffers resident otherwise: ~15 MiB after loading 20k vectors."""
     global _trimmed
     now = time.monotonic()
-    if now - _trimmed >= TRIM_EVERY and hasattr(_libc, "malloc_trim"):
+    if _malloc_trim is not None and now - _trimmed >= TRIM_EVERY:
         _trimmed = now
-        _libc.malloc_trim(0)
+        _malloc_trim(0)
