@@ -466,7 +466,7 @@ class Collection:
                 out.append((pid, doc, rho))
         return out
 
-    def snapshot(self, taken: tuple[int, np.ndarray, bytes, int] | None = None, pending: int = 0) -> None:
+    def snapshot(self, taken: tuple[int, np.ndarray, np.ndarray, int] | None = None, pending: int = 0) -> None:
         """Persist the index atomically with the last sequence number it contains (or persist
         ``taken``, a state the applier serialized, which covers ``pending`` changes)."""
         try:

@@ -33,17 +33,11 @@ class Snapshot:
     data: bytes
 
 
-def _digest(head: bytes, tombs: bytes, data: bytes | memoryview) -> bytes:
+def _digest(head: bytes, tombs: bytes, data: bytes | memoryview | np.ndarray) -> bytes:
     h = hashlib.blake2b(digest_size=_DIGEST)
     for part in (head, tombs, data):
         h.update(part)
     return h.digest()
-
-
-def encode(cid: int, seq: int, count: int, tombstones: np.ndarray, data: bytes) -> bytes:
-    tombs = np.asarray(tombstones, dtype=">i8").tobytes()
-    head = _HEAD.pack(cid, seq, count, len(tombs) // 8, len(data))
-    return b"".join((MAGIC, head, _digest(head, tombs, data), tombs, data))
 
 
 def decode(raw: bytes) -> Snapshot:
@@ -67,11 +61,17 @@ def decode(raw: bytes) -> Snapshot:
     return Snapshot(cid, seq, count, np.frombuffer(tombs, dtype=">i8").astype(np.int64), bytes(data))
 
 
-def write_snapshot(path: str, cid: int, seq: int, count: int, tombstones: np.ndarray, data: bytes) -> None:
+def write_snapshot(path: str, cid: int, seq: int, count: int, tombstones: np.ndarray,
+                   data: bytes | np.ndarray) -> None:
+    """``data``: the serialized index, bytes or a uint8 array; written part by part, never
+    copied (at 1M vectors it is 1.7 GB)."""
     tmp = f"{path}.tmp"
+    tombs = np.asarray(tombstones, dtype=">i8").tobytes()
+    head = _HEAD.pack(cid, seq, count, len(tombs) // 8, len(data))
     try:
         with open(tmp, "wb") as f:
-            f.write(encode(cid, seq, count, tombstones, data))
+            for part in (MAGIC, head, _digest(head, tombs, data), tombs, data):
+                f.write(part)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -38,6 +38,7 @@ REBUILD_MIN_TOMBSTONES = 64
 HOLD = {True: 0.001, False: 0.2}
 QUIET = 0.5
 YIELD = 3.0  # while searches come in, the graph work pauses this long for each second it held the lock
+_NO_BYTES = np.empty(0, np.uint8)
 _NO_IDS = np.empty(0, np.int64)
 
 
@@ -355,7 +356,7 @@ class VectorIndex:
         return -out if self.metric == "l2" else out
 
     # -- snapshots -------------------------------------------------------------
-    def snapshot(self, graph_owner: bool = False) -> tuple[int, np.ndarray, bytes, int]:
+    def snapshot(self, graph_owner: bool = False) -> tuple[int, np.ndarray, np.ndarray, int]:
         """(last sequence in the graph, tombstones, serialized graph, its live vectors), taken
         together. The graph may hold part of later changes too: replay is a set operation.
         ``graph_owner``: the caller is the applier, the one thread that changes an HNSW graph,
@@ -363,12 +364,13 @@ class VectorIndex:
         types also change at commit, so they always take it)."""
         if not (graph_owner and self.spec.type == "hnsw"):
             with self.lock.read():
-                return self._state(faiss.serialize_index(self._index).tobytes())
+                return self._state(faiss.serialize_index(self._index))
         with self.lock.read():
-            index, state = self._index, self._state(b"")
-        return state[0], state[1], faiss.serialize_index(index).tobytes(), state[3]
+            index, state = self._index, self._state(_NO_BYTES)
+        # The serialized graph is as large as the graph: kept as FAISS returns it (no copy).
+        return state[0], state[1], faiss.serialize_index(index), state[3]
 
-    def _state(self, data: bytes) -> tuple[int, np.ndarray, bytes, int]:
+    def _state(self, data: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, int]:
         tombs = np.array(sorted(self._tombstones), dtype=np.int64)
         return self.applied_seq, tombs, data, self._index.ntotal - len(self._tombstones)
 
