@@ -131,7 +131,8 @@ def qstore_worker(n: int) -> dict[str, Any]:
                     await asyncio.sleep(0.01)
                 insert = n / (time.perf_counter() - t0)
                 memory = rss() - before
-                while col._snapshot_thread is not None:  # the queries measure the index at rest
+                await db._storage.settle()  # the queries measure the index at rest: the last graph
+                while col._snapshot_thread is not None:  # work and the snapshot it started are done
                     await asyncio.sleep(0.05)
                 index_bytes = len(faiss.serialize_index(col.index._index))
                 lmdb = mapped_rss(os.path.join(tmp, "lmdb"))
