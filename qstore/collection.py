@@ -682,8 +682,10 @@ class Collection:
 
     async def _search_shares(self, qs: np.ndarray, top_k: int, pred: Any, now: float) -> list[list[Hit]]:
         """Several queries, a share per reader thread, so they use every core (FAISS's own
-        threads serve a batch only from 16 rows, and only as many as the thread budget gives)."""
-        shares = np.array_split(np.arange(len(qs)), max(1, min(len(qs), self._storage.read_threads)))
+        threads serve a batch only from 16 rows, and only as many as the thread budget gives).
+        A filtered batch stays whole: each share would evaluate the filter over every record."""
+        n = 1 if pred is not None else min(len(qs), self._storage.read_threads)
+        shares = np.array_split(np.arange(len(qs)), max(1, n))
         parts = await asyncio.gather(*(self._storage.run(self._search_sync, qs[share], top_k, pred, None, None, now)
                                        for share in shares))
         return [row for part in parts for row in part]
