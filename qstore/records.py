@@ -70,9 +70,6 @@ class Owners:
     def get(self, iid: int) -> str | None:
         return self.slots[iid] if 0 <= iid < len(self.slots) else None
 
-    def of(self, iids: np.ndarray) -> list[str | None]:
-        return [self.get(i) for i in iids.tolist()]
-
 
 def make_doc(branches: list[tuple[np.ndarray, str | None, complex]], metadata: dict[str, Any],
              expires_at: float | None, version: int) -> Doc:
