@@ -44,8 +44,9 @@ class QueryBatcher:
 
     async def query(self, col: Collection, args: dict[str, Any]) -> list[Hit]:
         vector = args["vector"]
-        common = {k: v for k, v in args.items() if k != "vector"}
-        key = None if SOLO_ARGS & {k for k, v in common.items() if v is not None} else self._key(col, vector, common)
+        # A null is the default (the console sends every field): query_batch takes none of SOLO_ARGS.
+        common = {k: v for k, v in args.items() if k != "vector" and v is not None}
+        key = None if SOLO_ARGS & common.keys() else self._key(col, vector, common)
         if key is None:
             self._observe(1)
             return await col.query(**args)

@@ -5,6 +5,7 @@ import asyncio
 import re
 import time
 
+import aiohttp
 import numpy as np
 from aiohttp.test_utils import TestServer
 from prometheus_client import generate_latest
@@ -81,6 +82,36 @@ async def test_concurrent_queries_are_batched_with_identical_answers(tmp_path):
             assert isinstance(got, InvalidArgument) and got.code == "dimension_mismatch"
         else:
             assert got == expected[i], i
+    text = generate_latest(app[METRICS].registry).decode()
+    single = float(re.search(r'qstore_query_batch_size_bucket\{le="1.0"\} (\S+)', text).group(1))
+    total = float(re.search(r"qstore_query_batch_size_count (\S+)", text).group(1))
+    assert total > single, "no query was batched"
+
+
+async def test_batched_queries_with_explicit_nulls(tmp_path):
+    """The console sends every field, unused ones as null ("context": null, "tunneling": null):
+    queries sent so batch, and each gets its own answer."""
+    app = create_app(ServerConfig(data_dir=tmp_path / "data"))
+    x = np.random.default_rng(5).standard_normal((2000, DIM)).astype(np.float32)
+    qs = np.random.default_rng(6).standard_normal((64, DIM)).astype(np.float32)
+    nulls = {"filter": None, "context": None, "tunneling": None, "seed": None, "ef": None, "per_region": None}
+    async with TestServer(app, host="127.0.0.1") as srv:
+        async with AsyncClient(str(srv.make_url("")).rstrip("/")) as client:
+            col = await client.create_collection("b", dim=DIM, index={"type": "flat"})
+            await col.upsert([str(i) for i in range(len(x))], x)
+            # A superposed record sends every query to a reader thread: later ones pile up behind it.
+            await col.superpose("s", [(x[0], "a", 0.6), (x[1], "b", 0.8)])
+            expected = [[h.id for h in await col.query(q, top_k=5)] for q in qs]
+            async with aiohttp.ClientSession() as http:
+
+                async def one(i: int) -> list[str]:
+                    async with http.post(srv.make_url("/v1/collections/b/query"),
+                                         json={"vector": qs[i].tolist(), "top_k": 5, **nulls}) as reply:
+                        assert reply.status == 200, await reply.text()
+                        return [h["id"] for h in (await reply.json())["result"]]
+
+                results = await asyncio.gather(*(one(i) for i in range(len(qs))))
+    assert results == expected
     text = generate_latest(app[METRICS].registry).decode()
     single = float(re.search(r'qstore_query_batch_size_bucket\{le="1.0"\} (\S+)', text).group(1))
     total = float(re.search(r"qstore_query_batch_size_count (\S+)", text).group(1))
