@@ -80,9 +80,10 @@ async def test_bit_flip_that_faiss_accepts_is_caught(tmp_path):
         col = await db.create_collection("a", dim=DIM, index={"type": "flat"})
         X = np.random.default_rng(0).normal(size=(N, DIM)).astype(np.float32)
         await col.upsert([f"a{i}" for i in range(N)], X)
+        first = col.index.prepare(X[:1]).tobytes()  # as stored: unit length under cosine
     file = snapshot_file(path)
     raw = bytearray(Path(file).read_bytes())
-    at = raw.find(np.ascontiguousarray(X[0] / np.linalg.norm(X[0]), dtype=np.float32).tobytes())
+    at = raw.find(first)
     assert at > 0
     raw[at + 3] ^= 0x40  # the sign-and-exponent byte of the first vector's first component
     Path(file).write_bytes(raw)
