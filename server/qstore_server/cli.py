@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -141,7 +142,8 @@ async def serve(config: ServerConfig, ready: Callable[[str], None] | None = None
             log.warning("API keys travel in plain text: %s is not loopback and TLS is off "
                         "(use --tls-cert/--tls-key, or a TLS proxy in front)", config.host)
         (ready or (lambda u: print(f"listening on {u}", flush=True)))(url)
-        loop.run_in_executor(None, warm_up_engine)
+        # A daemon thread: a stop does not wait for the imports (asyncio's executor would, ~5 s).
+        threading.Thread(target=warm_up_engine, name="qstore-warm-up", daemon=True).start()
         await stop.wait()
         log.info("shutting down")
     finally:
