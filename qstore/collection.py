@@ -58,10 +58,10 @@ EXACT_SEARCH_SHARE = 0.10
 SNAPSHOT_EVERY = 20_000
 SNAPSHOT_SHARE = 0.1
 # A plain one-vector search that lately took less than this runs on the caller's thread:
-# handing it to a reader thread and back costs 100-150 µs here, as much as a 20k-vector HNSW
-# search, so crossing the line costs a search at most a tenth. Set lower (0.5 ms), a write
-# stream's fresh-set scans pushed 20k searches past it and cut loaded QPS by a sixth.
-# Concurrent callers go to the reader threads either way (see _plain_query).
+# handing it to a reader thread and back costs 100-150 µs beside a 20k-vector HNSW search (as
+# much as the search) and ~0.4 ms beside a 1.2 ms one, so crossing the line costs a fifth or
+# so, never half. Set at 0.5 ms, a write stream's fresh-set scans pushed 20k searches past it
+# and cut loaded QPS by a sixth. Concurrent callers go to the reader threads either way.
 INLINE_SEARCH_MAX = 2e-3
 # A caller alone gathers company (yields to the loop) once every this many plain queries, so
 # others get their turn within a few milliseconds and a crowd is noticed.
