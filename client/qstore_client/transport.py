@@ -25,8 +25,6 @@ T = TypeVar("T")
 
 MAX_HEAD_BYTES = 64 * 1024
 NO_BODY_STATUSES = frozenset({204, 304})  # never a body, whatever the headers say (RFC 9110)
-# A connection idle longer than this is checked for a close before it is reused.
-STALE_CHECK_AFTER = 1.0
 
 
 class TransportError(Exception):
@@ -62,8 +60,9 @@ class Connection:
         if self.reader.at_eof() or self.writer.is_closing() or idle >= idle_timeout or self.stray_bytes():
             return False
         # The loop may not have seen a close that arrived while it was busy elsewhere (say, a
-        # restarted server): an idle keep-alive connection with anything to read is finished.
-        return idle < STALE_CHECK_AFTER or not self._readable()
+        # server restarted within the second): an idle keep-alive connection with anything to
+        # read is finished. One poll(2) a request; a POST on a dead connection is not retried.
+        return not self._readable()
 
     def stray_bytes(self) -> bool:
         """Bytes already buffered past the reply: a server that sent more than it declared.
