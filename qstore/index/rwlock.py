@@ -8,13 +8,15 @@ at a time) cannot starve another (a commit publishing its vectors).
 """
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 
 class WouldBlock(Exception):
-    """A non-waiting ``read(wait=False)`` found a writer holding or awaiting the lock."""
+    """``read(wait=seconds)`` found a writer holding or awaiting the lock and gave up waiting."""
 
 
 class RWLock:
@@ -28,9 +30,10 @@ class RWLock:
         self._writes = 0  # write sections finished
         self._tickets = 0  # writers' arrival order: the next ticket to hand out
 
-    def read(self, wait: bool = True) -> _Shared:
-        """``with lock.read():`` shares the lock; ``read(wait=False)`` raises WouldBlock
-        instead of waiting for a writer. (A class, not a generator: searches take it per call.)"""
+    def read(self, wait: float = math.inf) -> _Shared:
+        """``with lock.read():`` shares the lock; ``read(wait=seconds)`` raises WouldBlock
+        once it has waited that long for a writer (``0``: at once). (A class, not a generator:
+        searches take it per call.)"""
         return _Shared(self, wait)
 
     @contextmanager
@@ -56,7 +59,7 @@ class RWLock:
 class _Shared:
     __slots__ = ("lock", "wait")
 
-    def __init__(self, lock: RWLock, wait: bool):
+    def __init__(self, lock: RWLock, wait: float):
         self.lock, self.wait = lock, wait
 
     def __enter__(self) -> None:
@@ -66,10 +69,14 @@ class _Shared:
                 if not self.wait:
                     raise WouldBlock
                 arrived = lock._writes
+                deadline = time.monotonic() + self.wait
                 lock._waiting_readers += 1
                 try:
                     while lock._writing or (lock._waiting_writers and lock._writes == arrived):
-                        lock._cond.wait()
+                        left = deadline - time.monotonic()
+                        if left <= 0:  # still the write we arrived behind: admitted readers never time out
+                            raise WouldBlock
+                        lock._cond.wait(None if left == math.inf else left)
                 finally:
                     lock._waiting_readers -= 1
                     if lock._writes != arrived:

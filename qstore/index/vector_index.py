@@ -32,10 +32,12 @@ REBUILD_MIN_TOMBSTONES = 64
 # seconds. While searches come in (one asked for in the last QUIET seconds) a chunk holds it
 # about a millisecond, with one OpenMP thread (a second would contend with the readers for the
 # cores, and under oversubscription OpenMP's spinning barriers stretch a chunk to seconds), and
-# pauses YIELD times as long before the next. Otherwise a chunk takes every thread and about
-# 0.2 s, so a query arriving then waits that long at most: each FAISS add costs ~15 ms more
-# than its vectors do, so 50 ms chunks ran a bulk load at 0.65x raw FAISS, 0.2 s ones at 0.85x.
-HOLD = {True: 0.001, False: 0.2}
+# pauses YIELD times as long before the next. Otherwise a chunk takes every thread and up to a
+# second, so the first query of a bulk load waits that long at most: FAISS splits each level
+# of a chunk evenly between its threads and the slower half decides, so small chunks idle a
+# core (at 100k, 280 vectors a chunk added 1,750/s at 134 % CPU, 1,000 2,550/s at 170 %; 0.2 s
+# chunks held a 300k load to 0.66x raw FAISS, 1 s ones ran it at 1.0x).
+HOLD = {True: 0.001, False: 1.0}
 QUIET = 0.5
 YIELD = 3.0  # while searches come in, the graph work pauses this long for each second it held the lock
 _NO_BYTES = np.empty(0, np.uint8)
@@ -257,11 +259,11 @@ class VectorIndex:
     # -- search (read threads) -------------------------------------------------
     def search(self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None,
                exclude: np.ndarray | None = None, ef: int | None = None, nprobe: int | None = None,
-               wait: bool = True) -> tuple[np.ndarray, np.ndarray]:
+               wait: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-k over live ids (or ``allowed`` ids): the graph's answer merged with
         an exact scan of the fresh set. Scores are higher-is-better. ``ef`` (HNSW) and
         ``nprobe`` (IVF) override the spec's search effort.
-        With ``wait=False`` it raises WouldBlock rather than wait for a writer."""
+        It raises WouldBlock rather than wait for a writer longer than ``wait`` seconds."""
         self.searching()
         with self.lock.read(wait), _threads_for(len(queries)):
             if self.spec.type == "hnsw" and k > (ef or self.spec.ef_search):

@@ -99,3 +99,49 @@ def test_non_waiting_read_refuses_while_a_writer_holds_or_waits():
                 pass
     with lock.read(wait=False):
         pass
+
+
+def test_a_read_waits_as_long_as_it_is_told_and_leaves_the_lock_as_it_was():
+    lock = RWLock()
+    held, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with lock.write():
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    held.wait(30)
+    gave_up: list[bool] = []  # the writer holds on past the reader's patience
+    reader = threading.Thread(target=lambda: gave_up.append(not _read_within(lock, 0.02)))
+    reader.start()
+    reader.join(10)
+    assert gave_up == [True]
+    # The reader that gave up no longer counts: the next writer is not held back by it.
+    release.set()
+    t.join(30)
+    with lock.write():
+        pass
+    # A writer that finishes within the wait lets the read through.
+    held.clear(), release.clear()
+    t = threading.Thread(target=writer)
+    t.start()
+    held.wait(30)
+    got: list[bool] = []
+    reader = threading.Thread(target=lambda: got.append(_read_within(lock, 30)))
+    reader.start()
+    _until(lambda: lock._waiting_readers == 1)
+    release.set()
+    reader.join(30)
+    t.join(30)
+    assert got == [True]
+    assert (lock._readers, lock._waiting_readers, lock._admitted) == (0, 0, 0)
+
+
+def _read_within(lock: RWLock, wait: float) -> bool:
+    try:
+        with lock.read(wait=wait):
+            return True
+    except WouldBlock:
+        return False
