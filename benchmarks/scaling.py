@@ -12,8 +12,9 @@ that the load's last batches start is written (at 100k it serializes, hashes and
 one caller queries one
 vector at a time (FAISS with one thread, as a single caller gets): QPS, p50, p99 and recall@10
 against exact search; then 16 tasks share the queries on the one Database (the goal there
-is 1.5x FAISS's one-thread QPS: concurrent callers should use both cores). Memory is the growth of the process's anonymous resident memory while
-loading (the heap: index, summaries, buffers); Q-Store's is split into the index and the rest
+is 1.5x FAISS's one-thread QPS: concurrent callers should use both cores). Memory is the growth of the process's anonymous resident memory from before
+the load to rest (the heap: index, summaries, buffers; the figure just after the load is shown
+too, as it may include a background snapshot's serialized copy of the graph); Q-Store's is split into the index and the rest
 (record summaries and allocator slack). The LMDB pages resident in its file mapping are shown
 apart: they are page cache, which the kernel drops under memory pressure and reads back.
 
@@ -130,10 +131,11 @@ def qstore_worker(n: int) -> dict[str, Any]:
                 while (await col.info())["unindexed_vectors"]:
                     await asyncio.sleep(0.01)
                 insert = n / (time.perf_counter() - t0)
-                memory = rss() - before
-                await db._storage.settle()  # the queries measure the index at rest: the last graph
-                while col._snapshot_thread is not None:  # work and the snapshot it started are done
+                busy = rss() - before  # may include a background snapshot's serialized graph
+                await db._storage.settle()  # memory and queries measure the index at rest: the last
+                while col._snapshot_thread is not None:  # graph work and the snapshot it started are done
                     await asyncio.sleep(0.05)
+                memory = rss() - before
                 index_bytes = len(faiss.serialize_index(col.index._index))
                 lmdb = mapped_rss(os.path.join(tmp, "lmdb"))
                 lat, found = np.empty(len(queries)), []
@@ -154,7 +156,7 @@ def qstore_worker(n: int) -> dict[str, Any]:
                 await asyncio.gather(*(caller(share) for share in np.array_split(queries, CALLERS)))
                 concurrent = len(queries) / (time.perf_counter() - t)
                 return {"insert": insert, "qps": qps, "lat": lat.tolist(), "found": found, "memory": memory,
-                        "index": index_bytes, "lmdb": lmdb, "concurrent": concurrent}
+                        "index": index_bytes, "lmdb": lmdb, "concurrent": concurrent, "busy": busy}
 
     return asyncio.run(run())
 
@@ -195,7 +197,7 @@ def main() -> None:
                 ratio = (f"{r['qps'] / f['qps']:.2f} / {r['insert'] / f['insert']:.2f} / "
                          f"{r['memory'] / f['memory']:.2f} / {r['concurrent'] / f['qps']:.2f} (index {r['index'] / 2**20:,.0f} MiB, summaries "
                          f"and the rest {(r['memory'] - r['index']) / 2**20:,.0f}; LMDB map resident "
-                         f"{r['lmdb'] / 2**20:,.0f})")
+                         f"{r['lmdb'] / 2**20:,.0f}; just after the load {r['busy'] / 2**20:,.0f})")
             print(f"| {n:,} | {engine} | {r['insert']:,.0f} | {r['qps']:,.0f} | {np.percentile(lat, 50):.2f} "
                   f"| {np.percentile(lat, 99):.2f} | {recall(r['found'], truth):.3f} | {r['memory'] / 2**20:,.0f} "
                   f"| {r['memory'] / n:,.0f} | {r.get('concurrent', 0):,.0f} | {ratio} |", flush=True)
