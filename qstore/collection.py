@@ -621,15 +621,13 @@ class Collection:
         and the group is searched on the reader threads, a share each. While the last group
         was one caller alone, only every GATHER_EVERY-th query gathers (a yield costs ~25 µs
         beside a 250 µs search); the others search at once, inline while searches are cheap
-        (a thread hop costs as much as a 20k-vector search). While a group is being searched
-        every query gathers and goes to the reader threads: a caller answered early must not
-        run ahead inline of those still waiting (it holds the GIL through small searches)."""
+        (a thread hop costs as much as a 20k-vector search)."""
         group = self._gathering.get(top_k)
         if group is not None:
             future: asyncio.Future[list[Hit]] = asyncio.get_running_loop().create_future()
             group.append((q, future))
             return await future
-        if not self._crowded and not self._answering and self._ungathered < GATHER_EVERY:
+        if not self._crowded and self._ungathered < GATHER_EVERY:
             self._ungathered += 1
             return await self._search_one(q, top_k)
         self._ungathered = 0
@@ -645,7 +643,7 @@ class Collection:
         finally:
             del self._gathering[top_k]
         self._crowded = len(group) > 1
-        if len(group) == 1 and not self._answering:
+        if len(group) == 1:
             return await self._search_one(q, top_k)
         # Every caller, this one too, waits on its future: they wake in arrival order, and this
         # one, if cancelled, leaves the others answered.
@@ -667,26 +665,17 @@ class Collection:
         return (await self._storage.run(self._search_sync, q, top_k, None, None, None, now))[0]
 
     async def _answer(self, group: list[tuple[np.ndarray, asyncio.Future[list[Hit]]]], top_k: int) -> None:
-        """Search a group of queries, a share per reader thread, and answer each share's callers
-        as soon as their share is done: they call again while the other share still searches,
-        so the next group gathers beside it instead of after it."""
-        now = self._now()
-        shares = np.array_split(np.arange(len(group)), min(len(group), self._storage.read_threads))
-        await asyncio.gather(*(self._answer_share([group[i] for i in share], top_k, now) for share in shares))
-
-    async def _answer_share(self, share: list[tuple[np.ndarray, asyncio.Future[list[Hit]]]], top_k: int,
-                            now: float) -> None:
+        """Search a group of queries, a share per reader thread, and settle each one's future."""
         try:
-            qs = np.concatenate([q for q, _ in share])
-            hits = await self._storage.run(self._search_sync, qs, top_k, None, None, None, now)
+            hits = await self._search_shares(np.concatenate([q for q, _ in group]), top_k, None, self._now())
         except BaseException as exc:
-            for _, future in share:
+            for _, future in group:
                 if not future.done():
                     future.cancel() if isinstance(exc, asyncio.CancelledError) else future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, future), row in zip(share, hits):
+        for (_, future), row in zip(group, hits):
             if not future.done():
                 future.set_result(row)
 

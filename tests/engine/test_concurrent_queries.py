@@ -3,7 +3,6 @@ gets exactly its own answer, callers take turns, and a cancelled caller leaves t
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import numpy as np
 import pytest
@@ -89,34 +88,3 @@ async def test_a_cancelled_caller_leaves_the_callers_that_joined_it_answered(col
     assert isinstance(results[0], asyncio.CancelledError)
     assert results[1:] == want[1:]
     assert not col._gathering
-
-
-async def test_each_share_is_answered_as_soon_as_it_is_searched(col):
-    """A group of 4 callers is searched as two shares; while the second share is held, the
-    first share's callers already have their answers (before, all waited for the slowest)."""
-    if col._storage.read_threads < 2:
-        pytest.skip("needs two reader threads")
-    qs = queries(4)
-    want = [await col.query(q, top_k=3) for q in qs]
-    await asyncio.gather(*(col.query(q, top_k=3) for q in queries(16)))  # a crowd: the next query gathers
-    release = threading.Event()
-    search = col._search_sync
-
-    def holding_the_last_share(q, *args, **kwargs):
-        if len(q) > 1 and np.array_equal(q[-1], col.index.prepare(qs[3])[0]):
-            release.wait(60)
-        return search(q, *args, **kwargs)
-
-    col._search_sync = holding_the_last_share
-    tasks = [asyncio.get_running_loop().create_task(col.query(q, top_k=3)) for q in qs]
-    try:
-        first, rest = await asyncio.wait(tasks, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        while len(first) < 2 and rest:
-            more, rest = await asyncio.wait(rest, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-            if not more:
-                break
-            first |= more
-        assert sorted(tasks.index(t) for t in first) == [0, 1]
-    finally:
-        release.set()
-    assert [await t for t in tasks] == want
