@@ -33,8 +33,8 @@ from qstore.index.rwlock import RWLock, WouldBlock
 from qstore.index.snapshot import (
     Snapshot,
     SnapshotInvalid,
+    SnapshotWriter,
     read_snapshot,
-    write_snapshot,
 )
 from qstore.records import Doc, Entry
 from qstore.states import decoherence, entanglement, measurement, superposition
@@ -424,13 +424,23 @@ class Collection:
         due = max(self._db.snapshot_every, int(SNAPSHOT_SHARE * self.index.size))
         if self._unsnapshotted >= due and self._snapshot_thread is None \
                 and not self.index.rebuilding:
-            # Serialized here, where the graph cannot change, so searches go on meanwhile;
-            # hashed and written to disk on a thread of its own.
+            # Streamed to the temp file here, where the graph cannot change, so searches go on
+            # meanwhile; digested, synced and renamed on a thread of its own, which then hands
+            # the temp file (the snapshot lock) back.
             pending = self._unsnapshotted
-            taken = self.index.snapshot(graph_owner=True)
-            self._snapshot_thread = threading.Thread(target=self.snapshot, args=(taken, pending),
-                                                     name="qstore-snapshot", daemon=True)
-            self._snapshot_thread.start()
+            if not self._snapshot_lock.acquire(blocking=False):
+                return  # a backup or close() has the temp file: a later batch snapshots instead
+            try:
+                writer = SnapshotWriter(self.snapshot_path)
+                seq, count = self.index.snapshot(writer, graph_owner=True)
+                self._snapshot_thread = threading.Thread(target=self._finish_snapshot,
+                                                         args=(writer, seq, count, pending),
+                                                         name="qstore-snapshot", daemon=True)
+                self._snapshot_thread.start()
+            except Exception:
+                self._snapshot_thread = None
+                self._snapshot_lock.release()
+                log.exception("snapshot of %s failed; the change sequence still covers it", self.name)
 
     async def _write(self, fn: Callable[[WriteContext], Any]) -> Any:
         self._check_open()
@@ -473,26 +483,36 @@ class Collection:
                 out.append((pid, doc, rho))
         return out
 
-    def snapshot(self, taken: tuple[int, np.ndarray, np.ndarray, int] | None = None, pending: int = 0) -> None:
-        """Persist the index atomically with the last sequence number it contains (or persist
-        ``taken``, a state the applier serialized, which covers ``pending`` changes)."""
+    def snapshot(self) -> None:
+        """Persist the index atomically with the last sequence number it contains."""
         try:
             with self._snapshot_lock:
-                os.makedirs(os.path.dirname(self.snapshot_path), exist_ok=True)
-                if taken is None:
-                    self.index.wait_for_rebuild()
-                    pending = self._unsnapshotted
-                    taken = self.index.snapshot()
-                seq, tombs, data, count = taken
-                if not self.dropped:
-                    write_snapshot(self.snapshot_path, self.cid, seq, count, tombs, data)
-                    self.snapshot_seq = seq
-                    self._unsnapshotted -= pending
+                self.index.wait_for_rebuild()
+                pending = self._unsnapshotted
+                writer = SnapshotWriter(self.snapshot_path)
+                seq, count = self.index.snapshot(writer)
+                self._commit_snapshot(writer, seq, count, pending)
+        except Exception:
+            log.exception("snapshot of %s failed; the change sequence still covers it", self.name)
+
+    def _finish_snapshot(self, writer: SnapshotWriter, seq: int, count: int, pending: int) -> None:
+        """The background half of a snapshot the applier streamed; it holds the snapshot lock."""
+        try:
+            self._commit_snapshot(writer, seq, count, pending)
         except Exception:
             log.exception("snapshot of %s failed; the change sequence still covers it", self.name)
         finally:
-            if threading.current_thread() is self._snapshot_thread:
-                self._snapshot_thread = None
+            self._snapshot_thread = None
+            self._snapshot_lock.release()
+
+    def _commit_snapshot(self, writer: SnapshotWriter, seq: int, count: int, pending: int) -> None:
+        """``pending``: the changes the snapshot covers."""
+        if self.dropped:
+            writer.discard()
+            return
+        writer.commit(self.cid, seq, count)
+        self.snapshot_seq = seq
+        self._unsnapshotted -= pending
 
     def _expiry_for(self, coherence_time: Any) -> float | None:
         t = validation.check_coherence_time(coherence_time)

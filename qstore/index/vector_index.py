@@ -22,6 +22,7 @@ import numpy as np
 from qstore import runtime
 from qstore.index import spec as specs
 from qstore.index.rwlock import RWLock
+from qstore.index.snapshot import SnapshotWriter
 from qstore.index.spec import IndexSpec
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ REBUILD_MIN_TOMBSTONES = 64
 HOLD = {True: 0.001, False: 1.0}
 QUIET = 0.5
 YIELD = 3.0  # while searches come in, the graph work pauses this long for each second it held the lock
-_NO_BYTES = np.empty(0, np.uint8)
 _NO_IDS = np.empty(0, np.int64)
 
 
@@ -367,23 +367,25 @@ class VectorIndex:
         return -out if self.metric == "l2" else out
 
     # -- snapshots -------------------------------------------------------------
-    def snapshot(self, graph_owner: bool = False) -> tuple[int, np.ndarray, np.ndarray, int]:
-        """(last sequence in the graph, tombstones, serialized graph, its live vectors), taken
-        together. The graph may hold part of later changes too: replay is a set operation.
-        ``graph_owner``: the caller is the applier, the one thread that changes an HNSW graph,
-        so it serializes without holding the lock and searches go on meanwhile (other index
-        types also change at commit, so they always take it)."""
+    def snapshot(self, writer: SnapshotWriter, graph_owner: bool = False) -> tuple[int, int]:
+        """Stream the graph and its tombstones into ``writer``; returns the last sequence in
+        the graph and its live vectors, taken together with them. The graph may hold part of
+        later changes too: replay is a set operation. ``graph_owner``: the caller is the
+        applier, the one thread that changes an HNSW graph, so it writes without holding the
+        lock and searches go on meanwhile (other index types also change at commit, so they
+        always take it)."""
         if not (graph_owner and self.spec.type == "hnsw"):
             with self.lock.read():
-                return self._state(faiss.serialize_index(self._index))
+                writer.body(self._tombstone_array(), self._index)
+                return self.applied_seq, self._index.ntotal - len(self._tombstones)
         with self.lock.read():
-            index, state = self._index, self._state(_NO_BYTES)
-        # The serialized graph is as large as the graph: kept as FAISS returns it (no copy).
-        return state[0], state[1], faiss.serialize_index(index), state[3]
+            index, tombs = self._index, self._tombstone_array()
+            seq, count = self.applied_seq, index.ntotal - len(self._tombstones)
+        writer.body(tombs, index)
+        return seq, count
 
-    def _state(self, data: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, int]:
-        tombs = np.array(sorted(self._tombstones), dtype=np.int64)
-        return self.applied_seq, tombs, data, self._index.ntotal - len(self._tombstones)
+    def _tombstone_array(self) -> np.ndarray:
+        return np.array(sorted(self._tombstones), dtype=np.int64)
 
     @classmethod
     def restore(cls, dim: int, metric: str, spec: IndexSpec, seq: int, tombs: np.ndarray,

@@ -167,9 +167,9 @@ async def test_snapshots_space_out_as_the_index_grows(tmp_path, rng, monkeypatch
     from qstore import collection as collection_module
 
     counts: list[int] = []
-    write = collection_module.write_snapshot
-    monkeypatch.setattr(collection_module, "write_snapshot",
-                        lambda path, cid, seq, count, *rest: (counts.append(count), write(path, cid, seq, count, *rest)))
+    commit = collection_module.SnapshotWriter.commit
+    monkeypatch.setattr(collection_module.SnapshotWriter, "commit",
+                        lambda self, cid, seq, count: (counts.append(count), commit(self, cid, seq, count)))
     async with await qstore.Database.open(str(tmp_path / "s"), snapshot_every=100, sweep_interval=None) as db:
         col = await db.create_collection("s", dim=8, index={"type": "hnsw", "m": 8})
         X = unit(rng, 4000, 8)

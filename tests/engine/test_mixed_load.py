@@ -11,6 +11,7 @@ import pytest
 
 import qstore
 from qstore.index import IndexSpec, VectorIndex
+from qstore.index.snapshot import SnapshotWriter, read_snapshot
 
 DIM = 16
 NONE = np.empty(0, np.int64)
@@ -21,7 +22,17 @@ def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def test_fresh_vectors_are_searched_exactly_until_the_graph_takes_them():
+def _snapshot(index: VectorIndex, path) -> tuple[int, int, int]:
+    """(sequence, live vectors, tombstones) of a snapshot written and read back."""
+    writer = SnapshotWriter(str(path))
+    seq, count = index.snapshot(writer)
+    writer.commit(1, seq, count)
+    snap = read_snapshot(str(path))
+    assert (snap.seq, snap.count) == (seq, count)
+    return seq, count, len(snap.tombstones)
+
+
+def test_fresh_vectors_are_searched_exactly_until_the_graph_takes_them(tmp_path):
     rng = np.random.default_rng(0)
     index = VectorIndex(DIM, "cosine", IndexSpec.parse({"type": "hnsw", "m": 16, "ef_construction": 64}))
     base = _unit(rng, 300)
@@ -39,8 +50,8 @@ def test_fresh_vectors_are_searched_exactly_until_the_graph_takes_them():
     assert np.array_equal(index.vectors(np.array([5, 1000, 7])), np.stack([base[5], near[0], base[7]]))
 
     # A snapshot holds the graph alone; the fresh set comes back by replaying the change log.
-    seq, tombs, _data, count = index.snapshot()
-    assert (seq, count, len(tombs)) == (1, 300, 0)
+    seq, count, tombs = _snapshot(index, tmp_path / "a.faiss")
+    assert (seq, count, tombs) == (1, 300, 0)
 
     # Removing a fresh vector drops it; removing a graph vector leaves a tombstone.
     index.publish(NONE, near[:0], np.array([1000, 0]))
@@ -51,7 +62,7 @@ def test_fresh_vectors_are_searched_exactly_until_the_graph_takes_them():
     index.integrate(seq=2)
     assert index.fresh == 0 and index.applied_seq == 2 and index.size == 299 + len(near) - 1
     assert set(index.search(q, 10)[1][0].tolist()) <= set(fresh_ids[1:].tolist())
-    assert index.snapshot()[3] == index.size
+    assert _snapshot(index, tmp_path / "b.faiss")[1] == index.size
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
