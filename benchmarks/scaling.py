@@ -6,17 +6,21 @@
 Each size runs twice, each in a fresh process so resident memory is its own: raw FAISS
 (``IndexHNSWFlat``, m=32, ef_construction=200, ef_search=64, inner product on unit vectors, added
 in batches of 1,000 with every core) and Q-Store embedded at its defaults (the same HNSW,
-upserts of 1,000, timed until the graph holds every vector). Once the background snapshot
-that the load's last batches start is written (at 100k it serializes, hashes and writes
-~170 MiB for a second or two, which the 1,000 queries would otherwise share the cores with),
-one caller queries one
-vector at a time (FAISS with one thread, as a single caller gets): QPS, p50, p99 and recall@10
-against exact search; then 16 tasks share the queries on the one Database (the goal there
-is 1.5x FAISS's one-thread QPS: concurrent callers should use both cores). Memory is the growth of the process's anonymous resident memory from before
-the load to rest (the heap: index, summaries, buffers; the figure just after the load is shown
-too, as it may include a background snapshot's serialized copy of the graph); Q-Store's is split into the index and the rest
-(record summaries and allocator slack). The LMDB pages resident in its file mapping are shown
-apart: they are page cache, which the kernel drops under memory pressure and reads back.
+upserts of 1,000, timed until the graph holds every vector). Once the background snapshot that
+the load's last batches start is written, one caller queries one vector at a time (FAISS with
+one thread, as a single caller gets): QPS, p50, p99 and recall@10 against exact search; then
+16 tasks share the queries on the one Database (the goal there is 1.5x FAISS's one-thread QPS:
+concurrent callers should use both cores). Last, a copy of Q-Store's own graph is searched by
+raw FAISS in the same process, three rounds alternated with Q-Store's (medians): the two
+processes run minutes apart, and this VM's speed drifts by up to 1.5x in minutes, so this
+ratio is the one to trust for Q-Store's own cost per query.
+
+Memory is the growth of the process's anonymous resident memory from before the load to rest
+(the heap: index, summaries, buffers; the figure just after the load is shown too, as it would
+include a background snapshot's copy of the graph if one were held in memory); Q-Store's is
+split into the index and the rest (record summaries and allocator slack). The LMDB pages
+resident in its file mapping are shown apart: they are page cache, which the kernel drops
+under memory pressure and reads back.
 
 Data: the 20,000 real MiniLM sentence embeddings (the last 1,000 are the queries), then
 synthetic rows of the same distribution: a real row plus Gaussian noise shaped by the real
@@ -155,8 +159,24 @@ def qstore_worker(n: int) -> dict[str, Any]:
                 t = time.perf_counter()
                 await asyncio.gather(*(caller(share) for share in np.array_split(queries, CALLERS)))
                 concurrent = len(queries) / (time.perf_counter() - t)
+                # The same graph in raw FAISS, in this process, its queries alternated with Q-Store's:
+                # a ratio this VM's drift cannot move (the two processes above run minutes apart).
+                raw = faiss.deserialize_index(faiss.serialize_index(col.index._index))
+                faiss.downcast_index(faiss.downcast_index(raw).index).hnsw.efSearch = DEFAULT["ef_search"]
+                faiss.omp_set_num_threads(1)
+                alternated: dict[str, list[float]] = {"qstore": [], "faiss": []}
+                for _ in range(3):
+                    t = time.perf_counter()
+                    for q in queries:
+                        await col.query(q, top_k=TOP_K)
+                    alternated["qstore"].append(len(queries) / (time.perf_counter() - t))
+                    t = time.perf_counter()
+                    for q in queries:
+                        raw.search(q[None, :], TOP_K)
+                    alternated["faiss"].append(len(queries) / (time.perf_counter() - t))
                 return {"insert": insert, "qps": qps, "lat": lat.tolist(), "found": found, "memory": memory,
-                        "index": index_bytes, "lmdb": lmdb, "concurrent": concurrent, "busy": busy}
+                        "index": index_bytes, "lmdb": lmdb, "concurrent": concurrent, "busy": busy,
+                        "alternated": alternated}
 
     return asyncio.run(run())
 
@@ -194,10 +214,13 @@ def main() -> None:
             ratio = ""
             if engine == "qstore":
                 f = res["faiss"]
+                alt = {k: float(np.median(v)) for k, v in r["alternated"].items()}
                 ratio = (f"{r['qps'] / f['qps']:.2f} / {r['insert'] / f['insert']:.2f} / "
                          f"{r['memory'] / f['memory']:.2f} / {r['concurrent'] / f['qps']:.2f} (index {r['index'] / 2**20:,.0f} MiB, summaries "
                          f"and the rest {(r['memory'] - r['index']) / 2**20:,.0f}; LMDB map resident "
-                         f"{r['lmdb'] / 2**20:,.0f}; just after the load {r['busy'] / 2**20:,.0f})")
+                         f"{r['lmdb'] / 2**20:,.0f}; just after the load {r['busy'] / 2**20:,.0f}); same graph, "
+                         f"alternated: {alt['qstore']:,.0f} vs {alt['faiss']:,.0f} QPS, "
+                         f"{alt['qstore'] / alt['faiss']:.2f}")
             print(f"| {n:,} | {engine} | {r['insert']:,.0f} | {r['qps']:,.0f} | {np.percentile(lat, 50):.2f} "
                   f"| {np.percentile(lat, 99):.2f} | {recall(r['found'], truth):.3f} | {r['memory'] / 2**20:,.0f} "
                   f"| {r['memory'] / n:,.0f} | {r.get('concurrent', 0):,.0f} | {ratio} |", flush=True)
