@@ -175,3 +175,30 @@ async def test_stale_snapshot_past_the_pruned_history_is_rebuilt(tmp_path):
     shutil.copy(str(tmp_path / "old.faiss"), snapshot_file(path))
     problems = await assert_serves(path, {"a": X})
     assert len(problems) == 1 and "inconsistent" in problems[0]
+
+
+def test_a_streamed_snapshot_is_the_one_step_layout_and_a_failed_one_leaves_nothing(tmp_path):
+    """SnapshotWriter streams the index into the file and fills in the header afterwards; the
+    bytes must be the documented layout around FAISS's own serialization, and a write that
+    fails part way leaves no temp file behind."""
+    import faiss
+
+    from qstore.index import snapshot
+
+    index = faiss.IndexIDMap2(faiss.IndexHNSWFlat(DIM, 16))
+    index.add_with_ids(np.random.default_rng(0).normal(size=(300, DIM)).astype(np.float32), np.arange(300))
+    tombs = np.array([3, 7], np.int64)
+    path = str(tmp_path / "indexes" / "1.faiss")
+    writer = snapshot.SnapshotWriter(path)
+    writer.body(tombs, index)
+    writer.commit(1, 42, 298)
+    data = faiss.serialize_index(index).tobytes()
+    head = snapshot._HEAD.pack(1, 42, 298, 2, len(data))
+    tomb_bytes = tombs.astype(">i8").tobytes()
+    want = snapshot.MAGIC + head + snapshot._digest(head, tomb_bytes, data) + tomb_bytes + data
+    assert Path(path).read_bytes() == want
+    assert os.listdir(tmp_path / "indexes") == ["1.faiss"]
+
+    with pytest.raises(RuntimeError):  # FAISS cannot serialize shards: the stream fails after our prefix
+        snapshot.SnapshotWriter(str(tmp_path / "indexes" / "2.faiss")).body(tombs, faiss.IndexShards(DIM))
+    assert os.listdir(tmp_path / "indexes") == ["1.faiss"]
