@@ -16,8 +16,8 @@ processes run minutes apart, and this VM's speed drifts by up to 1.5x in minutes
 ratio is the one to trust for Q-Store's own cost per query.
 
 Memory is the growth of the process's anonymous resident memory from before the load to rest
-(the heap: index, summaries, buffers; the figure just after the load is shown too, as it would
-include a background snapshot's copy of the graph if one were held in memory); Q-Store's is
+(the heap: index, summaries, buffers; the figure just after the load is shown too, while
+graph work and a snapshot may still be under way); Q-Store's is
 split into the index and the rest (record summaries and allocator slack). The LMDB pages
 resident in its file mapping are shown apart: they are page cache, which the kernel drops
 under memory pressure and reads back.
@@ -135,12 +135,13 @@ def qstore_worker(n: int) -> dict[str, Any]:
                 while (await col.info())["unindexed_vectors"]:
                     await asyncio.sleep(0.01)
                 insert = n / (time.perf_counter() - t0)
-                busy = rss() - before  # may include a background snapshot's serialized graph
+                busy = rss() - before  # graph work and a snapshot may still be under way
                 await db._storage.settle()  # memory and queries measure the index at rest: the last
                 while col._snapshot_thread is not None:  # graph work and the snapshot it started are done
                     await asyncio.sleep(0.05)
                 memory = rss() - before
-                index_bytes = len(faiss.serialize_index(col.index._index))
+                graph = faiss.serialize_index(col.index._index)  # its size; raw FAISS's copy below
+                index_bytes = len(graph)
                 lmdb = mapped_rss(os.path.join(tmp, "lmdb"))
                 lat, found = np.empty(len(queries)), []
                 for q in queries[:50]:
@@ -161,7 +162,7 @@ def qstore_worker(n: int) -> dict[str, Any]:
                 concurrent = len(queries) / (time.perf_counter() - t)
                 # The same graph in raw FAISS, in this process, its queries alternated with Q-Store's:
                 # a ratio this VM's drift cannot move (the two processes above run minutes apart).
-                raw = faiss.deserialize_index(faiss.serialize_index(col.index._index))
+                raw = faiss.deserialize_index(graph)
                 faiss.downcast_index(faiss.downcast_index(raw).index).hnsw.efSearch = DEFAULT["ef_search"]
                 faiss.omp_set_num_threads(1)
                 alternated: dict[str, list[float]] = {"qstore": [], "faiss": []}

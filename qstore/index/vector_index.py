@@ -374,18 +374,14 @@ class VectorIndex:
         applier, the one thread that changes an HNSW graph, so it writes without holding the
         lock and searches go on meanwhile (other index types also change at commit, so they
         always take it)."""
-        if not (graph_owner and self.spec.type == "hnsw"):
-            with self.lock.read():
-                writer.body(self._tombstone_array(), self._index)
-                return self.applied_seq, self._index.ntotal - len(self._tombstones)
         with self.lock.read():
-            index, tombs = self._index, self._tombstone_array()
+            index, tombs = self._index, np.array(sorted(self._tombstones), dtype=np.int64)
             seq, count = self.applied_seq, index.ntotal - len(self._tombstones)
+            if not (graph_owner and self.spec.type == "hnsw"):
+                writer.body(tombs, index)
+                return seq, count
         writer.body(tombs, index)
         return seq, count
-
-    def _tombstone_array(self) -> np.ndarray:
-        return np.array(sorted(self._tombstones), dtype=np.int64)
 
     @classmethod
     def restore(cls, dim: int, metric: str, spec: IndexSpec, seq: int, tombs: np.ndarray,
