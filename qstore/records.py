@@ -26,6 +26,7 @@ _NO_METADATA: dict[str, Any] = {}  # shared by summaries without metadata; never
 class Entry:
     """What queries need of a record without touching LMDB."""
 
+    rid: str
     iids: np.ndarray
     contexts: tuple[str | None, ...]
     probs: np.ndarray
@@ -44,30 +45,31 @@ class Entry:
 
     def collapsed(self) -> Entry:
         t = self.top
-        return Entry(self.iids[t:t + 1], self.contexts[t:t + 1], _ONE, self.metadata, None, self.version)
+        return Entry(self.rid, self.iids[t:t + 1], self.contexts[t:t + 1], _ONE, self.metadata, None, self.version)
 
 
 class Owners:
-    """The record owning each internal id: a list slot per id ever assigned, 8 bytes (ids are
-    never reused, so a record rewritten n times leaves n empty slots behind). A dict cost ~90
-    bytes a live id, and its hash probes are slow right after a search has flushed the caches."""
+    """The summary of the record owning each internal id: a list slot per id ever assigned, 8
+    bytes (ids are never reused, so a record rewritten n times leaves n empty slots behind).
+    A dict cost ~90 bytes a live id, and right after a search has flushed the caches each
+    pointer followed costs a cache and TLB miss: a hit reaches its record in one step."""
 
     __slots__ = ("slots",)
 
     def __init__(self) -> None:
-        self.slots: list[str | None] = []
+        self.slots: list[Entry | None] = []
 
-    def set(self, iid: int, rid: str) -> None:
+    def set(self, iid: int, entry: Entry) -> None:
         slots = self.slots
         if iid >= len(slots):
             slots.extend([None] * (max(iid + 1, 2 * len(slots), 1024) - len(slots)))
-        slots[iid] = rid
+        slots[iid] = entry
 
     def clear(self, iid: int) -> None:
         if iid < len(self.slots):
             self.slots[iid] = None
 
-    def get(self, iid: int) -> str | None:
+    def get(self, iid: int) -> Entry | None:
         return self.slots[iid] if 0 <= iid < len(self.slots) else None
 
 
@@ -109,12 +111,12 @@ _ONE.setflags(write=False)
 _NO_CONTEXT = (None,)
 
 
-def doc_entry(doc: Doc) -> Entry:
+def doc_entry(rid: str, doc: Doc) -> Entry:
     b = doc["b"]
     iids = np.array([x[0] for x in b], dtype=np.int64)
     if len(b) == 1 and b[0][2] is None:
-        return Entry(iids, _NO_CONTEXT, _ONE, doc["m"] or _NO_METADATA, doc["e"], doc["v"])
-    return Entry(iids, tuple(x[2] for x in b), probabilities(doc), doc["m"] or _NO_METADATA, doc["e"], doc["v"])
+        return Entry(rid, iids, _NO_CONTEXT, _ONE, doc["m"] or _NO_METADATA, doc["e"], doc["v"])
+    return Entry(rid, iids, tuple(x[2] for x in b), probabilities(doc), doc["m"] or _NO_METADATA, doc["e"], doc["v"])
 
 
 def doc_branches(doc: Doc) -> list[Branch]:

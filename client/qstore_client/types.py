@@ -32,7 +32,7 @@ class Record:
     version: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: queries build ten a call, and a frozen __init__ costs 3x
 class Hit:
     id: str
     score: float  # always higher-is-more-similar

@@ -21,7 +21,10 @@ class WouldBlock(Exception):
 
 class RWLock:
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        # Readers take the condition's mutex directly: a Condition's own ``with`` adds two
+        # Python frames to every search's way in and out.
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._readers = 0
         self._writing = False
         self._waiting_writers = 0
@@ -64,7 +67,7 @@ class _Shared:
 
     def __enter__(self) -> None:
         lock = self.lock
-        with lock._cond:
+        with lock._mutex:
             if lock._writing or lock._waiting_writers:
                 if not self.wait:
                     raise WouldBlock
@@ -85,7 +88,7 @@ class _Shared:
 
     def __exit__(self, *exc: object) -> None:
         lock = self.lock
-        with lock._cond:
+        with lock._mutex:
             lock._readers -= 1
             if not lock._readers and lock._waiting_writers:
                 lock._cond.notify_all()

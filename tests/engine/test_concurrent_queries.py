@@ -26,15 +26,17 @@ def queries(n: int) -> np.ndarray:
 
 
 def spy_searches(col) -> list[int]:
-    """Record how many queries each engine search call carried."""
+    """Record how many queries each engine search call carried (a lone plain query takes its
+    own path, ``_plain_search``)."""
     calls: list[int] = []
-    search = col._search_sync
+    for name in ("_search_sync", "_plain_search"):
+        search = getattr(col, name)
 
-    def counting(q, *args, **kwargs):
-        calls.append(len(q))
-        return search(q, *args, **kwargs)
+        def counting(q, *args, _search=search, **kwargs):
+            calls.append(len(q))
+            return _search(q, *args, **kwargs)
 
-    col._search_sync = counting
+        setattr(col, name, counting)
     return calls
 
 

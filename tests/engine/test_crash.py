@@ -66,6 +66,6 @@ async def test_sigkill_loses_no_acknowledged_write(tmp_path):
             assert all(c in (50, 100) for c in by_batch.values()), by_batch
             # the derived index agrees with LMDB, id for id
             assert col.index.size == len(present) == await col.count()
-            owners = {col._owner.get(i) for i in col.index.ids().tolist()}
+            owners = {col._owner.get(i).rid for i in col.index.ids().tolist()}
             assert owners == present
         start = max(by_batch) + 1
