@@ -37,6 +37,7 @@ from qstore.index.snapshot import (
     read_snapshot,
 )
 from qstore.records import Doc, Entry
+from qstore.search_queue import SearchQueue
 from qstore.states import decoherence, entanglement, measurement, superposition
 from qstore.states import tunneling as tunnel
 from qstore.storage import WriteContext, codec, scan
@@ -103,7 +104,8 @@ class Collection:
         self._search_cost = 0.0  # moving average of a plain one-vector search, seconds
         self._gathering: dict[int, list[tuple[np.ndarray, asyncio.Future[list[Hit]]]]] = {}  # by top_k
         self._crowded = False  # the last gathering found company
-        self._answering: set[asyncio.Task[None]] = set()
+        self._queue = SearchQueue(self._storage.pool, self._storage.read_threads,
+                                  lambda qs, k: self._plain_search(qs, k, self._now()))
         self._ungathered = 0  # plain queries since the last gathering
         self._unsnapshotted = 0
         self._snapshot_thread: threading.Thread | None = None
@@ -639,44 +641,39 @@ class Collection:
         return (await self._storage.run(self._search_sync, q, top_k, pred, context, ef, self._now()))[0]
 
     async def _plain_query(self, q: np.ndarray, top_k: int) -> list[Hit]:
-        """Callers querying at the same moment share one pass, so concurrent callers use every
-        core: the gathering caller yields to the loop once, those that call meanwhile join it,
-        and the group is searched on the reader threads, a share each. While the last group
-        was one caller alone, only every GATHER_EVERY-th query gathers (a yield costs ~25 µs
-        beside a 250 µs search); the others search at once, inline while searches are cheap
-        (a thread hop costs as much as a 20k-vector search)."""
+        """Concurrent callers use every core: while searches are in flight on the reader
+        threads a query queues behind them (``qstore.search_queue``). A caller alone searches
+        inline while searches are cheap (a thread hop costs as much as a 20k-vector search);
+        to notice company, every GATHER_EVERY-th query (each one, while the last gathering
+        found company) first yields to the loop once (~25 µs beside a 250 µs search), and the
+        callers that call meanwhile are queued together with it."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Hit]]
+        if self._queue.busy:
+            future = loop.create_future()
+            self._queue.put([(q, top_k, future)])
+            return await future
         group = self._gathering.get(top_k)
         if group is not None:
-            future: asyncio.Future[list[Hit]] = asyncio.get_running_loop().create_future()
+            future = loop.create_future()
             group.append((q, future))
             return await future
         if not self._crowded and self._ungathered < GATHER_EVERY:
             self._ungathered += 1
             return await self._search_one(q, top_k)
         self._ungathered = 0
-        loop = asyncio.get_running_loop()
-        mine: asyncio.Future[list[Hit]] = loop.create_future()
-        group = self._gathering[top_k] = [(q, mine)]
+        future = loop.create_future()
+        group = self._gathering[top_k] = [(q, future)]
         try:
             await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            if len(group) > 1:  # the callers that joined are answered all the same
-                self._spawn(self._answer(group, top_k))
-            raise
         finally:
             del self._gathering[top_k]
-        self._crowded = len(group) > 1
-        if len(group) == 1:
+            self._crowded = len(group) > 1
+            if self._crowded:  # this caller too, so that if cancelled it leaves the others answered
+                self._queue.put([(g, top_k, f) for g, f in group])
+        if not self._crowded:
             return await self._search_one(q, top_k)
-        # Every caller, this one too, waits on its future: they wake in arrival order, and this
-        # one, if cancelled, leaves the others answered.
-        self._spawn(self._answer(group, top_k))
-        return await mine
-
-    def _spawn(self, work: Any) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._answering.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(self._answering.discard)
+        return await future
 
     async def _search_one(self, q: np.ndarray, top_k: int) -> list[Hit]:
         now = self._now()
@@ -713,21 +710,6 @@ class Collection:
             self._search_cost += 0.1 * (time.perf_counter() - start - self._search_cost)
         return out
 
-    async def _answer(self, group: list[tuple[np.ndarray, asyncio.Future[list[Hit]]]], top_k: int) -> None:
-        """Search a group of queries, a share per reader thread, and settle each one's future."""
-        try:
-            hits = await self._search_shares(np.concatenate([q for q, _ in group]), top_k, None, self._now())
-        except BaseException as exc:
-            for _, future in group:
-                if not future.done():
-                    future.cancel() if isinstance(exc, asyncio.CancelledError) else future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_, future), row in zip(group, hits):
-            if not future.done():
-                future.set_result(row)
-
     async def query_batch(self, vectors: Any, top_k: int = 10,
                           filter: dict[str, Any] | None = None) -> list[list[Hit]]:
         self._check_open()
@@ -737,16 +719,15 @@ class Collection:
         return await self._search_shares(q, top_k, pred, self._now())
 
     async def _search_shares(self, qs: np.ndarray, top_k: int, pred: Any, now: float) -> list[list[Hit]]:
-        """Several queries, a share per reader thread, so they use every core (FAISS's own
-        threads serve a batch only from 16 rows, and only as many as the thread budget gives).
-        A filtered batch stays whole: each share would evaluate the filter over every record."""
-        n = 1 if pred is not None else min(len(qs), self._storage.read_threads)
-        shares = np.array_split(np.arange(len(qs)), max(1, n))
-        run = self._storage.run
-        parts = await asyncio.gather(*(run(self._plain_search, qs[share], top_k, now) if pred is None
-                                       else run(self._search_sync, qs[share], top_k, pred, None, None, now)
-                                       for share in shares))
-        return [row for part in parts for row in part]
+        """Several queries: plain ones through the search queue, so they use every reader
+        thread; a filtered batch stays whole (each share would evaluate the filter over every
+        record)."""
+        if pred is not None:
+            return await self._storage.run(self._search_sync, qs, top_k, pred, None, None, now)
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[list[Hit]]] = [loop.create_future() for _ in range(len(qs))]
+        self._queue.put([(qs[i:i + 1], top_k, futures[i]) for i in range(len(qs))])
+        return list(await asyncio.gather(*futures))
 
     def candidates(self, pred: Any, context: str | None, due: dict[str, Entry]) -> np.ndarray | None:
         """Internal ids a search may return, or None for "every live vector"."""

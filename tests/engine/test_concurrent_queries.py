@@ -1,8 +1,9 @@
-"""Plain queries from concurrent callers share searches (a share per reader thread), every caller
+"""Plain queries from concurrent callers share searches (on every reader thread), every caller
 gets exactly its own answer, callers take turns, and a cancelled caller leaves the others answered."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -25,15 +26,15 @@ def queries(n: int) -> np.ndarray:
     return np.random.default_rng(1).standard_normal((n, DIM)).astype(np.float32)
 
 
-def spy_searches(col) -> list[int]:
-    """Record how many queries each engine search call carried (a lone plain query takes its
-    own path, ``_plain_search``)."""
-    calls: list[int] = []
+def spy_searches(col) -> list[tuple[int, int]]:
+    """Record each engine search call: how many queries it carried, on which thread (a lone
+    plain query takes its own path, ``_plain_search``)."""
+    calls: list[tuple[int, int]] = []
     for name in ("_search_sync", "_plain_search"):
         search = getattr(col, name)
 
         def counting(q, *args, _search=search, **kwargs):
-            calls.append(len(q))
+            calls.append((len(q), threading.get_ident()))
             return _search(q, *args, **kwargs)
 
         setattr(col, name, counting)
@@ -50,10 +51,17 @@ async def test_concurrent_callers_share_searches_and_get_their_own_answers(col):
 
     together = await asyncio.gather(*(caller(i) for i in range(16)))
     assert together == [[a] * 4 for a in alone]
-    assert sum(calls) == 64 and len(calls) <= 64 // 4  # most searches carried several callers
+    sizes = [n for n, _ in calls]
+    assert sum(sizes) == 64 and len(sizes) <= 64 // 2  # searches carried several callers
+    # on the reader threads (which of them is the scheduler's business: these searches take
+    # microseconds); on the event loop's own only until the crowd is noticed
+    loop_thread = threading.get_ident()
+    assert {t for _, t in calls} - {loop_thread}
+    assert sum(n for n, t in calls if t == loop_thread) <= collection.GATHER_EVERY
     calls.clear()
     assert await col.query_batch(qs, top_k=5) == alone
-    assert calls == [8, 8] if col._storage.read_threads == 2 else len(calls) == col._storage.read_threads
+    assert sum(n for n, _ in calls) == 16 and max(n for n, _ in calls) > 1
+    assert loop_thread not in {t for _, t in calls}
 
 
 async def test_callers_with_different_top_k_are_answered_apart(col):
