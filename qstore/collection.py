@@ -716,9 +716,9 @@ class Collection:
         q = self._query_vectors(vectors)
         top_k = validation.check_top_k(top_k)
         pred = compile_filter(filter) if filter is not None else None
-        return await self._search_shares(q, top_k, pred, self._now())
+        return await self._search_many(q, top_k, pred, self._now())
 
-    async def _search_shares(self, qs: np.ndarray, top_k: int, pred: Any, now: float) -> list[list[Hit]]:
+    async def _search_many(self, qs: np.ndarray, top_k: int, pred: Any, now: float) -> list[list[Hit]]:
         """Several queries: plain ones through the search queue, so they use every reader
         thread; a filtered batch stays whole (each share would evaluate the filter over every
         record)."""
