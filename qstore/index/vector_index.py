@@ -48,8 +48,16 @@ _NO_IDS = np.empty(0, np.int64)
 # (~200 µs at 384 dimensions) otherwise adds to the graph search on one core while the
 # other idles.
 FRESH_ALONGSIDE = 256
-_ALONGSIDE = ThreadPoolExecutor(1, thread_name_prefix="qstore-fresh", initializer=faiss.omp_set_num_threads,
-                                initargs=(1,))
+
+
+def _helper() -> None:
+    global _ALONGSIDE
+    _ALONGSIDE = ThreadPoolExecutor(1, thread_name_prefix="qstore-fresh", initializer=faiss.omp_set_num_threads,
+                                    initargs=(1,))
+
+
+_helper()
+os.register_at_fork(after_in_child=_helper)  # a forked child has no helper thread: give it its own
 
 
 class VectorIndex:

@@ -3,6 +3,9 @@ answers are exact over graph + fresh set (numpy brute force is the oracle), with
 filters, and the helper really does the scan."""
 from __future__ import annotations
 
+import os
+import select
+import signal
 import threading
 
 import numpy as np
@@ -58,3 +61,24 @@ def test_a_lone_query_is_exact_over_graph_and_fresh_set(index, monkeypatch):
     _, ids = idx.search(qs[:4], 10)  # several queries scan on the caller's thread
     assert [row.tolist() for row in ids] == [brute(x, q, 10, live) for q in qs[:4]]
     assert where == [threading.current_thread().name]
+
+
+def test_a_forked_child_gets_a_helper_of_its_own(index):
+    idx, x = index
+    q = x[:1] + 0.01
+    idx.search(q, 5)  # the parent's helper thread is running
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: without its own helper this search would wait forever
+        try:
+            os.write(write, np.asarray(idx.search(q, 5)[1][0], np.int64).tobytes())
+        finally:
+            os._exit(0)
+    os.close(write)
+    ready, _, _ = select.select([read], [], [], 30)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert ready, "the child's search did not return"
+    live = np.setdiff1d(np.arange(900), [3, 450, 451])
+    assert np.frombuffer(os.read(read, 40), np.int64).tolist() == brute(x, q[0], 5, live)
