@@ -36,6 +36,10 @@ async def test_every_caller_gets_its_own_answer_and_chunks_keep_one_top_k():
             queue.put(items[i:i + 7])
             await asyncio.sleep(0)
         got = await asyncio.gather(*(f for _, _, f in items))
+        for _ in range(500):  # the drainers retire on the loop, after their last answers
+            if not queue.busy:
+                break
+            await asyncio.sleep(0.01)
     assert got == [top_k(q, k)[0] for q, k, _ in items]
     assert sum(n for n, _ in chunks) == 200 and max(n for n, _ in chunks) > 1
     assert not queue.busy
