@@ -299,7 +299,7 @@ class VectorIndex:
             else:
                 fresh = self._fresh_top(queries, k, allowed, exclude) if len(self._fresh_ids) else None
             if fresh is not None:
-                scores, ids = self._merged(k, scores, ids, *fresh)
+                scores, ids = _merge(k, scores, ids, *fresh)
         return scores, ids
 
     def searching(self) -> None:
@@ -322,17 +322,6 @@ class VectorIndex:
             return None
         dist, pos = faiss.knn(queries, fresh_vecs, min(k, len(fresh_ids)), specs.faiss_metric(self.metric))
         return (-dist if self.metric == "l2" else dist), fresh_ids[pos]
-
-    @staticmethod
-    def _merged(k: int, scores: np.ndarray, ids: np.ndarray, fresh_scores: np.ndarray,
-                fresh_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if len(scores) == 1:  # plain Python: after a search each numpy call costs ~10 µs (cold caches)
-            return _merge_one(k, scores[0].tolist(), ids[0].tolist(), fresh_scores[0].tolist(), fresh_ids[0].tolist())
-        all_scores = np.concatenate([np.where(ids >= 0, scores, -np.inf), fresh_scores], axis=1)
-        all_ids = np.concatenate([ids, fresh_ids], axis=1)
-        best = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
-        return (np.take_along_axis(all_scores, best, axis=1).astype(np.float32, copy=False),
-                np.take_along_axis(all_ids, best, axis=1))
 
     def _selector(self, allowed: np.ndarray | None, exclude: np.ndarray | None) -> faiss.IDSelector | None:
         if allowed is not None:  # callers pass live ids only
@@ -415,6 +404,18 @@ class VectorIndex:
                 data: bytes) -> VectorIndex:
         index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         return cls(dim, metric, spec, index=index, tombstones=set(int(t) for t in tombs), applied_seq=seq)
+
+
+def _merge(k: int, scores: np.ndarray, ids: np.ndarray, fresh_scores: np.ndarray,
+           fresh_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The top k of the graph's answer and the fresh set's, per query."""
+    if len(scores) == 1:  # plain Python: after a search each numpy call costs ~10 µs (cold caches)
+        return _merge_one(k, scores[0].tolist(), ids[0].tolist(), fresh_scores[0].tolist(), fresh_ids[0].tolist())
+    all_scores = np.concatenate([np.where(ids >= 0, scores, -np.inf), fresh_scores], axis=1)
+    all_ids = np.concatenate([ids, fresh_ids], axis=1)
+    best = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
+    return (np.take_along_axis(all_scores, best, axis=1).astype(np.float32, copy=False),
+            np.take_along_axis(all_ids, best, axis=1))
 
 
 def _merge_one(k: int, graph_scores: list[float], graph_ids: list[int], fresh_scores: list[float],
