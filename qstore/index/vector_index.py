@@ -22,6 +22,7 @@ import numpy as np
 
 from qstore import runtime
 from qstore.index import spec as specs
+from qstore.index.huge_pages import HugePages
 from qstore.index.rwlock import RWLock
 from qstore.index.snapshot import SnapshotWriter
 from qstore.index.spec import IndexSpec
@@ -82,6 +83,8 @@ class VectorIndex:
         self._last_search = 0.0  # time.monotonic() of the last search asked for
         self._add_cost = {True: 1e-3, False: 1e-3}  # seconds per vector added, while searches run or not
         self.rebuilds = 0
+        self.pages = HugePages()
+        self.pages.update(self._index)
         self._size = self._index.ntotal - len(self._tombstones)
 
     def _empty(self) -> faiss.Index:
@@ -199,6 +202,7 @@ class VectorIndex:
                     break
             if busy:  # searches and graph work cannot overlap: give them the lock and a core in turn
                 time.sleep(held * YIELD)
+        self.pages.update(self._index)
         self._maybe_rebuild()
 
     def apply(self, add_ids: np.ndarray, add_vecs: np.ndarray, remove_ids: np.ndarray, seq: int) -> None:
@@ -207,6 +211,7 @@ class VectorIndex:
             self._apply_locked(self._index, self._tombstones, add_ids, add_vecs, remove_ids)
             self.applied_seq = max(self.applied_seq, seq)
             self._maybe_train()
+        self.pages.update(self._index)
         self._maybe_rebuild()
 
     def _apply_locked(self, index: faiss.Index, tombs: set[int], add_ids: np.ndarray,
@@ -256,6 +261,7 @@ class VectorIndex:
                 self._index, self._tombstones, self._pending = fresh, fresh_tombs, None
                 self._tomb_selector = None
                 self.rebuilds += 1
+            self.pages.update(fresh)
             log.info("rebuilt HNSW index without tombstones: %d vectors", len(ids))
         except Exception:
             log.exception("HNSW rebuild failed; tombstones stay filtered")
