@@ -627,6 +627,8 @@ class Collection:
         if q.shape[0] != 1:
             raise InvalidArgument("query takes one vector; use query_batch for several", "dimension_mismatch")
         top_k = validation.check_top_k(top_k)
+        if filter is None and context is None and ef is None and tunneling is None and not self._superposed:
+            return await self._plain_query(q, top_k)
         pred = compile_filter(filter) if filter is not None else None
         validation.check_context(context)
         validation.check_ef(ef)
@@ -660,7 +662,8 @@ class Collection:
             return await future
         if not self._crowded and self._ungathered < GATHER_EVERY:
             self._ungathered += 1
-            return await self._search_one(q, top_k)
+            hits = self._search_inline(q, top_k)
+            return hits if hits is not None else await self._search_hop(q, top_k)
         self._ungathered = 0
         future = loop.create_future()
         group = self._gathering[top_k] = [(q, future)]
@@ -672,17 +675,22 @@ class Collection:
             if self._crowded:  # this caller too, so that if cancelled it leaves the others answered
                 self._queue.put([(g, top_k, f) for g, f in group])
         if not self._crowded:
-            return await self._search_one(q, top_k)
+            hits = self._search_inline(q, top_k)
+            return hits if hits is not None else await self._search_hop(q, top_k)
         return await future
 
-    async def _search_one(self, q: np.ndarray, top_k: int) -> list[Hit]:
-        now = self._now()
+    def _search_inline(self, q: np.ndarray, top_k: int) -> list[Hit] | None:
+        """A lone query's hits, searched on the loop while searches are cheap; None: hop.
+        (Not a coroutine: after a search each extra frame runs from cold caches.)"""
         if self._search_cost < INLINE_SEARCH_MAX:
             try:
-                return self._plain_search(q, top_k, now, INLINE_WAIT)[0]
+                return self._plain_search(q, top_k, self._now(), INLINE_WAIT)[0]
             except WouldBlock:  # a long write holds the index: wait for it on a reader thread
                 pass
-        return (await self._storage.run(self._plain_search, q, top_k, now))[0]
+        return None
+
+    async def _search_hop(self, q: np.ndarray, top_k: int) -> list[Hit]:
+        return (await self._storage.run(self._plain_search, q, top_k, self._now()))[0]
 
     def _plain_search(self, q: np.ndarray, k: int, now: float, wait: float = math.inf) -> list[list[Hit]]:
         """``_search_sync`` without filter, context or ef, in one loop: right after the FAISS
