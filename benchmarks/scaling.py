@@ -142,6 +142,7 @@ def qstore_worker(n: int) -> dict[str, Any]:
                 await db._storage.settle()  # memory and queries measure the index at rest: the last
                 while col._snapshot_thread is not None:  # graph work and the snapshot it started are done
                     await asyncio.sleep(0.05)
+                await asyncio.to_thread(col.index.pages.wait)  # and the graph is on huge pages
                 memory = rss() - before
                 graph = faiss.serialize_index(col.index._index)  # its size; raw FAISS's copy below
                 index_bytes = len(graph)
