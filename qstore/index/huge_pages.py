@@ -17,7 +17,6 @@ import ctypes
 import logging
 import os
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -78,15 +77,21 @@ class HugePages:
 
     def __init__(self) -> None:
         self._advised: dict[str, tuple[int, int]] = {}  # name -> (address, end advised)
-        self._queued = threading.Lock()
+        self._latest: faiss.Index | None = None  # the graph to advise (a rebuild replaces it)
+        self._queued_on: ThreadPoolExecutor | None = None  # a pass waits there (a forked child has a new one)
 
     def update(self, index: faiss.Index) -> None:
         """Ask for huge pages for what ``index`` has written since the last call (in the background)."""
-        if SUPPORTED and self._queued.acquire(blocking=False):
-            _WORKER.submit(self._advise, index)
+        if not SUPPORTED:
+            return
+        self._latest = index
+        if self._queued_on is not _WORKER:
+            self._queued_on = _WORKER
+            _WORKER.submit(self._advise)
 
-    def _advise(self, index: faiss.Index) -> None:
-        self._queued.release()  # a change from here on queues another pass
+    def _advise(self) -> None:
+        self._queued_on = None  # a change from here on queues another pass
+        index = self._latest
         for name, (address, nbytes) in buffers(index).items():
             last_address, last_end = self._advised.get(name, (0, 0))
             start = last_end if address == last_address else -(-address // HUGE_PAGE) * HUGE_PAGE
@@ -100,5 +105,5 @@ class HugePages:
                         break
 
     def wait(self) -> None:
-        """Until the advice asked for so far is done (tests)."""
+        """Until the advice asked for so far is done (tests, benchmarks)."""
         _WORKER.submit(lambda: None).result()
