@@ -1,6 +1,8 @@
 """A graph's large arrays end up on transparent huge pages (Linux, THP mode "madvise")."""
 from __future__ import annotations
 
+import threading
+
 import faiss
 import numpy as np
 import pytest
@@ -82,3 +84,24 @@ def test_a_restored_graph_and_its_growth_are_advised() -> None:
     assert nbytes == 8_000 * dim * 4
     assert huge_bytes(address, nbytes) >= (nbytes - 2 * huge_pages.HUGE_PAGE) // huge_pages.HUGE_PAGE \
         * huge_pages.HUGE_PAGE
+
+
+def test_a_graph_swapped_in_while_a_pass_waits_is_the_one_advised() -> None:
+    """A rebuild replaces the graph while a pass for the old one is still queued: the pass
+    advises the graph in place when it runs, not the one it was queued for."""
+    rng = np.random.default_rng(2)
+    dim = 384
+    graphs = []
+    for _ in range(2):
+        flat = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        flat.add_with_ids(rng.standard_normal((4_000, dim), dtype=np.float32), np.arange(4_000, dtype=np.int64))
+        graphs.append(flat)
+    old, new = graphs
+    release = threading.Event()
+    huge_pages._WORKER.submit(release.wait)  # hold the worker so both updates find a pass queued
+    pages = huge_pages.HugePages()
+    pages.update(old)
+    pages.update(new)
+    release.set()
+    pages.wait()
+    assert pages._advised["codes"][0] == huge_pages.buffers(new)["codes"][0] != huge_pages.buffers(old)["codes"][0]
