@@ -50,7 +50,7 @@ def huge_bytes(address: int, nbytes: int) -> int:
 @pytest.mark.parametrize("kind", ["hnsw", "flat"])
 def test_graph_arrays_are_collapsed_into_huge_pages(kind: str) -> None:
     rng = np.random.default_rng(0)
-    n, dim = (6_000, 384) if kind == "flat" else (4_000, 384)
+    n, dim = 6_000, 384
     spec = IndexSpec(type=kind, m=16, ef_construction=40) if kind == "hnsw" else IndexSpec(type="flat")
     index = VectorIndex(dim, "ip", spec)
     index.apply(np.arange(n, dtype=np.int64), rng.standard_normal((n, dim), dtype=np.float32),
@@ -71,17 +71,17 @@ def test_a_restored_graph_and_its_growth_are_advised() -> None:
     rng = np.random.default_rng(1)
     dim = 384
     flat = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-    flat.add_with_ids(rng.standard_normal((4_000, dim), dtype=np.float32), np.arange(4_000, dtype=np.int64))
+    flat.add_with_ids(rng.standard_normal((6_000, dim), dtype=np.float32), np.arange(6_000, dtype=np.int64))
     index = VectorIndex(dim, "ip", IndexSpec(type="flat"), index=flat)
     index.pages.wait()
     first = huge_pages.buffers(index._index)["codes"]
     assert huge_bytes(*first) >= 2 * huge_pages.HUGE_PAGE
-    index.publish(np.arange(4_000, 8_000, dtype=np.int64), rng.standard_normal((4_000, dim), dtype=np.float32),
+    index.publish(np.arange(6_000, 12_000, dtype=np.int64), rng.standard_normal((6_000, dim), dtype=np.float32),
                   np.empty(0, np.int64))
     index.integrate(2)
     index.pages.wait()
     address, nbytes = huge_pages.buffers(index._index)["codes"]
-    assert nbytes == 8_000 * dim * 4
+    assert nbytes == 12_000 * dim * 4
     assert huge_bytes(address, nbytes) >= (nbytes - 2 * huge_pages.HUGE_PAGE) // huge_pages.HUGE_PAGE \
         * huge_pages.HUGE_PAGE
 
