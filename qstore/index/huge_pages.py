@@ -3,10 +3,10 @@
 An HNSW search reads a few thousand vectors and neighbour lists spread over the whole index,
 and on 4 KiB pages most of those reads miss the TLB as well as the caches. On 2 MiB pages raw
 FAISS answered 4,200 → 4,560 QPS at 100k vectors (the defaults, one thread). Linux's default
-THP mode, "madvise", gives huge pages only to memory that asks (NumPy asks for its arrays
-of 4 MiB and more; FAISS never does), so we ask (MADV_HUGEPAGE) and
-have the pages already written copied into huge ones (MADV_COLLAPSE, Linux 6.1+; older kernels
-leave that to khugepaged). Both are advice: the memory's contents never change, so a stale
+THP mode, "madvise", gives huge pages only to memory that asks (NumPy asks for its arrays of
+4 MiB and more; FAISS never does), so we ask (MADV_HUGEPAGE) and have the pages already
+written copied into huge ones (MADV_COLLAPSE, Linux 6.1+; older kernels leave that to
+khugepaged). Both are advice: the memory's contents never change, so a stale
 pointer (the graph grew and moved meanwhile) costs a wasted call at most.
 
 The calls run on one background thread: collapsing copies memory (~0.4 s for 150 MB) and no
