@@ -174,7 +174,6 @@ def qstore_worker(n: int) -> dict[str, Any]:
                 pages = HugePages()
                 pages.update(raws["faiss_huge"])
                 pages.wait()
-                col.index.pages.wait()
                 faiss.omp_set_num_threads(1)
                 alternated: dict[str, list[float]] = {"qstore": [], **{name: [] for name in raws}}
                 for _ in range(3):

@@ -660,24 +660,23 @@ class Collection:
             future = loop.create_future()
             group.append((q, future))
             return await future
-        if not self._crowded and self._ungathered < GATHER_EVERY:
+        if self._crowded or self._ungathered >= GATHER_EVERY:
+            self._ungathered = 0
+            future = loop.create_future()
+            group = self._gathering[top_k] = [(q, future)]
+            try:
+                await asyncio.sleep(0)
+            finally:
+                del self._gathering[top_k]
+                self._crowded = len(group) > 1
+                if self._crowded:  # this caller too, so that if cancelled it leaves the others answered
+                    self._queue.put([(g, top_k, f) for g, f in group])
+            if self._crowded:
+                return await future
+        else:
             self._ungathered += 1
-            hits = self._search_inline(q, top_k)
-            return hits if hits is not None else await self._search_hop(q, top_k)
-        self._ungathered = 0
-        future = loop.create_future()
-        group = self._gathering[top_k] = [(q, future)]
-        try:
-            await asyncio.sleep(0)
-        finally:
-            del self._gathering[top_k]
-            self._crowded = len(group) > 1
-            if self._crowded:  # this caller too, so that if cancelled it leaves the others answered
-                self._queue.put([(g, top_k, f) for g, f in group])
-        if not self._crowded:
-            hits = self._search_inline(q, top_k)
-            return hits if hits is not None else await self._search_hop(q, top_k)
-        return await future
+        hits = self._search_inline(q, top_k)
+        return hits if hits is not None else await self._search_hop(q, top_k)
 
     def _search_inline(self, q: np.ndarray, top_k: int) -> list[Hit] | None:
         """A lone query's hits, searched on the loop while searches are cheap; None: hop.
