@@ -13,7 +13,7 @@ from .console import setup_console
 from .job_kinds import builtin_kinds
 from .jobs import JobRegistry
 from .metrics import Metrics
-from .middleware import auth_middleware, browser_middleware, error_middleware
+from .middleware import protocol_middleware
 from .query_batching import QueryBatcher
 from .routes import setup_routes
 from .state import BATCHER, CONFIG, DB, JOBS, KEYS, METRICS
@@ -43,7 +43,7 @@ async def run_jobs(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(config: ServerConfig) -> web.Application:
     app = web.Application(client_max_size=config.limits.max_body_bytes,
-                          middlewares=[error_middleware, browser_middleware, auth_middleware])
+                          middlewares=[protocol_middleware])
     app[CONFIG] = config
     app[KEYS] = KeyRing(config.keys)
     app[METRICS] = metrics = Metrics()

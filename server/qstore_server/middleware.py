@@ -1,4 +1,4 @@
-"""The middlewares: errors (outermost, also where each outcome is counted), browser guards, auth.
+"""The middleware: browser guards, auth, errors (where each outcome is counted).
 Plus the replacement for aiohttp's plain-text replies to requests it cannot even parse."""
 from __future__ import annotations
 
@@ -38,11 +38,14 @@ def http_error(status: int, reason: str, text: str = "") -> QStoreError:
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Map every failure to {"error": {code, message}} with its status, and record metrics."""
+async def protocol_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one middleware (each extra layer costs every request a coroutine): check the request,
+    map every failure to {"error": {code, message}} with its status, and record metrics."""
     started = time.perf_counter()
     code = None
     try:
+        guard_browser(request)
+        authorize(request)
         response = await handler(request)
     except QStoreError as exc:
         code, response = exc.code, error_reply(request, exc)
@@ -65,8 +68,7 @@ def host_name(host: str) -> str:
     return host.rpartition(":")[0].lower() if host.count(":") == 1 else host.lower()
 
 
-@web.middleware
-async def browser_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def guard_browser(request: web.Request) -> None:
     """Stop what a web page can make a browser send: DNS rebinding (a keyless server answers only
     loopback or configured Host names) and cross-site form posts (a POST needs a protocol type)."""
     config = request.app[CONFIG]
@@ -78,24 +80,21 @@ async def browser_middleware(request: web.Request, handler: Handler) -> web.Stre
     if request.method == "POST" and not (is_msgpack(request.content_type) or request.content_type == JSON):
         raise error("unsupported_media_type", f"a POST needs Content-Type application/msgpack or {JSON}, "
                                               f"even with an empty body; got {request.content_type!r}")
-    return await handler(request)
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def authorize(request: web.Request) -> None:
     """Bearer key -> scopes; the operation must be in the scope table for one of them (fail closed)."""
     op = OPS.get(request.match_info.route.name or "")
     if op is None:
         if request.match_info.http_exception is not None:
-            return await handler(request)  # no route: 404 / 405 from aiohttp, mapped above
+            return  # no route: 404 / 405 from aiohttp, mapped above
         if request.match_info.route.name in CONSOLE_ROUTES and request.path.startswith("/ui"):
-            return await handler(request)  # the console's static files; its calls carry the key
+            return  # the console's static files; its calls carry the key
         raise error("forbidden", f"{request.method} {request.path} is in no scope")
     scopes = request.app[KEYS].scopes(request.headers.get("Authorization")) if op.scope != "public" else frozenset()
     if not allows(scopes, op):
         raise error("forbidden", f"{op.name} needs an API key with the {op.scope} scope")
     request[ACCESS] = scopes
-    return await handler(request)
 
 
 def require_scope(request: web.Request, scope: str, what: str) -> None:

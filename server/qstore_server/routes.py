@@ -123,11 +123,14 @@ def handler(op: Op) -> Callable[[web.Request], Awaitable[web.Response]]:
     call = call_for(op)
 
     async def handle(request: web.Request) -> web.Response:
-        unknown = set(request.query) - set(op.query)
-        if unknown:
-            raise error("unknown_field", f"{op.name}: unknown query parameter(s) {sorted(unknown)}")
+        query = request.query if request.query_string else None  # parsing costs even an empty one
+        if query:
+            unknown = set(query) - set(op.query)
+            if unknown:
+                raise error("unknown_field", f"{op.name}: unknown query parameter(s) {sorted(unknown)}")
         args = await read_args(request, op) if op.method == "POST" else {}
-        args.update((k, request.query[k]) for k in op.query if k in request.query)
+        if query:
+            args.update((k, query[k]) for k in op.query if k in query)
         return reply(request, op, await call(request, op, args))
 
     handle.__name__ = op.name
