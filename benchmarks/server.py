@@ -30,6 +30,9 @@ import numpy as np
 
 import qstore
 from qstore_client import AsyncClient
+from qstore_client.protocol import MSGPACK, OPS, dumps
+from qstore_client.transport import Pool
+from qstore_client.types import Hit
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO.parent / "shared" / "datasets" / "changelog-minilm-20k.npy"
@@ -157,6 +160,35 @@ async def remote(x: np.ndarray, queries: np.ndarray, args: argparse.Namespace, e
             await asyncio.gather(*(c.close() for c in clients))
 
 
+async def http_floor(queries: np.ndarray, top_k: int, repeat: int) -> float:
+    """Single-client QPS of the bare round trip (benchmarks/http_floor.py): the client's transport
+    sends each query's real body and gets a reply the size of a real answer."""
+    op = OPS["query"]
+    answer = [Hit(f"doc-{i:06d}", 0.5, {}) for i in range(top_k)]
+    reply_bytes = len(dumps(op.encode_result(answer, True), True))
+    bodies = [op.encode_body({"vector": q, "top_k": top_k}, True) for q in queries]
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("http_floor.py")), str(port),
+                             str(reply_bytes)], stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    pool = Pool(url, {"Content-Type": MSGPACK, "Accept": MSGPACK})
+    try:
+        wait_healthy(url, proc)
+        for body in bodies[:50]:
+            await pool.request("POST", "/collections/bench/query", body, None)
+        rates = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            for body in bodies:
+                await pool.request("POST", "/collections/bench/query", body, None)
+            rates.append(len(bodies) / (time.perf_counter() - t))
+        return sorted(rates)[len(rates) // 2]
+    finally:
+        await pool.close()
+        proc.terminate()
+        proc.wait(60)
+
+
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0, poll: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -209,7 +241,14 @@ async def main(args: argparse.Namespace) -> None:
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     emb = await embedded(x, queries, args, exact)
     rem = await remote(x, queries, args, exact)
+    floor = await http_floor(queries, args.top_k, args.repeat)
     print(table(emb, rem))
+    # A server query costs at least an embedded query plus a bare HTTP round trip.
+    bound = (1 / emb.query_qps) / (1 / emb.query_qps + 1 / floor)
+    print(f"\nHTTP floor, 1 client: a bare aiohttp round trip (benchmarks/http_floor.py) takes "
+          f"{1e6 / floor:.0f} us ({floor:,.0f} QPS) against {1e6 / emb.query_qps:.0f} us for an embedded query, "
+          f"so no aiohttp server can pass {bound:.2f}x embedded here; Q-Store's server is at "
+          f"{rem.query_qps / emb.query_qps:.2f}x.")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
