@@ -14,9 +14,8 @@ from .job_kinds import builtin_kinds
 from .jobs import JobRegistry
 from .metrics import Metrics
 from .middleware import protocol_middleware
-from .query_batching import QueryBatcher
 from .routes import setup_routes
-from .state import BATCHER, CONFIG, DB, JOBS, KEYS, METRICS
+from .state import CONFIG, DB, JOBS, KEYS, METRICS
 
 
 async def open_database(app: web.Application) -> AsyncIterator[None]:
@@ -46,8 +45,7 @@ def create_app(config: ServerConfig) -> web.Application:
                           middlewares=[protocol_middleware])
     app[CONFIG] = config
     app[KEYS] = KeyRing(config.keys)
-    app[METRICS] = metrics = Metrics()
-    app[BATCHER] = QueryBatcher(metrics.query_batch.observe)
+    app[METRICS] = Metrics()
     app.cleanup_ctx.append(open_database)
     app.cleanup_ctx.append(run_jobs)
     setup_routes(app)

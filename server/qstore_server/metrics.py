@@ -17,8 +17,6 @@ class Metrics:
         self.requests = Counter("qstore_requests", "HTTP requests answered", ["route", "method", "status"], registry=r)
         self.latency = Histogram("qstore_request_duration_seconds", "Time to answer a request, by route",
                                  ["route"], buckets=LATENCY_BUCKETS, registry=r)
-        self.query_batch = Histogram("qstore_query_batch_size", "Concurrent queries answered by one engine call",
-                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
         self.errors = Counter("qstore_errors", "Error replies by protocol error code", ["code"], registry=r)
         self.records = Gauge("qstore_records", "Live records per collection", ["collection"], registry=r)
         self.index_vectors = Gauge("qstore_index_vectors", "Vectors held by each collection's index "

@@ -20,7 +20,7 @@ from . import __version__
 from .auth import check_job_kind
 from .middleware import require_scope
 from .openapi import openapi_document
-from .state import ACCESS, BATCHER, CONFIG, DB, JOBS, METRICS
+from .state import ACCESS, CONFIG, DB, JOBS, METRICS
 from .wire import read_args, reply
 
 Call = Callable[[web.Request, Op, dict[str, Any]], Awaitable[Any]]
@@ -56,10 +56,6 @@ async def metrics(request: web.Request, op: Op, args: dict[str, Any]) -> bytes:
 
 async def collection(request: web.Request, op: Op, args: dict[str, Any]) -> Collection:
     return await collection_of(request)
-
-
-async def query(request: web.Request, op: Op, args: dict[str, Any]) -> Any:
-    return await request.app[BATCHER].query(await collection_of(request), args)
 
 
 async def query_batch(request: web.Request, op: Op, args: dict[str, Any]) -> Any:
@@ -106,7 +102,7 @@ def job_call(method: str) -> Call:
 
 CALLS: dict[str, Call] = {
     "health": health, "openapi": openapi, "metrics": metrics, "collection": collection,
-    "query": query, "query_batch": query_batch, "measure": measure, "backup": backup,
+    "query_batch": query_batch, "measure": measure, "backup": backup,
     "job_kinds": job_kinds, "start_job": start_job, "list_jobs": list_jobs,
     "job": job_call("get"), "job_result": job_call("result"), "cancel_job": job_call("cancel"),
     "delete_job": job_call("delete"),

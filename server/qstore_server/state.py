@@ -9,14 +9,12 @@ from .auth import KeyRing
 from .config import ServerConfig
 from .jobs import JobRegistry
 from .metrics import Metrics
-from .query_batching import QueryBatcher
 
 CONFIG = web.AppKey("config", ServerConfig)
 DB = web.AppKey("db", Database)
 JOBS = web.AppKey("jobs", JobRegistry)
 METRICS = web.AppKey("metrics", Metrics)
 KEYS = web.AppKey("keys", KeyRing)
-BATCHER = web.AppKey("batcher", QueryBatcher)
 
 # Per request: the scopes of the caller's key (every scope when auth is off).
 ACCESS = web.RequestKey("access", frozenset)

@@ -206,7 +206,7 @@ async def test_bad_shapes_are_4xx(unchanged, label, path, body, status, code):
 
 
 async def test_deep_filter_in_concurrent_queries_is_4xx(unchanged):
-    """Item 2: queries that would be batched together (query_batching) with a hostile filter."""
+    """Item 2: a hostile filter in concurrent queries."""
     body = {"vector": VEC, "filter": nested(990, {"i": 1})}
     replies = await asyncio.gather(*(send(unchanged.url, "POST", Q, body) for _ in range(8)))
     assert {(status, reply["error"]["code"]) for status, reply in replies} == {(413, "limit_exceeded")}
