@@ -7,7 +7,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from qstore_server.metrics import LATENCY_BUCKETS, RequestStats
 
-
 SUM = "qstore_request_duration_seconds_sum"
 
 
