@@ -41,7 +41,6 @@ def parse_scoped_keys(text: str) -> dict[str, frozenset[str]]:
 
 
 @functools.lru_cache(maxsize=256)  # asked on every request of a keyless server
-@functools.lru_cache(maxsize=256)  # asked for every request's Host; parsing an address costs more than the lookup
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
