@@ -7,6 +7,8 @@ Runs the same workload twice, once on `qstore.Database` in process and once thro
 `qstore_client.AsyncClient` against `python -m qstore_server` in a subprocess on loopback:
 batched inserts, single-client sequential queries (QPS, p50, p99), and queries from 16
 concurrent clients. Client and server share this machine's cores, as they would on one box.
+It also times a bare aiohttp round trip (benchmarks/http_floor.py) through the same client
+transport: an embedded query plus that floor bounds what any aiohttp server could reach.
 """
 from __future__ import annotations
 
