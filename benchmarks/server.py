@@ -7,7 +7,7 @@ Runs the same workload twice, once on `qstore.Database` in process and once thro
 `qstore_client.AsyncClient` against `python -m qstore_server` in a subprocess on loopback:
 batched inserts, single-client sequential queries (QPS, p50, p99), and queries from 16
 concurrent clients. Client and server share this machine's cores, as they would on one box.
-It also times a bare aiohttp round trip (benchmarks/http_floor.py) through the same client
+It also times a bare aiohttp round trip (benchmarks/tools/http_floor.py) through the same client
 transport: an embedded query plus that floor bounds what any aiohttp server could reach.
 """
 from __future__ import annotations
@@ -163,14 +163,14 @@ async def remote(x: np.ndarray, queries: np.ndarray, args: argparse.Namespace, e
 
 
 async def http_floor(queries: np.ndarray, top_k: int, repeat: int) -> float:
-    """Single-client QPS of the bare round trip (benchmarks/http_floor.py): the client's transport
+    """Single-client QPS of the bare round trip (benchmarks/tools/http_floor.py): the client's transport
     sends each query's real body and gets a reply the size of a real answer."""
     op = OPS["query"]
     answer = [Hit(f"doc-{i:06d}", 0.5, {}) for i in range(top_k)]
     reply_bytes = len(dumps(op.encode_result(answer, True), True))
     bodies = [op.encode_body({"vector": q, "top_k": top_k}, True) for q in queries]
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("http_floor.py")), str(port),
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "tools" / "http_floor.py"), str(port),
                              str(reply_bytes)], stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     pool = Pool(url, {"Content-Type": MSGPACK, "Accept": MSGPACK})
@@ -247,7 +247,7 @@ async def main(args: argparse.Namespace) -> None:
     print(table(emb, rem))
     # A server query costs at least an embedded query plus a bare HTTP round trip.
     bound = (1 / emb.query_qps) / (1 / emb.query_qps + 1 / floor)
-    print(f"\nHTTP floor, 1 client: a bare aiohttp round trip (benchmarks/http_floor.py) takes "
+    print(f"\nHTTP floor, 1 client: a bare aiohttp round trip (benchmarks/tools/http_floor.py) takes "
           f"{1e6 / floor:.0f} us ({floor:,.0f} QPS) against {1e6 / emb.query_qps:.0f} us for an embedded query, "
           f"so no aiohttp server can pass {bound:.2f}x embedded here; Q-Store's server is at "
           f"{rem.query_qps / emb.query_qps:.2f}x.")

@@ -1,6 +1,6 @@
 """A bare aiohttp server that answers every POST with the same fixed body (for benchmarks/server.py).
 
-    python benchmarks/http_floor.py PORT REPLY_BYTES
+    python benchmarks/tools/http_floor.py PORT REPLY_BYTES
 
 A round trip to it through qstore_client's transport is the floor under every server query:
 aiohttp's parsing and writing, the event loop, loopback TCP and the client's HTTP, with no
