@@ -105,7 +105,7 @@ class Collection:
         self._gathering: dict[int, list[tuple[np.ndarray, asyncio.Future[list[Hit]]]]] = {}  # by top_k
         self._crowded = False  # the last gathering found company
         self._queue = SearchQueue(self._storage.pool, self._storage.read_threads,
-                                  lambda qs, k: self._plain_search(qs, k, self._now()))
+                                  self._search_queued)
         self._ungathered = 0  # plain queries since the last gathering
         self._unsnapshotted = 0
         self._snapshot_thread: threading.Thread | None = None
@@ -623,12 +623,13 @@ class Collection:
         (see ``qstore.states.tunneling``); ``None`` or 0 is plain search.
         """
         self._check_open()
-        q = self._query_vectors(vector)
-        if q.shape[0] != 1:
+        row = validation.check_shape(vector, self.dim)
+        if row.shape[0] != 1:
             raise InvalidArgument("query takes one vector; use query_batch for several", "dimension_mismatch")
         top_k = validation.check_top_k(top_k)
         if filter is None and context is None and ef is None and tunneling is None and not self._superposed:
-            return await self._plain_query(q, top_k)
+            return await self._plain_query(row, top_k)
+        q = self._query_vectors(row)
         pred = compile_filter(filter) if filter is not None else None
         validation.check_context(context)
         validation.check_ef(ef)
@@ -639,31 +640,34 @@ class Collection:
                 return await self._storage.run(self._tunnel_sync, q[0], top_k, pred, context,
                                                float(tunneling), seed, cap, self._now())
         if pred is None and context is None and ef is None and not self._superposed:
-            return await self._plain_query(q, top_k)
+            return await self._plain_query(row, top_k)
         return (await self._storage.run(self._search_sync, q, top_k, pred, context, ef, self._now()))[0]
 
-    async def _plain_query(self, q: np.ndarray, top_k: int) -> list[Hit]:
+    async def _plain_query(self, row: np.ndarray, top_k: int) -> list[Hit]:
         """Concurrent callers use every core: while searches are in flight on the reader
         threads a query queues behind them (``qstore.search_queue``). A caller alone searches
         inline while searches are cheap (a thread hop costs as much as a 20k-vector search);
         to notice company, every GATHER_EVERY-th query (each one, while the last gathering
         found company) first yields to the loop once (~25 µs beside a 250 µs search), and the
-        callers that call meanwhile are queued together with it."""
+        callers that call meanwhile are queued together with it.
+
+        ``row`` is checked for shape only: a queued row's values are checked and scaled on a
+        reader thread, with its chunk's (``_search_queued``)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Hit]]
         if self._queue.busy:
             future = loop.create_future()
-            self._queue.put([(q, top_k, future)])
+            self._queue.put([(row, top_k, future)])
             return await future
         group = self._gathering.get(top_k)
         if group is not None:
             future = loop.create_future()
-            group.append((q, future))
+            group.append((row, future))
             return await future
         if self._crowded or self._ungathered >= GATHER_EVERY:
             self._ungathered = 0
             future = loop.create_future()
-            group = self._gathering[top_k] = [(q, future)]
+            group = self._gathering[top_k] = [(row, future)]
             try:
                 await asyncio.sleep(0)
             finally:
@@ -675,6 +679,7 @@ class Collection:
                 return await future
         else:
             self._ungathered += 1
+        q = self._query_vectors(row)
         hits = self._search_inline(q, top_k)
         return hits if hits is not None else await self._search_hop(q, top_k)
 
@@ -690,6 +695,23 @@ class Collection:
 
     async def _search_hop(self, q: np.ndarray, top_k: int) -> list[Hit]:
         return (await self._storage.run(self._plain_search, q, top_k, self._now()))[0]
+
+    def _search_queued(self, rows: np.ndarray, k: int) -> list[list[Hit] | InvalidArgument]:
+        """A chunk of the search queue, on a reader thread: the callers' rows are scaled and
+        checked here for the whole chunk at once. On the event loop, which every request to a
+        server passes through, those steps cost it ~9 % of its queries under 16 clients."""
+        now = self._now()
+        with np.errstate(invalid="ignore", over="ignore"):
+            q = self.index.prepare(rows)
+        if np.isfinite(q).all():  # else a row is NaN, Inf, or zero under cosine (scaled by 1/0)
+            return list(self._plain_search(q, k, now))
+        answers: list[list[Hit] | InvalidArgument] = []  # a bad row fails its own caller only
+        for row in rows:
+            try:
+                answers.append(self._plain_search(self._query_vectors(row), k, now)[0])
+            except InvalidArgument as exc:
+                answers.append(exc)
+        return answers
 
     def _plain_search(self, q: np.ndarray, k: int, now: float, wait: float = math.inf) -> list[list[Hit]]:
         """``_search_sync`` without filter, context or ef, in one loop: right after the FAISS
@@ -720,17 +742,17 @@ class Collection:
     async def query_batch(self, vectors: Any, top_k: int = 10,
                           filter: dict[str, Any] | None = None) -> list[list[Hit]]:
         self._check_open()
-        q = self._query_vectors(vectors)
+        rows = validation.check_vectors(vectors, self.dim, metric=self.metric)  # one bad row fails the call
         top_k = validation.check_top_k(top_k)
         pred = compile_filter(filter) if filter is not None else None
-        return await self._search_many(q, top_k, pred, self._now())
+        return await self._search_many(rows, top_k, pred, self._now())
 
     async def _search_many(self, qs: np.ndarray, top_k: int, pred: Any, now: float) -> list[list[Hit]]:
         """Several queries: plain ones through the search queue, so they use every reader
         thread; a filtered batch stays whole (each share would evaluate the filter over every
         record)."""
         if pred is not None:
-            return await self._storage.run(self._search_sync, qs, top_k, pred, None, None, now)
+            return await self._storage.run(self._search_sync, self.index.prepare(qs), top_k, pred, None, None, now)
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[list[Hit]]] = [loop.create_future() for _ in range(len(qs))]
         self._queue.put([(qs[i:i + 1], top_k, futures[i]) for i in range(len(qs))])

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 CHUNK = 16  # queries a drainer takes at most at a time (half the queue, while there are two threads)
 ROUNDS = 8  # chunks a drainer searches before it goes to the back of the pool's queue, so other reads get their turn
 
-Search = Callable[[np.ndarray, int], list[Any]]  # (queries, top_k) -> one answer per query
+Search = Callable[[np.ndarray, int], list[Any]]  # (queries, top_k) -> one answer (or exception) per query
 Item = tuple[np.ndarray, int, "asyncio.Future[Any]"]
 
 
@@ -103,7 +103,8 @@ def _settle(futures: list[asyncio.Future[Any]], result: list[Any] | BaseExceptio
     for i, future in enumerate(futures):
         if future.done():  # its caller was cancelled
             continue
-        if isinstance(result, BaseException):
-            future.set_exception(result)
+        answer = result if isinstance(result, BaseException) else result[i]
+        if isinstance(answer, BaseException):
+            future.set_exception(answer)
         else:
-            future.set_result(result[i])
+            future.set_result(answer)

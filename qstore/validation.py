@@ -51,8 +51,9 @@ def _row_norm2(arr: np.ndarray) -> float | None:
     return None
 
 
-def check_vectors(vectors: Any, dim: int, *, metric: str, n: int | None = None) -> np.ndarray:
-    """Return an (n, dim) float32 array or raise dimension_mismatch / invalid_vector."""
+def check_shape(vectors: Any, dim: int, n: int | None = None) -> np.ndarray:
+    """Return an (n, dim) float32 array or raise dimension_mismatch / invalid_vector; the values
+    themselves are ``check_vectors``'s to judge."""
     try:
         arr = np.asarray(vectors, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -64,6 +65,12 @@ def check_vectors(vectors: Any, dim: int, *, metric: str, n: int | None = None) 
                               "dimension_mismatch")
     if n is not None and arr.shape[0] != n:
         raise InvalidArgument(f"got {arr.shape[0]} vectors for {n} ids", "dimension_mismatch")
+    return arr
+
+
+def check_vectors(vectors: Any, dim: int, *, metric: str, n: int | None = None) -> np.ndarray:
+    """Return an (n, dim) float32 array or raise dimension_mismatch / invalid_vector."""
+    arr = check_shape(vectors, dim, n)
     norm2 = _row_norm2(arr)
     if not (norm2 is not None and math.isfinite(norm2)) and not np.isfinite(arr).all():
         raise InvalidArgument("vectors contain NaN or Inf", "invalid_vector")

@@ -1,7 +1,11 @@
 """The plain-query fast path (``Collection._plain_search``) answers exactly as the general
 path (``_search_sync``) does, over every kind of record a collection holds."""
+import asyncio
+
 import numpy as np
 import pytest
+
+from qstore.errors import InvalidArgument
 
 DIM = 16
 
@@ -53,3 +57,35 @@ async def test_without_superposed_records_the_fast_path_builds_its_own_hits(col,
     assert col._plain_search(qs[:1], 10, now)[0][0].metadata.get("mutated") is None
     # and query() takes this path: it agrees with the general path forced by an explicit ef
     assert [await col.query(q, top_k=10) for q in qs] == [await col.query(q, top_k=10, ef=64) for q in qs]
+
+
+async def test_queued_rows_are_checked_and_scaled_on_the_reader_threads(db, monkeypatch):
+    """Concurrent queries reach the search queue unchecked beyond their shape: each bad row
+    fails its own caller only, and the good ones get the very hits a lone query gets."""
+    c = await db.create_collection("queued", dim=DIM)
+    rng = np.random.default_rng(10)
+    await c.upsert([f"r{i}" for i in range(300)], rng.standard_normal((300, DIM)))
+    qs = (rng.standard_normal((48, DIM)) * rng.uniform(0.1, 50.0, (48, 1))).astype(np.float32)
+    bad = {25: np.nan, 33: 0.0, 41: np.inf}
+    for i, value in bad.items():
+        qs[i] = 0.0
+        qs[i, 3] = value
+    alone = [await c.query(q) if i not in bad else None for i, q in enumerate(qs)]
+    chunks: list[np.ndarray] = []
+    search = c._search_queued
+
+    def spy(rows, k):
+        chunks.append(rows.copy())
+        return search(rows, k)
+    monkeypatch.setattr(c._queue, "_search", spy)
+    together = await asyncio.gather(*(c.query(q) for q in qs), return_exceptions=True)
+    for i, got in enumerate(together):
+        if i in bad:
+            assert isinstance(got, InvalidArgument) and got.code == "invalid_vector", got
+        else:
+            assert got == alone[i]
+    queued = np.concatenate(chunks)
+    assert max(len(ch) for ch in chunks) > 1  # searched as chunks
+    for i in bad:  # and every bad row met its verdict on a reader thread, in a chunk
+        assert any(np.array_equal(row, qs[i], equal_nan=True) for row in queued)
+    assert any(len(ch) > 1 and any(np.array_equal(r, qs[i], equal_nan=True) for r in ch for i in bad) for ch in chunks)

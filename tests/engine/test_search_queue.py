@@ -1,6 +1,7 @@
 """The search queue: every caller gets its own answer, chunks never mix top_k, an error reaches
-the callers of its chunk only, other work on the pool gets its turn, and a shut-down pool
-fails what is queued instead of leaving it waiting."""
+the callers of its chunk only (an exception given as one caller's answer, that caller only),
+other work on the pool gets its turn, and a shut-down pool fails what is queued instead of
+leaving it waiting."""
 from __future__ import annotations
 
 import asyncio
@@ -59,6 +60,20 @@ async def test_an_error_reaches_its_chunk_and_the_queue_goes_on():
         results = await asyncio.gather(*(f for _, _, f in items), return_exceptions=True)
     assert results[0] == top_k(np.ones((1, 2)), 1)[0] and results[3] == top_k(np.ones((1, 2)), 3)[0]
     assert all(isinstance(r, ValueError) for r in results[1:3])
+
+
+async def test_an_answer_that_is_an_exception_reaches_its_caller_only():
+    def search(qs, k):  # as a collection answers a chunk holding one bad row
+        return [ValueError("bad row") if q[0] < 0 else top_k(q[None], k)[0] for q in qs]
+
+    with ThreadPoolExecutor(1) as pool:
+        queue = SearchQueue(pool, 1, search)
+        loop = asyncio.get_running_loop()
+        items = [(np.full((1, 2), v), 2, loop.create_future()) for v in (1.0, -1.0, 2.0)]
+        queue.put(items)
+        results = await asyncio.gather(*(f for _, _, f in items), return_exceptions=True)
+    assert results[0] == top_k(items[0][0], 2)[0] and results[2] == top_k(items[2][0], 2)[0]
+    assert isinstance(results[1], ValueError)
 
 
 async def test_a_cancelled_caller_is_skipped_and_the_others_answered():
