@@ -698,8 +698,8 @@ class Collection:
 
     def _search_queued(self, rows: np.ndarray, k: int) -> list[list[Hit] | InvalidArgument]:
         """A chunk of the search queue, on a reader thread: the callers' rows are scaled and
-        checked here for the whole chunk at once. On the event loop, which every request to a
-        server passes through, those steps cost it ~9 % of its queries under 16 clients."""
+        checked here for the whole chunk at once, off the event loop that every request to a
+        server passes through (16 clients +3 %: benchmarks/README, session 11)."""
         now = self._now()
         with np.errstate(invalid="ignore", over="ignore"):
             q = self.index.prepare(rows)
