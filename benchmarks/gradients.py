@@ -125,15 +125,18 @@ def gradient_table(args: argparse.Namespace) -> list[tuple[int, int, str, float]
         theta = rng.uniform(-np.pi, np.pi, size=spec.n_params)
         g_all = rng.normal(size=(max(args.batches), n))
         few = min(args.cirq_samples, X_all.shape[0])
-        cirq_time = best_time(lambda: vjp(CirqBackend(), spec, X_all[:few], theta, g_all[:few],
-                                          method="parameter-shift"), 1, 0) / few
+        cirq_time = best_time(lambda spec=spec, X_all=X_all, few=few, theta=theta, g_all=g_all:
+                              vjp(CirqBackend(), spec, X_all[:few], theta, g_all[:few], method="parameter-shift"),
+                              1, 0) / few
         for B in args.batches:
             X, g = X_all[:B], g_all[:B]
             rows = {
                 "qstore adjoint (statevector)":
-                    best_time(lambda: sv.vjp(spec, X, theta, g), args.repeats, args.budget) / B,
+                    best_time(lambda spec=spec, X=X, theta=theta, g=g: sv.vjp(spec, X, theta, g),
+                              args.repeats, args.budget) / B,
                 "qstore parameter-shift (statevector)":
-                    best_time(lambda: vjp(sv, spec, X, theta, g, method="parameter-shift"),
+                    best_time(lambda spec=spec, X=X, theta=theta, g=g:
+                              vjp(sv, spec, X, theta, g, method="parameter-shift"),
                               args.repeats, args.budget) / B,
                 f"cirq.Simulator parameter-shift ({few} samples)": cirq_time,
             }
@@ -161,11 +164,11 @@ def kernel_table(args: argparse.Namespace) -> list[tuple[int, int, str, float]]:
         mats = fused_rotations(theta, n, 1)[0]                        # (n, 1, 2, 2)
         psi = (rng.normal(size=(B,) + (2,) * n) + 1j * rng.normal(size=(B,) + (2,) * n)).astype(np.complex128)
         per_sample = np.broadcast_to(mats.transpose(1, 0, 2, 3), (B, n, 2, 2))
-        t_np = best_time(lambda: numpy_layer(psi, per_sample), args.repeats, args.budget)
+        t_np = best_time(lambda psi=psi, per_sample=per_sample: numpy_layer(psi, per_sample), args.repeats, args.budget)
         chunk = min(64, B)
         st = np.ascontiguousarray(np.stack([psi.real, psi.imag]).reshape(2, B, -1)[:, :chunk].transpose(0, 2, 1))
         kmats = np.ascontiguousarray(np.stack([mats.real, mats.imag]).transpose(0, 1, 3, 4, 2))
-        t_nb = best_time(lambda: kernels.apply_layer(st, kmats), args.repeats * 10, args.budget)
+        t_nb = best_time(lambda st=st, kmats=kmats: kernels.apply_layer(st, kmats), args.repeats * 10, args.budget)
         results.append((n, B, "rotation layer, NumPy einsum", t_np / B * 1e6))
         results.append((n, B, "rotation layer, numba kernel (1 thread)", t_nb / chunk * 1e6))
     return results
@@ -211,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pl-repeats", type=int, default=3, help="timed runs per PennyLane row")
     parser.add_argument("--budget", type=float, default=20.0, help="max seconds of timed runs per row")
     parser.add_argument("--cirq-samples", type=int, default=1, help="samples for the cirq.Simulator row")
-    parser.add_argument("--threads", type=int, default=None, help="statevector threads (default: the runtime budget, QSTORE_COMPUTE_THREADS)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="statevector threads (default: the runtime budget, QSTORE_COMPUTE_THREADS)")
     parser.add_argument("--no-pennylane", action="store_true", help="skip PennyLane rows")
     parser.add_argument("--pl-memory-gib", type=float, default=4.0, help="memory cap per PennyLane run")
     parser.add_argument("--pl-timeout", type=float, default=600.0, help="seconds before a PennyLane run is dropped")

@@ -54,7 +54,8 @@ async def run(n: int, nq: int) -> None:
                 await sup.superpose(str(r), [(X[4 * r + j], f"c{j}", amps[j]) for j in range(4)])
             sims = Q @ X.T  # unit rows: cosine
             branch_sims = sims[:, :4 * (n // 4)].reshape(len(Q), n // 4, 4)
-            top10 = lambda scores: np.argsort(-scores, axis=1)[:, :10]
+            def top10(scores: np.ndarray) -> np.ndarray:
+                return np.argsort(-scores, axis=1)[:, :10]
             base, recall = await timed(plain, Q, top10(sims))
             rows.append(("plain records", base, 1.0, recall))
             t, recall = await timed(sup, Q, top10(branch_sims @ amps ** 2))

@@ -228,7 +228,8 @@ def main() -> None:
                 f = res["faiss"]
                 alt = {k: float(np.median(v)) for k, v in r["alternated"].items()}
                 ratio = (f"{r['qps'] / f['qps']:.2f} / {r['insert'] / f['insert']:.2f} / "
-                         f"{r['memory'] / f['memory']:.2f} / {r['concurrent'] / f['qps']:.2f} (index {r['index'] / 2**20:,.0f} MiB, summaries "
+                         f"{r['memory'] / f['memory']:.2f} / {r['concurrent'] / f['qps']:.2f} "
+                         f"(index {r['index'] / 2**20:,.0f} MiB, summaries "
                          f"and the rest {(r['memory'] - r['index']) / 2**20:,.0f}; LMDB map resident "
                          f"{r['lmdb'] / 2**20:,.0f}; just after the load {r['busy'] / 2**20:,.0f}); same graph, "
                          f"alternated: {alt['qstore']:,.0f} vs {alt['faiss']:,.0f} QPS, "

@@ -3,7 +3,7 @@
 * import-linter: layers qstore_client <- qstore <- qstore_server, a client free of the engine's
   dependencies, pure quantum-state primitives, and no import cycles (function-local imports
   included: grimp reads every import statement, wherever it stands);
-* ruff: lint and import order over qstore/, server/, client/ and tests/;
+* ruff: lint and import order over qstore/, server/, client/, tests/ and benchmarks/;
 * mypy --strict on the client package and the engine's public API modules.
 
 Each "catches" test copies the packages to a temporary directory, plants one violation and
@@ -64,7 +64,8 @@ def test_import_contracts_hold() -> None:
 
 
 def test_ruff_passes() -> None:
-    result = _run([sys.executable, "-m", "ruff", "check", "--no-cache", "qstore", "server", "client", "tests"], ROOT)
+    result = _run([sys.executable, "-m", "ruff", "check", "--no-cache", "qstore", "server", "client", "tests",
+                   "benchmarks"], ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
