@@ -100,6 +100,7 @@ class Collection:
         self._expired: dict[str, Entry] = {}
         self._expiry_lock = threading.Lock()
         self._iid_high = 0  # one past the largest internal id applied: ids are never reused
+        self.changed_seq = 0  # the last change committed here (or in a batch that then failed)
         self._region_map: tunnel.RegionMap | None = None  # the tunneling region of each live vector
         self._search_cost = 0.0  # moving average of a plain one-vector search, seconds
         self._gathering: dict[int, list[tuple[np.ndarray, asyncio.Future[list[Hit]]]]] = {}  # by top_k
@@ -397,11 +398,13 @@ class Collection:
         if not updates:
             return
         seq = ctx.log_change(self.cid, add_ids, removed)
+        self.changed_seq = seq  # on the writer thread, where the change sequence is pruned
         vecs = self.index.prepare(np.stack(add_vecs)) if add_vecs else np.empty((0, self.dim), np.float32)
         ids = np.array(add_ids, np.int64)
         gone = np.array(removed, np.int64)
         ctx.after_commit(lambda: self._publish(ids, vecs, gone, updates))
-        ctx.apply_later(lambda: self._integrate(seq, len(ids) + len(gone)))
+        upto = int(ids.max()) if len(ids) else -1
+        ctx.apply_later(lambda: self._integrate(seq, upto, len(ids) + len(gone)))
 
     def _publish(self, ids: np.ndarray, vecs: np.ndarray, removed: np.ndarray,
                  updates: dict[str, Entry | None]) -> None:
@@ -420,11 +423,12 @@ class Collection:
             if self._region_map is not None:
                 self._region_map.place(ids, vecs, removed)
 
-    def _integrate(self, seq: int, changed: int) -> None:
-        """The graph work of a commit, in the background: nobody waits for it."""
+    def _integrate(self, seq: int, upto: int, changed: int) -> None:
+        """The graph work of a commit (its vectors have internal ids up to ``upto``), in the
+        background: nobody waits for it."""
         if self.dropped:
             return
-        self.index.integrate(seq)
+        self.index.integrate(seq, upto)
         self._unsnapshotted += changed
         due = max(self._db.snapshot_every, int(SNAPSHOT_SHARE * self.index.size))
         if self._unsnapshotted >= due and self._snapshot_thread is None \

@@ -317,10 +317,11 @@ class Database:
         """Drop the change sequence that every snapshot already contains."""
 
         def write(ctx: WriteContext) -> None:
-            # In the writer thread, once every earlier batch is in its index: nothing committed
-            # can be missing from both the snapshots and the indexes while the bound is taken.
-            self._storage.wait_applied()
-            dirty = [c.snapshot_seq for c in self._collections.values() if c.index.applied_seq > c.snapshot_seq]
+            # In the writer thread, so no change commits while the bound is taken. A collection
+            # keeps every change after its snapshot, graphed or not; waiting here for the graph
+            # work instead held every write back for seconds beside a stream of reads.
+            dirty = [c.snapshot_seq for c in self._collections.values()
+                     if max(c.changed_seq, c.index.applied_seq) > c.snapshot_seq]
             upto = min(dirty) if dirty else self._storage.last_seq
             cur = ctx.cursor("changes")
             while cur.first() and codec.read_u64(cur.key()) <= upto:

@@ -177,29 +177,36 @@ class VectorIndex:
                 self._fresh_ids = np.concatenate([self._fresh_ids, np.asarray(add_ids, np.int64)])
                 self._fresh_vecs = np.concatenate([self._fresh_vecs, add_vecs])
 
-    def integrate(self, seq: int) -> None:
+    def integrate(self, seq: int, upto: int | None = None) -> None:
         """Move the fresh set into the graph (the applier thread), a chunk per hold of the write
         lock, so a search waits for one chunk's graph work at most. Every change up to ``seq``
-        was published before this call, so afterwards all of them are in the graph."""
+        was published before this call, its vectors under internal ids up to ``upto``; afterwards
+        all of them are in the graph. While searches come in, vectors of later changes are left
+        to their own calls: a writer held back by graph work then waits for its own batch, not
+        for every batch published meanwhile (beside readers a 500-vector stream advanced in bursts
+        of four batches, ~5 s apart). ``upto`` None: the whole fresh set."""
         while True:
             busy = time.monotonic() - self._last_search < QUIET
             n = max(1, int(HOLD[busy] / self._add_cost[busy]))
             held = 0.0
             with self._writing(), _threads(1 if busy else os.cpu_count() or 1):
-                ids, vecs = self._fresh_ids[:n], self._fresh_vecs[:n]
-                if len(ids):
-                    start = time.perf_counter()
-                    self._apply_locked(self._index, self._tombstones, ids, vecs, _NO_IDS)
-                    held = time.perf_counter() - start
-                    self._add_cost[busy] += 0.2 * (held / len(ids) - self._add_cost[busy])
-                    if self._pending is not None:
-                        self._pending.append((ids, vecs, _NO_IDS))
-                    self._fresh_ids, self._fresh_vecs = self._fresh_ids[n:], self._fresh_vecs[n:]
-                if not len(self._fresh_ids):
-                    self._fresh_vecs = self._fresh_vecs[:0].copy()  # a view would keep the batch alive
+                left = len(self._fresh_ids)
+                own = left if upto is None or not busy else int(np.count_nonzero(self._fresh_ids <= upto))
+                if not own:
+                    if not left:
+                        self._fresh_vecs = self._fresh_vecs[:0].copy()  # a view would keep the batch alive
                     self.applied_seq = max(self.applied_seq, seq)
                     self._maybe_train()
                     break
+                n = min(n, own)  # the fresh set is in commit order: its own vectors come first
+                ids, vecs = self._fresh_ids[:n], self._fresh_vecs[:n]
+                start = time.perf_counter()
+                self._apply_locked(self._index, self._tombstones, ids, vecs, _NO_IDS)
+                held = time.perf_counter() - start
+                self._add_cost[busy] += 0.2 * (held / len(ids) - self._add_cost[busy])
+                if self._pending is not None:
+                    self._pending.append((ids, vecs, _NO_IDS))
+                self._fresh_ids, self._fresh_vecs = self._fresh_ids[n:], self._fresh_vecs[n:]
             if busy:  # searches and graph work cannot overlap: give them the lock and a core in turn
                 time.sleep(held * YIELD)
         self.pages.update(self._index)

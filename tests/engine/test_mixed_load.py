@@ -12,6 +12,7 @@ import pytest
 import qstore
 from qstore.index import IndexSpec, VectorIndex
 from qstore.index.snapshot import SnapshotWriter, read_snapshot
+from qstore.storage import codec
 
 DIM = 16
 NONE = np.empty(0, np.int64)
@@ -148,3 +149,54 @@ async def test_queries_beside_a_write_stream_see_every_acknowledged_write(tmp_pa
         stop.set()
         await task
         assert bad == []
+
+
+async def test_pruning_the_change_sequence_waits_for_no_graph_work(tmp_path):
+    """After a snapshot the change sequence is pruned in the writer thread. With the applier held
+    on an earlier write's graph work, the prune and a write after it are still answered (it used
+    to wait for every queued batch's graph work, holding all writes back), and a change
+    committed but not yet graphed stays in the sequence, which is all a restart has of it."""
+    rng = np.random.default_rng(3)
+    async with await qstore.Database.open(str(tmp_path / "db"), sweep_interval=None) as db:
+        col = await db.create_collection("c", dim=DIM, index={"type": "hnsw", "m": 16, "ef_construction": 64})
+        await col.upsert([f"b{i}" for i in range(100)], _unit(rng, 100))
+        await db._storage.settle()
+        await asyncio.get_running_loop().run_in_executor(None, col.snapshot)
+        snapped = col.snapshot_seq
+        assert snapped == col.index.applied_seq > 0
+        release = threading.Event()
+        await db._storage.write(lambda ctx: ctx.apply_later(release.wait))  # the applier waits here
+        try:
+            await col.upsert(["late"], _unit(rng, 1))  # committed, not graphed
+            assert col.index.applied_seq == snapped
+            await asyncio.wait_for(db._prune_changes(), 10)
+            await asyncio.wait_for(db.put_state("after", np.array([1.0, 0.0])), 10)  # the writer is free
+            seqs = await db._storage.read(lambda txn: [codec.read_u64(k)
+                                                       for k, _ in txn.cursor(db._storage.tables["changes"])])
+            assert seqs and min(seqs) == snapped + 1  # the history before the snapshot is gone
+        finally:
+            release.set()
+        await db._storage.settle()
+        assert [h.id for h in await col.query((await col.get(["late"]))[0].vector, top_k=1)] == ["late"]
+
+
+def test_while_searches_come_in_a_change_is_graphed_up_to_its_own_vectors():
+    """So a writer held back by graph work waits for its own batch only: with searches coming in,
+    integrating change 1 leaves change 2's vectors fresh; without searches (a bulk load) it
+    takes the whole fresh set, in large chunks."""
+    rng = np.random.default_rng(4)
+    for searching in (True, False):
+        index = VectorIndex(DIM, "cosine", IndexSpec.parse({"type": "hnsw", "m": 16, "ef_construction": 64}))
+        index.publish(np.arange(50), _unit(rng, 50), NONE)  # change 1
+        index.publish(np.arange(50, 100), _unit(rng, 50), NONE)  # change 2
+        if searching:
+            index.searching()
+        index.integrate(seq=1, upto=49)
+        assert index.applied_seq == 1 and index.fresh == (50 if searching else 0)
+        if searching:
+            assert set(index.ids().tolist()) == set(range(100))  # change 2 still searchable, exactly
+            index.searching()
+            index.integrate(seq=2, upto=-1)  # a change without vectors moves none
+            assert index.applied_seq == 2 and index.fresh == 50
+            index.integrate(seq=3, upto=99)
+            assert index.applied_seq == 3 and index.fresh == 0
