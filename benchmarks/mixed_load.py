@@ -9,10 +9,10 @@ the reader's QPS, p50, p99 and worst latency in both phases and their ratios; th
 loaded QPS of at least 0.5x idle, a p99 within 10x idle and no query above 250 ms.
 
 The loaded phase is timed twice: as the stream starts ("loaded"), while the writer is still
-ahead of the graph work (a few acknowledged batches may wait for it before the writer is held
-back), and once reader and writer have run together for ``--settle`` seconds ("steady"). In the
-steady state the writer goes at the graph work's pace, in bursts: the background thread graphs
-every waiting batch before it takes the next.
+ahead of the graph work (an acknowledged batch may wait for it before the writer is held back),
+and once reader and writer have run together for ``--settle`` seconds ("steady"), when the
+writer goes at the graph work's pace. Writes/s counts the vectors acknowledged since the row
+above (a timed phase is shorter than the graph work of one batch).
 """
 from __future__ import annotations
 
@@ -74,7 +74,6 @@ async def phases(col: Any, reads: Any, base: np.ndarray, stream: np.ndarray, que
         t0 = time.perf_counter()
         lat = await reader(reads, queries)
         elapsed = time.perf_counter() - t0
-        # writes/s since the row above (a timed phase is shorter than the wait for one batch)
         out[phase] = (lat, elapsed, written[0] / (time.perf_counter() - since))
         since, written[0] = time.perf_counter(), 0
     stop.set()
