@@ -100,7 +100,7 @@ class Collection:
         self._expired: dict[str, Entry] = {}
         self._expiry_lock = threading.Lock()
         self._iid_high = 0  # one past the largest internal id applied: ids are never reused
-        self.changed_seq = 0  # the last change committed here (or in a batch that then failed)
+        self.changed_seq = 0  # the last change committed here (a failed batch leaves it high: more history kept)
         self._region_map: tunnel.RegionMap | None = None  # the tunneling region of each live vector
         self._search_cost = 0.0  # moving average of a plain one-vector search, seconds
         self._gathering: dict[int, list[tuple[np.ndarray, asyncio.Future[list[Hit]]]]] = {}  # by top_k

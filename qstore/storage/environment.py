@@ -49,8 +49,8 @@ LAST_SEQ_KEY = b"last_seq"
 MAX_BATCH = 512
 # Committed batches whose index work may wait behind the batch being indexed. One keeps the
 # next batch's commit overlapping this one's indexing (bulk loads ran as fast as with two),
-# and beside readers it keeps the exactly searched fresh set to two batches (with two,
-# three: reads under a steady 500-vector stream +4 %).
+# and beside readers it holds the exactly searched fresh set to two batches rather than three
+# (reads beside a steady 500-vector stream +4 %).
 MAX_APPLY_LAG = 1
 
 
