@@ -165,11 +165,11 @@ class Collection:
                 if snap is None or branch[0] in added:
                     add_ids.append(branch[0])
                     add_vecs.append(codec.vector_from(branch[1]))
-        if snap is not None:
+        if snap is not None:  # a snapshot may hold vectors of changes after its sequence number
             present = set(self.index.ids().tolist())
             removed &= present
-            add_ids, add_vecs = zip(*[(i, v) for i, v in zip(add_ids, add_vecs) if i not in present]) \
-                if add_ids else ((), ())
+            keep = [k for k, i in enumerate(add_ids) if i not in present]
+            add_ids, add_vecs = [add_ids[k] for k in keep], [add_vecs[k] for k in keep]
         vecs = self.index.prepare(np.stack(add_vecs)) if add_vecs else np.empty((0, self.dim), np.float32)
         self.index.apply(np.array(add_ids, np.int64), vecs, np.array(sorted(removed), np.int64),
                          self._storage.last_seq)
