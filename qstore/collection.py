@@ -615,7 +615,11 @@ class Collection:
 
     # ------------------------------------------------------------------ search
     def _query_vectors(self, vector: Any) -> np.ndarray:
-        return self.index.prepare(validation.check_vectors(vector, self.dim, metric=self.metric))
+        return self._scaled(validation.check_shape(vector, self.dim))
+
+    def _scaled(self, rows: np.ndarray) -> np.ndarray:
+        """Rows already checked for shape, checked for their values and scaled for the index."""
+        return self.index.prepare(validation.check_values(rows, self.metric))
 
     async def query(self, vector: Any, top_k: int = 10, filter: dict[str, Any] | None = None,
                     context: str | None = None, tunneling: float | None = None, seed: int | None = None,
@@ -633,7 +637,7 @@ class Collection:
         top_k = validation.check_top_k(top_k)
         if filter is None and context is None and ef is None and tunneling is None and not self._superposed:
             return await self._plain_query(row, top_k)
-        q = self._query_vectors(row)
+        q = self._scaled(row)
         pred = compile_filter(filter) if filter is not None else None
         validation.check_context(context)
         validation.check_ef(ef)
@@ -683,7 +687,7 @@ class Collection:
                 return await future
         else:
             self._ungathered += 1
-        q = self._query_vectors(row)
+        q = self._scaled(row)
         hits = self._search_inline(q, top_k)
         return hits if hits is not None else await self._search_hop(q, top_k)
 
@@ -710,9 +714,9 @@ class Collection:
         if np.isfinite(q).all():  # else a row is NaN, Inf, or zero under cosine (scaled by 1/0)
             return list(self._plain_search(q, k, now))
         answers: list[list[Hit] | InvalidArgument] = []  # a bad row fails its own caller only
-        for row in rows:
+        for r in range(len(rows)):
             try:
-                answers.append(self._plain_search(self._query_vectors(row), k, now)[0])
+                answers.append(self._plain_search(self._scaled(rows[r:r + 1]), k, now)[0])
             except InvalidArgument as exc:
                 answers.append(exc)
         return answers

@@ -70,7 +70,12 @@ def check_shape(vectors: Any, dim: int, n: int | None = None) -> np.ndarray:
 
 def check_vectors(vectors: Any, dim: int, *, metric: str, n: int | None = None) -> np.ndarray:
     """Return an (n, dim) float32 array or raise dimension_mismatch / invalid_vector."""
-    arr = check_shape(vectors, dim, n)
+    return check_values(check_shape(vectors, dim, n), metric)
+
+
+def check_values(arr: np.ndarray, metric: str) -> np.ndarray:
+    """``arr`` (from ``check_shape``) unchanged, or invalid_vector for NaN, Inf, or a zero row
+    under cosine."""
     norm2 = _row_norm2(arr)
     if not (norm2 is not None and math.isfinite(norm2)) and not np.isfinite(arr).all():
         raise InvalidArgument("vectors contain NaN or Inf", "invalid_vector")
